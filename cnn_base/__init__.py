@@ -1,0 +1,13 @@
+"""cnn_base: the "CNN basics" chapter of Dive into Deep Learning (MXNet edition, 5.1-5.4) in Gluon.
+
+Layers of the package, each importing only from those above it:
+
+- ``ops``: corr2d and friends, pool2d (NDArray in, NDArray out, differentiable)
+- ``shapes``: output-size formulas, receptive fields, parameter and multiply-add counts
+- ``examples``: the blog's example arrays
+"""
+from .ops import *          # noqa: F401,F403
+from .shapes import *       # noqa: F401,F403
+from .examples import *     # noqa: F401,F403
+
+__version__ = "0.1.0"
