@@ -5,9 +5,11 @@ Layers of the package, each importing only from those above it:
 - ``ops``: corr2d and friends, pool2d (NDArray in, NDArray out, differentiable)
 - ``shapes``: output-size formulas, receptive fields, parameter and multiply-add counts
 - ``examples``: the blog's example arrays
+- ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape (the chapter's exercises)
 """
 from .ops import *          # noqa: F401,F403
 from .shapes import *       # noqa: F401,F403
 from .examples import *     # noqa: F401,F403
+from .exercises import *    # noqa: F401,F403
 
 __version__ = "0.1.0"
