@@ -72,3 +72,30 @@ def check_same_array_kind(X, K, x_name="X", k_name="K"):
     if X.dtype != K.dtype:
         raise TypeError(f"{x_name} and {k_name} must have the same dtype, "
                         f"got {X.dtype.__name__} and {K.dtype.__name__}")
+
+
+def as_bool(name, value):
+    """Return ``value`` if it is a bool (``True``/``False``, not ``1``/``'yes'``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Check that ``value`` is one of ``choices`` (a tuple of strings).
+
+    >>> check_choice('layout', 'NCHW', ('NCHW',))
+    'NCHW'
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                        f"got {type(value).__name__} {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_divides(name, value, of_name, of_value):
+    """Check that the int ``value`` divides ``of_value`` (e.g. groups must divide channels)."""
+    if of_value % value:
+        raise ValueError(f"{name}={value} must divide {of_name}={of_value} evenly")

@@ -1,0 +1,277 @@
+"""Gluon blocks built on the chapter's own operations: drop-in peers of nn.Conv2D and the pools.
+
+:class:`Conv2D` computes its cross-correlation with :func:`cnn_base.functional.conv2d`
+(im2col + matrix multiply), :class:`MaxPool2D` and :class:`AvgPool2D` pool with
+:func:`cnn_base.functional.pool2d_nchw`; none of them calls ``F.Convolution``
+or ``F.Pooling``. Constructors, parameter names and shapes are Gluon's, so
+``save_parameters`` files move between these blocks and ``gluon.nn``'s in both
+directions, and either kind composes into ``nn.HybridSequential`` models,
+hybridizes and exports.
+
+Arguments are checked when a block is built (``ValueError``/``TypeError``
+naming the argument and the value), inputs when it is called (a message that
+names the problem instead of MXNet's shape-inference dump). Only the NCHW
+layout is supported.
+"""
+from mxnet import nd
+from mxnet.gluon import HybridBlock, nn
+
+from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
+from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
+                         pool2d_nchw)
+
+__all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
+
+LAYOUTS = ("NCHW",)
+ACTIVATIONS = ("relu", "sigmoid", "softrelu", "softsign", "tanh")
+
+
+class Conv2D(HybridBlock):
+    r"""2-D convolution layer computed by the chapter's cross-correlation (im2col + matmul).
+
+    The same constructor, parameters and output as ``gluon.nn.Conv2D``; only
+    the NCHW layout. If ``in_channels`` is 0, the weight's input-channel size
+    is found on the first call (deferred initialization), as with the built-in.
+
+    Parameters
+    ----------
+    channels : int
+        Number of output channels c_o (kernels).
+    kernel_size : int or tuple of 2 ints
+        (k_h, k_w).
+    strides : int or tuple of 2 ints, default (1, 1)
+    padding : int or tuple of 2 ints, default (0, 0)
+        Zeros added on each side of the height and width.
+    dilation : int or tuple of 2 ints, default (1, 1)
+        Spacing between kernel elements.
+    groups : int, default 1
+        Input and output channels split into ``groups`` independent
+        convolutions; it must divide ``channels`` and ``in_channels``.
+    layout : str, default 'NCHW'
+        Only 'NCHW'.
+    activation : str or None, default None
+        One of 'relu', 'sigmoid', 'softrelu', 'softsign', 'tanh', applied to the output.
+    use_bias : bool, default True
+    weight_initializer : str or Initializer, default None
+    bias_initializer : str or Initializer, default 'zeros'
+    in_channels : int, default 0
+        c_i; 0 defers it to the first call.
+
+    Inputs:
+        - **data**: (batch_size, in_channels, height, width).
+
+    Outputs:
+        - **out**: (batch_size, channels, out_height, out_width) with::
+
+              out_height = floor((height+2*padding[0]-dilation[0]*(kernel_size[0]-1)-1)/stride[0])+1
+              out_width = floor((width+2*padding[1]-dilation[1]*(kernel_size[1]-1)-1)/stride[1])+1
+
+    Parameters of the block: ``weight`` (channels, in_channels / groups, k_h, k_w)
+    and ``bias`` (channels,), named as in ``gluon.nn.Conv2D``.
+
+    Examples
+    --------
+    The blog's padding and stride example: kernel 3, padding 1, stride 2 on 8x8.
+
+    >>> conv = Conv2D(1, kernel_size=3, padding=1, strides=2)
+    >>> conv.initialize()
+    >>> conv(nd.ones((1, 1, 8, 8))).shape
+    (1, 1, 4, 4)
+    >>> conv
+    Conv2D(1 -> 1, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
+    """
+
+    def __init__(self, channels, kernel_size, strides=(1, 1), padding=(0, 0), dilation=(1, 1),
+                 groups=1, layout="NCHW", activation=None, use_bias=True,
+                 weight_initializer=None, bias_initializer="zeros", in_channels=0, **kwargs):
+        super().__init__(**kwargs)
+        self._channels = as_int("channels", channels)
+        self._kernel_size = as_pair("kernel_size", kernel_size)
+        self._strides = as_pair("strides", strides)
+        self._padding = as_pair("padding", padding, minimum=0)
+        self._dilation = as_pair("dilation", dilation)
+        self._groups = as_int("groups", groups)
+        check_choice("layout", layout, LAYOUTS)
+        in_channels = as_int("in_channels", in_channels, minimum=0)
+        check_divides("groups", self._groups, "channels", self._channels)
+        if in_channels:
+            check_divides("groups", self._groups, "in_channels", in_channels)
+        use_bias = as_bool("use_bias", use_bias)
+        if activation is not None:
+            check_choice("activation", activation, ACTIVATIONS)
+        with self.name_scope():
+            self.weight = self.params.get(
+                "weight", shape=(self._channels, in_channels // self._groups) + self._kernel_size,
+                init=weight_initializer, allow_deferred_init=True)
+            self.bias = (self.params.get("bias", shape=(self._channels,), init=bias_initializer,
+                                         allow_deferred_init=True) if use_bias else None)
+            self.act = (nn.Activation(activation, prefix=activation + "_")
+                        if activation is not None else None)
+
+    def _alias(self):
+        return "conv"
+
+    @property
+    def in_channels(self):
+        """c_i, or 0 while deferred initialization has not seen an input."""
+        return self.weight.shape[1] * self._groups
+
+    def infer_shape(self, x, *args):
+        """Set the weight's input-channel size from the input (deferred initialization)."""
+        check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
+                           self._padding, self._dilation)
+        self.weight.shape = (self._channels, x.shape[1] // self._groups) + self._kernel_size
+
+    def forward(self, x, *args):
+        # NDArray calls (imperative or hybridized) are checked here, before
+        # MXNet's own shape inference could fail with a C++ message.
+        if isinstance(x, nd.NDArray):
+            check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
+                               self._padding, self._dilation)
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
+                   self._dilation, self._groups, channels=self._channels)
+        return self.act(Y) if self.act is not None else Y
+
+    def __repr__(self):
+        s = f"{self.__class__.__name__}({self.in_channels or None} -> {self._channels}, " \
+            f"kernel_size={self._kernel_size}, stride={self._strides}"
+        if self._padding != (0, 0):
+            s += f", padding={self._padding}"
+        if self._dilation != (1, 1):
+            s += f", dilation={self._dilation}"
+        if self._groups != 1:
+            s += f", groups={self._groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.act is not None:
+            s += f", {self.act}"
+        return s + ")"
+
+
+class Pool2D(HybridBlock):
+    """2-D max or average pooling computed by the chapter's pool2d, one channel at a time.
+
+    The base of :class:`MaxPool2D` and :class:`AvgPool2D`, usable directly
+    with ``mode``. Each channel is pooled on its own, so the output has as many
+    channels as the input (blog section 4.3).
+
+    Parameters
+    ----------
+    pool_size : int or tuple of 2 ints, default (2, 2)
+        The window (p_h, p_w).
+    strides : int or tuple of 2 ints or None, default None
+        None means ``pool_size``.
+    padding : int or tuple of 2 ints, default 0
+        Added on each side; smaller than ``pool_size``. Max pooling pads with
+        the lowest float (never a window's max), average pooling with zeros.
+    mode : {'max', 'avg'}, default 'max'
+    layout : str, default 'NCHW'
+        Only 'NCHW'.
+    ceil_mode : bool, default False
+        Use ceil instead of floor in the output-size formula.
+    count_include_pad : bool, default True
+        Average pooling: whether padded cells count in each window's divisor.
+
+    Inputs:
+        - **data**: (batch_size, channels, height, width).
+
+    Outputs:
+        - **out**: (batch_size, channels, out_height, out_width) with::
+
+              out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
+              out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
+
+          and ceil instead of floor when ``ceil_mode`` is True.
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding=0, mode="max", layout="NCHW",
+                 ceil_mode=False, count_include_pad=True, **kwargs):
+        super().__init__(**kwargs)
+        self._pool_size = as_pair("pool_size", pool_size)
+        self._strides = self._pool_size if strides is None else as_pair("strides", strides)
+        self._padding = as_pair("padding", padding, minimum=0)
+        check_pool_padding(self._pool_size, self._padding)
+        self._mode = check_choice("mode", mode, ("max", "avg"))
+        check_choice("layout", layout, LAYOUTS)
+        self._ceil_mode = as_bool("ceil_mode", ceil_mode)
+        self._count_include_pad = as_bool("count_include_pad", count_include_pad)
+
+    def _alias(self):
+        return "pool"
+
+    def forward(self, x, *args):
+        if isinstance(x, nd.NDArray):
+            check_pool2d_input(x, self._pool_size, self._padding)
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x):
+        return pool2d_nchw(F, x, self._pool_size, self._strides, self._padding, self._mode,
+                           self._ceil_mode, self._count_include_pad)
+
+    def _settings(self):
+        return (f"size={self._pool_size}, stride={self._strides}, padding={self._padding}, "
+                f"ceil_mode={self._ceil_mode}")
+
+    def __repr__(self):
+        s = f"{self.__class__.__name__}({self._settings()}, mode={self._mode}"
+        if self._mode == "avg":
+            s += f", count_include_pad={self._count_include_pad}"
+        return s + ")"
+
+
+class MaxPool2D(Pool2D):
+    """Max pooling, a peer of ``gluon.nn.MaxPool2D`` (same constructor, NCHW only).
+
+    See :class:`Pool2D` for the parameters and the output-size formula.
+
+    Examples
+    --------
+    The blog's 4x4 input ``0..15``: a 3x3 window finds 10; with padding 1 and
+    stride 2 the four windows give 5, 7, 13, 15.
+
+    >>> X = nd.arange(16).reshape((1, 1, 4, 4))
+    >>> MaxPool2D(3)(X)
+    <BLANKLINE>
+    [[[[10.]]]]
+    <NDArray 1x1x1x1 @cpu(0)>
+    >>> MaxPool2D(3, padding=1, strides=2)(X)
+    <BLANKLINE>
+    [[[[ 5.  7.]
+       [13. 15.]]]]
+    <NDArray 1x1x2x2 @cpu(0)>
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding=0, layout="NCHW",
+                 ceil_mode=False, **kwargs):
+        super().__init__(pool_size, strides, padding, "max", layout, ceil_mode, **kwargs)
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}({self._settings()})"
+
+
+class AvgPool2D(Pool2D):
+    """Average pooling, a peer of ``gluon.nn.AvgPool2D`` (same constructor, NCHW only).
+
+    See :class:`Pool2D` for the parameters and the output-size formula.
+
+    Examples
+    --------
+    >>> X = nd.arange(16).reshape((1, 1, 4, 4))
+    >>> AvgPool2D(2)(X)
+    <BLANKLINE>
+    [[[[ 2.5  4.5]
+       [10.5 12.5]]]]
+    <NDArray 1x1x2x2 @cpu(0)>
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding=0, ceil_mode=False,
+                 layout="NCHW", count_include_pad=True, **kwargs):
+        super().__init__(pool_size, strides, padding, "avg", layout, ceil_mode,
+                         count_include_pad, **kwargs)
+
+    def __repr__(self):
+        return (f"{self.__class__.__name__}({self._settings()}, "
+                f"count_include_pad={self._count_include_pad})")

@@ -1,0 +1,275 @@
+"""The chapter's corr2d and pool2d, extended to NCHW batches and written once for NDArray and Symbol.
+
+``ops.corr2d`` lays every window of a 2-D ``X`` out as a column (im2col) and
+multiplies all columns by the kernel read as a row. Here the same two steps run
+on a whole batch: ``F.im2col`` turns ``X`` (N, c_i, h, w) into
+(N, c_i * k_h * k_w, h' * w'), one column per window position, with stride,
+padding and dilation built in; one matrix multiply with the kernels read as
+rows (c_o, c_i * k_h * k_w) then gives every output channel at every position,
+summed over the input channels exactly as ``corr2d_multi_in_out`` does.
+
+``ops.pool2d`` reduces each column of im2col with ``max`` or ``mean``. Here each
+channel is pooled on its own (blog section 4.3): the columns of one channel are
+its windows, and the window's elements are combined with elementwise maximum
+or addition. Max pooling pads with the lowest float, so padding never wins a
+max; average pooling divides by the number of cells counted as Gluon does.
+
+Every function takes ``F`` first (``mxnet.nd`` or ``mxnet.sym``), as a
+``HybridBlock.hybrid_forward`` does, so the blocks of :mod:`cnn_base.blocks`
+run the same code imperatively, hybridized and exported. None of them calls
+``F.Convolution`` or ``F.Pooling``. Output sizes follow
+:func:`cnn_base.shapes.output_shape`; the graphs never bake in an input size,
+so a hybridized block accepts any height and width, as the built-ins do.
+"""
+import numpy as np
+from mxnet import nd
+
+from ._checks import as_bool, as_int, as_pair, check_choice, check_ndarray
+from .ops import POOL_MODES
+
+__all__ = ["conv2d", "pool2d_nchw", "check_conv2d_input", "check_pool2d_input"]
+
+# Gluon's max pooling starts from the float's lowest value, not -inf: a window
+# made only of padding (possible with ceil_mode) then yields this value.
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+def _pair_args(kernel_size, strides, padding, dilation=1):
+    return (as_pair("kernel_size", kernel_size), as_pair("strides", strides),
+            as_pair("padding", padding, minimum=0), as_pair("dilation", dilation))
+
+
+def _padded(F, X, pad_width, value):
+    """Pad the last two axes by ``pad_width`` = (top, bottom, left, right) with ``value``."""
+    if not any(pad_width):
+        return X
+    return F.pad(X, mode="constant", pad_width=(0, 0, 0, 0) + tuple(pad_width),
+                 constant_value=value)
+
+
+def _grid(F, X, window, strides, pad_width):
+    """A (1, 1, h', w') array with the output's spatial shape, for ``reshape_like``.
+
+    In a symbolic graph the input size is unknown, so h' and w' cannot be
+    written into a ``reshape``. The strided slice of the padded first channel
+    with a negative end has exactly ``floor((h_padded - k) / s) + 1`` rows,
+    the output height, whatever the input size. It carries no gradient.
+    """
+    probe = F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None))
+    probe = _padded(F, F.BlockGrad(probe), pad_width, 0.0)
+    end = tuple(-(k - 1) or None for k in window)
+    return F.slice(probe, begin=(None, None, 0, 0), end=(None, None) + end,
+                   step=(1, 1) + tuple(strides))
+
+
+def _fully_connected(F, rows, weight, bias, c_o):
+    """Every row (one window) times every kernel read as a row: (N, L, K) -> (N, L, c_o)."""
+    kernels = F.reshape(weight, (0, -1))
+    if bias is None:
+        return F.FullyConnected(rows, kernels, num_hidden=c_o, no_bias=True, flatten=False)
+    return F.FullyConnected(rows, kernels, bias, num_hidden=c_o, flatten=False)
+
+
+def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
+           groups=1, channels=None):
+    """2-D cross-correlation of an NCHW batch: the chapter's im2col + matrix multiply.
+
+    Parameters
+    ----------
+    F : module
+        ``mxnet.nd`` or ``mxnet.sym``.
+    X : NDArray or Symbol
+        Input of shape (N, c_i, h, w).
+    weight : NDArray or Symbol
+        Kernels of shape (c_o, c_i / groups, k_h, k_w).
+    bias : NDArray or Symbol or None, default None
+        Shape (c_o,), added to every position of its output channel.
+    kernel_size : int or pair of ints, default None
+        (k_h, k_w); read from ``weight`` when it is an NDArray.
+    strides, padding, dilation : int or pair of ints, default 1, 0, 1
+        As in ``gluon.nn.Conv2D``; ``padding`` is added on each side.
+    groups : int, default 1
+        Channels split into ``groups`` independent convolutions.
+    channels : int, default None
+        c_o; read from ``weight`` when it is an NDArray.
+
+    Returns
+    -------
+    NDArray or Symbol of shape (N, c_o, h', w') with
+    ``h' = floor((h + 2 * p_h - d_h * (k_h - 1) - 1) / s_h) + 1``, ``w'`` alike.
+
+    Notes
+    -----
+    ``F.im2col`` gives the columns (N, c_i * k_h * k_w, h' * w'). They are
+    transposed so that each window is a row, and ``F.FullyConnected`` (a plain
+    matrix product, oneDNN's fastest on CPU) multiplies all rows by the kernels
+    at once. With groups, each group's slice of rows meets its own kernels.
+
+    Examples
+    --------
+    The blog's first figure, as a batch of one image with one channel:
+
+    >>> X = nd.arange(9).reshape((1, 1, 3, 3))
+    >>> K = nd.arange(4).reshape((1, 1, 2, 2))
+    >>> conv2d(nd, X, K)
+    <BLANKLINE>
+    [[[[19. 25.]
+       [37. 43.]]]]
+    <NDArray 1x1x2x2 @cpu(0)>
+    """
+    if isinstance(weight, nd.NDArray):
+        kernel_size = weight.shape[2:] if kernel_size is None else kernel_size
+        channels = weight.shape[0] if channels is None else channels
+    if kernel_size is None or channels is None:
+        raise TypeError("conv2d needs kernel_size and channels when weight is a Symbol")
+    k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
+    c_o, groups = as_int("channels", channels), as_int("groups", groups)
+    if isinstance(X, nd.NDArray):
+        check_conv2d_input(X, weight.shape[1] * groups if isinstance(weight, nd.NDArray) else 0,
+                           groups, k, p, d)
+
+    cols = F.im2col(X, kernel=k, stride=s, dilate=d, pad=p)      # (N, K, h' * w')
+    rows = F.transpose(cols, axes=(0, 2, 1))                       # (N, h' * w', K)
+    if groups == 1:
+        Y = _fully_connected(F, rows, weight, bias, c_o)
+    else:
+        row_parts = F.split(rows, num_outputs=groups, axis=2)
+        weight_parts = F.split(weight, num_outputs=groups, axis=0)
+        bias_parts = ([None] * groups if bias is None
+                      else F.split(bias, num_outputs=groups, axis=0))
+        Y = F.concat(*[_fully_connected(F, row_parts[g], weight_parts[g], bias_parts[g],
+                                        c_o // groups) for g in range(groups)], dim=2)
+    Y = F.transpose(Y, axes=(0, 2, 1))                             # (N, c_o, h' * w')
+    k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
+    grid = _grid(F, X, k_eff, s, (p[0], p[0], p[1], p[1]))
+    return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
+
+
+def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
+                count_include_pad=True):
+    """Max or average pooling of every channel of an NCHW batch: the chapter's pool2d, batched.
+
+    Parameters
+    ----------
+    F : module
+        ``mxnet.nd`` or ``mxnet.sym``.
+    X : NDArray or Symbol
+        Input of shape (N, c, h, w).
+    pool_size : int or pair of ints
+        (p_h, p_w), the window.
+    strides : int or pair of ints or None, default None
+        None means the window size, as in Gluon.
+    padding : int or pair of ints, default 0
+        Added on each side; must be smaller than the window.
+    mode : {'max', 'avg'}, default 'max'
+    ceil_mode : bool, default False
+        Round the output size up: the last window may run past the padded edge.
+    count_include_pad : bool, default True
+        Average pooling only: whether padded cells count in the divisor.
+
+    Returns
+    -------
+    NDArray or Symbol of shape (N, c, h', w') with
+    ``h' = floor((h + 2 * pad_h - p_h) / s_h) + 1`` (``ceil`` with ``ceil_mode``).
+
+    Notes
+    -----
+    Gluon's divisor for average pooling counts the window's cells that lie
+    inside the padded input (``count_include_pad=True``) or inside the input
+    itself (``False``); cells past the padded edge (``ceil_mode``) never count,
+    and a window without any counted cell gives 0. Max pooling of a window that
+    holds only padding gives the lowest float32, as Gluon's does.
+
+    Examples
+    --------
+    The blog's 4x4 input, window 3, padding 1, stride 2:
+
+    >>> X = nd.arange(16).reshape((1, 1, 4, 4))
+    >>> pool2d_nchw(nd, X, 3, strides=2, padding=1)
+    <BLANKLINE>
+    [[[[ 5.  7.]
+       [13. 15.]]]]
+    <NDArray 1x1x2x2 @cpu(0)>
+    """
+    k, s, p, _ = _pair_args(pool_size, pool_size if strides is None else strides, padding)
+    check_choice("mode", mode, POOL_MODES)
+    ceil_mode = as_bool("ceil_mode", ceil_mode)
+    count_include_pad = as_bool("count_include_pad", count_include_pad)
+    check_pool_padding(k, p)
+    if isinstance(X, nd.NDArray):
+        check_pool2d_input(X, k, p)
+
+    # ceil_mode: s - 1 more rows/columns at the far side make floor() count the
+    # windows that ceil() would; those cells never count in an average.
+    extra = (s[0] - 1, s[1] - 1) if ceil_mode else (0, 0)
+    pad_width = (p[0], p[0] + extra[0], p[1], p[1] + extra[1])
+    Xp = _padded(F, X, pad_width, _LOWEST if mode == "max" else 0.0)
+    n_taps = k[0] * k[1]
+    cols = F.im2col(Xp, kernel=k, stride=s)                       # (N, c * p_h * p_w, L)
+    cols = F.reshape(cols, (0, -4, -1, n_taps, -2))                # (N, c, p_h * p_w, L)
+    taps = F.split(cols, num_outputs=n_taps, axis=2, squeeze_axis=True) if n_taps > 1 else [
+        F.reshape(cols, (0, 0, -3))]
+    if mode == "max":
+        Y = taps[0]
+        for tap in list(taps)[1:]:
+            Y = F.maximum(Y, tap)
+    else:
+        Y = F.add_n(*taps) if n_taps > 1 else taps[0]
+        Y = _divide_by_count(F, X, Y, k, s, p, extra, count_include_pad)
+    return F.reshape_like(Y, _grid(F, X, k, s, pad_width),
+                          lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
+
+
+def _divide_by_count(F, X, Y, k, s, p, extra, count_include_pad):
+    """Divide window sums (N, c, L) by Gluon's per-window cell counts."""
+    if not any(extra) and (count_include_pad or not any(p)):
+        return Y / (k[0] * k[1])      # every window holds exactly p_h * p_w counted cells
+    # Count cells by pooling a mask of ones the same way: 1 where a cell counts.
+    probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+    mask = _padded(F, F.ones_like(probe), (p[0], p[0], p[1], p[1]),
+                   1.0 if count_include_pad else 0.0)
+    mask = _padded(F, mask, (0, extra[0], 0, extra[1]), 0.0)
+    counts = F.sum(F.im2col(mask, kernel=k, stride=s), axis=1, keepdims=True)   # (1, 1, L)
+    return F.broadcast_div(Y, F.maximum(counts, 1.0))
+
+
+def check_pool_padding(pool_size, padding):
+    """Gluon's rule: padding must be smaller than the window on each axis."""
+    if padding[0] >= pool_size[0] or padding[1] >= pool_size[1]:
+        raise ValueError(f"padding {tuple(padding)} must be smaller than pool_size "
+                         f"{tuple(pool_size)} on each axis")
+
+
+def _check_fits(X, window, padding, dilation, window_name):
+    h, w = X.shape[2:]
+    k_eff = tuple(dilation[a] * (window[a] - 1) + 1 for a in range(2))
+    padded = (h + 2 * padding[0], w + 2 * padding[1])
+    if padded[0] < k_eff[0] or padded[1] < k_eff[1]:
+        raise ValueError(f"input of height and width {(h, w)} is too small for the "
+                         f"{window_name} {k_eff}: after padding {tuple(padding)} it is "
+                         f"{padded}, and each side must be at least the {window_name}'s")
+
+
+def check_conv2d_input(X, in_channels, groups, kernel_size, padding, dilation):
+    """Call-time checks of a conv input, with messages that name the problem.
+
+    ``in_channels`` 0 means not yet known (deferred initialization); then the
+    channel count only has to be divisible by ``groups``.
+    """
+    check_ndarray("input", X, 4, "(batch, channels, height, width)")
+    c = X.shape[1]
+    if in_channels and c != in_channels:
+        raise ValueError(f"input has {c} channels but the layer expects in_channels="
+                         f"{in_channels} (input shape {X.shape}); the weight was created "
+                         f"for {in_channels} input channels")
+    if c % groups:
+        raise ValueError(f"input has {c} channels, which groups={groups} does not divide "
+                         f"evenly (input shape {X.shape})")
+    _check_fits(X, kernel_size, padding, dilation, "dilated kernel"
+                if max(dilation) > 1 else "kernel")
+
+
+def check_pool2d_input(X, pool_size, padding):
+    """Call-time checks of a pooling input."""
+    check_ndarray("input", X, 4, "(batch, channels, height, width)")
+    _check_fits(X, pool_size, padding, (1, 1), "pooling window")
