@@ -8,6 +8,9 @@ Layers of the package, each importing only from those above it:
 - ``shapes``: output-size formulas, receptive fields, parameter and multiply-add counts
 - ``examples``: the blog's example arrays
 - ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape (the chapter's exercises)
+- ``context``: ``'auto'``/``'cpu(N)'``/``'gpu(N)'`` -> a checked ``mx.Context``
+- ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
+- ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
 """
 from .ops import *          # noqa: F401,F403
 from .functional import *   # noqa: F401,F403
@@ -15,5 +18,8 @@ from .blocks import *       # noqa: F401,F403
 from .shapes import *       # noqa: F401,F403
 from .examples import *     # noqa: F401,F403
 from .exercises import *    # noqa: F401,F403
+from .context import *      # noqa: F401,F403
+from .train import *        # noqa: F401,F403
+from .figures import *      # noqa: F401,F403
 
 __version__ = "0.1.0"
