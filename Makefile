@@ -16,6 +16,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/reproduce_blog.py
+	$(BIN)/python scripts/learn_edge_kernel.py --block both --plot $(OUT)/edge_kernel.png --json $(OUT)/edge_kernel.json
+	$(BIN)/python scripts/draw_figures.py --out $(OUT)
+	@echo "The pictures are in $(OUT)/ (the learning run: $(OUT)/edge_kernel.png, its numbers: $(OUT)/edge_kernel.json):"
+	@ls -1 $(OUT)/*.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
