@@ -107,12 +107,23 @@ class EdgeKernelRun:
         every = as_int("every", every)
         return [loss_line(i, loss) for i, loss in enumerate(self.losses, start=1) if i % every == 0]
 
+    @property
+    def diverged(self):
+        """True when a loss or a weight became inf or nan (the step size was too large)."""
+        return not (np.isfinite(self.losses).all() and np.isfinite(self.kernel_path).all())
+
     def to_dict(self):
-        """JSON-ready summary: kernel, every iteration's loss, kernel path, context and settings."""
+        """JSON-ready summary: kernel, every iteration's loss, kernel path, context and settings.
+
+        An inf or nan (a diverged run) becomes ``None``, so the result is standard JSON.
+        """
+        def finite(values):
+            return [finite(v) if isinstance(v, list) else (v if math.isfinite(v) else None)
+                    for v in values]
         return {"block": self.block, "ctx": str(self.ctx), "iters": self.iters, "lr": self.lr,
-                "seed": self.seed, "kernel": self.kernel.asnumpy().tolist(),
-                "losses": list(self.losses),
-                "kernel_path": self.kernel_path.tolist()}
+                "seed": self.seed, "kernel": finite(self.kernel.asnumpy().tolist()),
+                "losses": finite(list(self.losses)),
+                "kernel_path": finite(self.kernel_path.tolist())}
 
 
 def _check_lr(lr):
@@ -144,8 +155,13 @@ def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
     EdgeKernelRun
 
     >>> run = learn_edge_kernel(ctx='cpu')
-    >>> run.loss_lines()
-    ['batch 2, loss 4.949', 'batch 4, loss 0.831', 'batch 6, loss 0.140', 'batch 8, loss 0.024', 'batch 10, loss 0.004']
+    >>> for line in run.loss_lines():
+    ...     print(line)
+    batch 2, loss 4.949
+    batch 4, loss 0.831
+    batch 6, loss 0.140
+    batch 8, loss 0.024
+    batch 10, loss 0.004
     >>> print(run.kernel)
     <BLANKLINE>
     [[ 0.9895    -0.9873705]]

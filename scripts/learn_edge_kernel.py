@@ -60,7 +60,10 @@ def main(argv=None):
             print(line)
         print(f"learned kernel: {run.kernel.asnumpy()}")
         error = abs(run.kernel.asnumpy() - cb.edge_kernel().asnumpy()).max()
-        print(f"max |K - [[1, -1]]| = {error:.4f}\n")
+        print(f"max |K - [[1, -1]]| = {error:.4f}")
+        if run.diverged:
+            print(f"the run diverged (inf or nan): lr {run.lr:g} is too large, try a smaller --lr")
+        print()
 
     if len(runs) == 2:
         custom, builtin = runs["custom"], runs["builtin"]

@@ -120,3 +120,12 @@ def test_a_gpu_run_stays_on_the_gpu_and_learns_the_same_kernel(runs):
     for a in (run.X, run.Y, run.Y_hat, run.net.weight.data(), run.net.weight.grad()):
         assert a.context == mx.gpu(0)
     np.testing.assert_allclose(run.kernel.asnumpy(), runs["builtin"].kernel.asnumpy(), atol=1e-5)
+
+
+def test_a_diverging_run_is_flagged_and_its_json_has_null_for_inf_and_nan():
+    run = cb.learn_edge_kernel("builtin", ctx="cpu", iters=30, lr=100)
+    assert run.diverged
+    d = run.to_dict()
+    json.dumps(d, allow_nan=False)           # standard JSON: no NaN or Infinity
+    assert d["kernel"] == [[None, None]] and None in d["losses"]
+    assert not cb.learn_edge_kernel("builtin", ctx="cpu", iters=2).diverged
