@@ -139,10 +139,12 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
                       else F.split(bias, num_outputs=groups, axis=0))
         Y = F.concat(*[_fully_connected(F, row_parts[g], weight_parts[g], bias_parts[g],
                                         c_o // groups) for g in range(groups)], dim=2)
-    Y = F.transpose(Y, axes=(0, 2, 1))                             # (N, c_o, h' * w')
     k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
     grid = _grid(F, X, k_eff, s, (p[0], p[0], p[1], p[1]))
-    return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
+    # (N, h' * w', c_o) -> (N, h', w', c_o) -> NCHW; transposing last lets the
+    # reshape happen in place inside a hybridized graph.
+    Y = F.reshape_like(Y, grid, lhs_begin=1, lhs_end=2, rhs_begin=2, rhs_end=None)
+    return F.transpose(Y, axes=(0, 3, 1, 2))
 
 
 def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,

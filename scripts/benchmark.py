@@ -1,0 +1,50 @@
+"""Time cnn_base's Conv2D and pools against Gluon's built-ins (forward + backward, hybridized).
+
+    python scripts/benchmark.py                      # the default table, 20 timings per layer
+    python scripts/benchmark.py --repeats 5 --json out/benchmark.json
+
+Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
+the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
+the geometric-mean ratio ours / built-in for conv and for pooling. The work is
+done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
+stderr, exit status 2.
+"""
+import argparse
+import json
+import sys
+
+import cnn_base.benchmark as bench
+from _cli import ArgumentParser, nonnegative_int, output_file
+
+
+def positive_int(text):
+    value = nonnegative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, got 0")
+    return value
+
+
+def main(argv=None):
+    parser = ArgumentParser(prog="benchmark.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=positive_int, default=20,
+                        help="timings per layer; the median is reported (default: 20)")
+    parser.add_argument("--number", type=positive_int, default=3,
+                        help="forward+backward passes in one timing (default: 3)")
+    parser.add_argument("--warmup", type=nonnegative_int, default=3,
+                        help="untimed rounds before timing (default: 3)")
+    parser.add_argument("--json", type=output_file(("json",)), default=None, metavar="PATH",
+                        help="also write the results and geometric means to PATH (.json)")
+    args = parser.parse_args(argv)
+
+    results = bench.run_benchmark(repeats=args.repeats, number=args.number, warmup=args.warmup)
+    print(bench.format_table(results))
+    if args.json is not None:
+        report = {"results": results, "geometric_mean_ratio": bench.summarize(results),
+                  "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
