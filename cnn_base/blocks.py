@@ -13,7 +13,7 @@ naming the argument and the value), inputs when it is called (a message that
 names the problem instead of MXNet's shape-inference dump). Only the NCHW
 layout is supported.
 """
-from mxnet import nd
+from mxnet import nd, sym
 from mxnet.gluon import HybridBlock, nn
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
@@ -123,9 +123,10 @@ class Conv2D(HybridBlock):
         self.weight.shape = (self._channels, x.shape[1] // self._groups) + self._kernel_size
 
     def forward(self, x, *args):
-        # NDArray calls (imperative or hybridized) are checked here, before
-        # MXNet's own shape inference could fail with a C++ message.
-        if isinstance(x, nd.NDArray):
+        # Calls with data (imperative or hybridized) are checked here, before
+        # MXNet's own shape inference could fail with a C++ message. Inside a
+        # hybridized parent this block only sees Symbols, and MXNet checks.
+        if not isinstance(x, sym.Symbol):
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation)
         return super().forward(x, *args)
@@ -136,7 +137,9 @@ class Conv2D(HybridBlock):
         return self.act(Y) if self.act is not None else Y
 
     def __repr__(self):
-        s = f"{self.__class__.__name__}({self.in_channels or None} -> {self._channels}, " \
+        # As Gluon's: the left of the arrow is the weight's input-channel size,
+        # in_channels / groups, or None before deferred initialization.
+        s = f"{self.__class__.__name__}({self.weight.shape[1] or None} -> {self._channels}, " \
             f"kernel_size={self._kernel_size}, stride={self._strides}"
         if self._padding != (0, 0):
             s += f", padding={self._padding}"
@@ -203,7 +206,7 @@ class Pool2D(HybridBlock):
         return "pool"
 
     def forward(self, x, *args):
-        if isinstance(x, nd.NDArray):
+        if not isinstance(x, sym.Symbol):
             check_pool2d_input(x, self._pool_size, self._padding)
         return super().forward(x, *args)
 
