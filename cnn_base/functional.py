@@ -47,6 +47,21 @@ def _padded(F, X, pad_width, value):
                  constant_value=value)
 
 
+def _zero_padded(F, X, pad_width):
+    """Zero padding; symmetric padding goes through im2col with a 1x1 window.
+
+    im2col of a 1x1 window is the zero-padded input itself, laid out flat, and
+    MXNet's im2col (forward and backward) is faster than its ``pad`` on CPU.
+    """
+    top, bottom, left, right = pad_width
+    if (top, left) != (bottom, right) or not any(pad_width):
+        return _padded(F, X, pad_width, 0.0)
+    flat = F.im2col(X, kernel=(1, 1), pad=(top, left))           # (N, c, h_p * w_p)
+    probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+    return F.reshape_like(flat, _padded(F, probe, pad_width, 0.0), lhs_begin=2, lhs_end=None,
+                          rhs_begin=2, rhs_end=None)
+
+
 def _grid(F, X, window, strides, pad_width):
     """A (1, 1, h', w') array with the output's spatial shape, for ``reshape_like``.
 
@@ -205,34 +220,56 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     # windows that ceil() would; those cells never count in an average.
     extra = (s[0] - 1, s[1] - 1) if ceil_mode else (0, 0)
     pad_width = (p[0], p[0] + extra[0], p[1], p[1] + extra[1])
-    Xp = _padded(F, X, pad_width, _LOWEST if mode == "max" else 0.0)
-    n_taps = k[0] * k[1]
-    cols = F.im2col(Xp, kernel=k, stride=s)                       # (N, c * p_h * p_w, L)
-    cols = F.reshape(cols, (0, -4, -1, n_taps, -2))                # (N, c, p_h * p_w, L)
-    taps = F.split(cols, num_outputs=n_taps, axis=2, squeeze_axis=True) if n_taps > 1 else [
-        F.reshape(cols, (0, 0, -3))]
+    Xp = _padded(F, X, pad_width, _LOWEST) if mode == "max" else _zero_padded(F, X, pad_width)
+    grid = _grid(F, X, k, s, pad_width)
+    taps = _window_taps(F, Xp, k, s, grid)
     if mode == "max":
         Y = taps[0]
-        for tap in list(taps)[1:]:
+        for tap in taps[1:]:
             Y = F.maximum(Y, tap)
-    else:
-        Y = F.add_n(*taps) if n_taps > 1 else taps[0]
-        Y = _divide_by_count(F, X, Y, k, s, p, extra, count_include_pad)
-    return F.reshape_like(Y, _grid(F, X, k, s, pad_width),
-                          lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
-
-
-def _divide_by_count(F, X, Y, k, s, p, extra, count_include_pad):
-    """Divide window sums (N, c, L) by Gluon's per-window cell counts."""
+        return Y
+    Y = F.add_n(*taps) if len(taps) > 1 else taps[0]
     if not any(extra) and (count_include_pad or not any(p)):
         return Y / (k[0] * k[1])      # every window holds exactly p_h * p_w counted cells
-    # Count cells by pooling a mask of ones the same way: 1 where a cell counts.
+    return F.broadcast_div(Y, _cell_counts(F, X, k, s, p, extra, count_include_pad, grid))
+
+
+def _window_taps(F, Xp, k, s, grid):
+    """The p_h * p_w arrays (N, c, h', w') holding each window's element (i, j).
+
+    Windows that overlap (a side longer than its stride) are read in place with
+    one strided slice per element: im2col would copy the shared cells several
+    times. Otherwise im2col lays each channel's windows out as columns, as in
+    ``ops.pool2d``, and its rows are split apart. Either way the sizes come from
+    negative slice ends and ``reshape_like``, never from the input's size.
+    """
+    if k[0] > s[0] or k[1] > s[1]:
+        return [F.slice(Xp, begin=(None, None, i, j),
+                        end=(None, None, -(k[0] - 1 - i) or None, -(k[1] - 1 - j) or None),
+                        step=(1, 1) + tuple(s))
+                for i in range(k[0]) for j in range(k[1])]
+    n_taps = k[0] * k[1]
+    cols = F.im2col(Xp, kernel=k, stride=s)                    # (N, c * p_h * p_w, h' * w')
+    cols = F.reshape_like(F.reshape(cols, (0, -4, -1, n_taps, -2)), grid,
+                          lhs_begin=3, lhs_end=None, rhs_begin=2, rhs_end=None)
+    if n_taps == 1:                                            # (N, c, 1, h', w')
+        return [F.reshape(cols, (0, 0, -3, -2))]
+    return list(F.split(cols, num_outputs=n_taps, axis=2, squeeze_axis=True))
+
+
+def _cell_counts(F, X, k, s, p, extra, count_include_pad, grid):
+    """Gluon's divisor of every window, (1, 1, h', w'): its cells that count, at least 1.
+
+    A mask of ones (1 where a cell counts) is summed over each window, exactly
+    as the input is.
+    """
     probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
     mask = _padded(F, F.ones_like(probe), (p[0], p[0], p[1], p[1]),
                    1.0 if count_include_pad else 0.0)
     mask = _padded(F, mask, (0, extra[0], 0, extra[1]), 0.0)
     counts = F.sum(F.im2col(mask, kernel=k, stride=s), axis=1, keepdims=True)   # (1, 1, L)
-    return F.broadcast_div(Y, F.maximum(counts, 1.0))
+    return F.reshape_like(F.maximum(counts, 1.0), grid, lhs_begin=2, lhs_end=None,
+                          rhs_begin=2, rhs_end=None)
 
 
 def check_pool_padding(pool_size, padding):
