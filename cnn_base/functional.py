@@ -34,8 +34,8 @@ __all__ = ["conv2d", "pool2d_nchw", "check_conv2d_input", "check_pool2d_input"]
 _LOWEST = float(np.finfo(np.float32).min)
 
 
-def _pair_args(kernel_size, strides, padding, dilation=1):
-    return (as_pair("kernel_size", kernel_size), as_pair("strides", strides),
+def _pair_args(kernel_size, strides, padding, dilation=1, kernel_name="kernel_size"):
+    return (as_pair(kernel_name, kernel_size), as_pair("strides", strides),
             as_pair("padding", padding, minimum=0), as_pair("dilation", dilation))
 
 
@@ -208,7 +208,8 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
        [13. 15.]]]]
     <NDArray 1x1x2x2 @cpu(0)>
     """
-    k, s, p, _ = _pair_args(pool_size, pool_size if strides is None else strides, padding)
+    k, s, p, _ = _pair_args(pool_size, pool_size if strides is None else strides, padding,
+                            kernel_name="pool_size")
     check_choice("mode", mode, POOL_MODES)
     ceil_mode = as_bool("ceil_mode", ceil_mode)
     count_include_pad = as_bool("count_include_pad", count_include_pad)
