@@ -19,6 +19,7 @@ from mxnet.gluon import HybridBlock, nn
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
 from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
                          pool2d_nchw)
+from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
 
@@ -188,6 +189,20 @@ class Pool2D(HybridBlock):
               out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
 
           and ceil instead of floor when ``ceil_mode`` is True.
+
+    Examples
+    --------
+    The blog's two-channel input (X and X + 1) pools each channel on its own:
+
+    >>> X = nd.arange(16).reshape((1, 1, 4, 4))
+    >>> Pool2D(3, strides=2, padding=1, mode="max")(nd.concat(X, X + 1, dim=1))
+    <BLANKLINE>
+    [[[[ 5.  7.]
+       [13. 15.]]
+    <BLANKLINE>
+      [[ 6.  8.]
+       [14. 16.]]]]
+    <NDArray 1x2x2x2 @cpu(0)>
     """
 
     def __init__(self, pool_size=(2, 2), strides=None, padding=0, mode="max", layout="NCHW",
@@ -197,7 +212,7 @@ class Pool2D(HybridBlock):
         self._strides = self._pool_size if strides is None else as_pair("strides", strides)
         self._padding = as_pair("padding", padding, minimum=0)
         check_pool_padding(self._pool_size, self._padding)
-        self._mode = check_choice("mode", mode, ("max", "avg"))
+        self._mode = check_choice("mode", mode, POOL_MODES)
         check_choice("layout", layout, LAYOUTS)
         self._ceil_mode = as_bool("ceil_mode", ceil_mode)
         self._count_include_pad = as_bool("count_include_pad", count_include_pad)
@@ -228,7 +243,27 @@ class Pool2D(HybridBlock):
 class MaxPool2D(Pool2D):
     """Max pooling, a peer of ``gluon.nn.MaxPool2D`` (same constructor, NCHW only).
 
-    See :class:`Pool2D` for the parameters and the output-size formula.
+    Parameters
+    ----------
+    pool_size : int or tuple of 2 ints, default (2, 2)
+    strides : int or tuple of 2 ints or None, default None
+        None means ``pool_size``.
+    padding : int or tuple of 2 ints, default 0
+        Smaller than ``pool_size``; padded cells never win the max.
+    layout : str, default 'NCHW'
+        Only 'NCHW'.
+    ceil_mode : bool, default False
+
+    Inputs:
+        - **data**: (batch_size, channels, height, width).
+
+    Outputs:
+        - **out**: (batch_size, channels, out_height, out_width) with::
+
+              out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
+              out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
+
+          and ceil instead of floor when ``ceil_mode`` is True.
 
     Examples
     --------
@@ -258,7 +293,30 @@ class MaxPool2D(Pool2D):
 class AvgPool2D(Pool2D):
     """Average pooling, a peer of ``gluon.nn.AvgPool2D`` (same constructor, NCHW only).
 
-    See :class:`Pool2D` for the parameters and the output-size formula.
+    Parameters
+    ----------
+    pool_size : int or tuple of 2 ints, default (2, 2)
+    strides : int or tuple of 2 ints or None, default None
+        None means ``pool_size``.
+    padding : int or tuple of 2 ints, default 0
+        Zeros, fewer than ``pool_size`` on each side.
+    ceil_mode : bool, default False
+    layout : str, default 'NCHW'
+        Only 'NCHW'.
+    count_include_pad : bool, default True
+        Whether padded cells count in a window's divisor. Cells that a
+        ``ceil_mode`` window reaches past the padding never count.
+
+    Inputs:
+        - **data**: (batch_size, channels, height, width).
+
+    Outputs:
+        - **out**: (batch_size, channels, out_height, out_width) with::
+
+              out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
+              out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
+
+          and ceil instead of floor when ``ceil_mode`` is True.
 
     Examples
     --------
@@ -268,6 +326,14 @@ class AvgPool2D(Pool2D):
     [[[[ 2.5  4.5]
        [10.5 12.5]]]]
     <NDArray 1x1x2x2 @cpu(0)>
+
+    A 2x2 window with padding 1 in a corner holds one input cell and three
+    padded ones:
+
+    >>> ones = nd.ones((1, 1, 2, 2))
+    >>> AvgPool2D(2, padding=1)(ones)[0, 0, 0, 0].asscalar(), AvgPool2D(
+    ...     2, padding=1, count_include_pad=False)(ones)[0, 0, 0, 0].asscalar()
+    (0.25, 1.0)
     """
 
     def __init__(self, pool_size=(2, 2), strides=None, padding=0, ceil_mode=False,

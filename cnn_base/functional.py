@@ -1,4 +1,4 @@
-"""The chapter's corr2d and pool2d, extended to NCHW batches and written once for NDArray and Symbol.
+"""The chapter's corr2d and pool2d on NCHW batches, written once for NDArray and Symbol.
 
 ``ops.corr2d`` lays every window of a 2-D ``X`` out as a column (im2col) and
 multiplies all columns by the kernel read as a row. Here the same two steps run
@@ -9,10 +9,12 @@ rows (c_o, c_i * k_h * k_w) then gives every output channel at every position,
 summed over the input channels exactly as ``corr2d_multi_in_out`` does.
 
 ``ops.pool2d`` reduces each column of im2col with ``max`` or ``mean``. Here each
-channel is pooled on its own (blog section 4.3): the columns of one channel are
-its windows, and the window's elements are combined with elementwise maximum
-or addition. Max pooling pads with the lowest float, so padding never wins a
-max; average pooling divides by the number of cells counted as Gluon does.
+channel is pooled on its own (blog section 4.3). The p_h * p_w elements of every
+window are gathered as p_h * p_w arrays ("taps") of the output's shape, by
+im2col or, when windows overlap, by strided slices of the padded input, and
+combined with elementwise maximum or addition. Max pooling pads with the lowest
+float, so padding never wins a max; average pooling divides by the number of
+cells Gluon counts.
 
 Every function takes ``F`` first (``mxnet.nd`` or ``mxnet.sym``), as a
 ``HybridBlock.hybrid_forward`` does, so the blocks of :mod:`cnn_base.blocks`
@@ -27,7 +29,7 @@ from mxnet import nd
 from ._checks import as_bool, as_int, as_pair, check_choice, check_ndarray
 from .ops import POOL_MODES
 
-__all__ = ["conv2d", "pool2d_nchw", "check_conv2d_input", "check_pool2d_input"]
+__all__ = ["conv2d", "pool2d_nchw"]
 
 # Gluon's max pooling starts from the float's lowest value, not -inf: a window
 # made only of padding (possible with ceil_mode) then yields this value.

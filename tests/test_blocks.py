@@ -212,7 +212,7 @@ POOL_TABLE = [
     ((2, 3, 6, 6), dict(pool_size=2)),
     ((1, 2, 7, 5), dict(pool_size=(3, 2), strides=(2, 1), padding=(1, 0))),
     ((2, 1, 5, 9), dict(pool_size=3, strides=2, padding=1, ceil_mode=True)),
-    ((1, 2, 5, 5), dict(pool_size=2, strides=3, padding=1, ceil_mode=True)),   # a window past the edge
+    ((1, 2, 5, 5), dict(pool_size=2, strides=3, padding=1, ceil_mode=True)),   # past the edge
     ((3, 2, 4, 7), dict(pool_size=(2, 4), strides=(1, 3), padding=(1, 2))),
     ((1, 1, 4, 4), dict(pool_size=4)),
     ((2, 3, 9, 8), dict(pool_size=(1, 3), strides=(3, 1), padding=(0, 1), ceil_mode=True)),

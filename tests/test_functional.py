@@ -36,7 +36,8 @@ def test_conv2d_equals_mxnet_convolution(x_shape, w_shape, kwargs, use_bias):
     X, K = nd.random.normal(shape=x_shape), nd.random.normal(shape=w_shape)
     b = nd.random.normal(shape=w_shape[:1]) if use_bias else None
     ref = nd.Convolution(X, K, b, kernel=w_shape[2:], num_filter=w_shape[0],
-                         stride=_pair(kwargs.get("strides", 1)), pad=_pair(kwargs.get("padding", 0)),
+                         stride=_pair(kwargs.get("strides", 1)),
+                         pad=_pair(kwargs.get("padding", 0)),
                          dilate=_pair(kwargs.get("dilation", 1)), num_group=kwargs.get("groups", 1),
                          no_bias=not use_bias)
     np.testing.assert_allclose(conv2d(nd, X, K, b, **kwargs).asnumpy(), ref.asnumpy(), **FWD)
