@@ -1,12 +1,12 @@
 """Time our blocks against Gluon's built-ins: forward + backward, both hybridized, interleaved.
 
 Each case builds our block and the built-in with the same settings and the same
-weights, hybridizes both, warms them up, then times them in turns (ours,
-built-in, ours, built-in, ...) so that a slow moment of the machine hits both.
-One timing is ``number`` forward+backward passes (gradients of the input,
-weight and bias from a fixed random output gradient, as for a layer inside a
-network), bracketed by
-``nd.waitall()``; the result is the median over ``repeats`` timings.
+weights, hybridizes both the same way (``static_alloc=True, static_shape=True``,
+Gluon's fastest), warms them up, then times them in turns (ours, built-in, ours,
+built-in, ...) so that a slow moment of the machine hits both. One timing is
+``number`` forward+backward passes (gradients of the input, weight and bias
+from a fixed random output gradient, as for a layer inside a network),
+bracketed by ``nd.waitall()``; the result is the median over ``repeats`` timings.
 
 ``scripts/benchmark.py`` is the command-line wrapper.
 """
@@ -24,7 +24,7 @@ from ._checks import as_int
 __all__ = ["CONV_CASES", "POOL_CASES", "run_benchmark", "time_case", "geometric_mean",
            "summarize", "format_table"]
 
-# (input shape, constructor keywords): the layers of LeNet-like and ResNet-like nets.
+# (input shape, constructor keywords): layers of LeNet-like and ResNet-like networks.
 CONV_CASES = [
     ((8, 16, 64, 64), dict(channels=32, kernel_size=3, padding=1)),
     ((32, 1, 28, 28), dict(channels=6, kernel_size=5, padding=2)),
