@@ -118,9 +118,12 @@ def test_conv2d_gives_blog_padding_and_stride_shapes_on_8x8(kwargs, out_hw):
     assert conv(nd.random.uniform(shape=(1, 1, 8, 8))).shape == (1, 1) + out_hw
 
 
-def test_conv2d_defers_in_channels_to_the_first_input():
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_conv2d_defers_in_channels_to_the_first_input(hybridize):
     conv = cb.Conv2D(4, (3, 2), groups=2)
     conv.initialize()
+    if hybridize:
+        conv.hybridize()
     assert conv.weight.shape == (4, 0, 3, 2)
     assert repr(conv).startswith("Conv2D(None -> 4,")
     conv(nd.ones((1, 6, 5, 5)))
