@@ -24,6 +24,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark.py --json $(OUT)/benchmark.json
+
 notebooks: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,notebooks]'
 	@echo "open them with: $(BIN)/jupyter lab notebooks/"

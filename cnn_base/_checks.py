@@ -3,6 +3,7 @@
 Every check raises ``TypeError`` or ``ValueError`` whose message states the rule
 and the value received; none uses ``assert`` (asserts vanish under ``python -O``).
 """
+import math
 import numbers
 
 from mxnet import nd
@@ -48,6 +49,19 @@ def as_int(name, value, minimum=1):
         rule = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{name} must be {rule}, got {value!r}")
     return int(value)
+
+
+def as_positive_float(name, value):
+    """Return ``value`` as a positive finite float (a step size such as ``lr``).
+
+    >>> as_positive_float('lr', 0.03)
+    0.03
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def check_ndarray(name, X, ndim, what=None):

@@ -7,15 +7,13 @@
   gradient descent straight through :func:`cnn_base.corr2d` (no layer needed), to ask
   what a kernel learns when its shape or the data change.
 """
-import math
-import numbers
 from dataclasses import dataclass, field
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, nd
 
-from ._checks import as_int, as_pair, check_ndarray
+from ._checks import as_int, as_pair, as_positive_float, check_ndarray
 from .ops import corr2d
 
 __all__ = ["corr2d_matrix", "KernelFit", "fit_kernel"]
@@ -77,14 +75,6 @@ class KernelFit:
     kernel_path: np.ndarray = field(repr=False)
 
 
-def _check_lr(lr):
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
-        raise TypeError(f"lr must be a number, got {type(lr).__name__} {lr!r}")
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    return float(lr)
-
-
 def fit_kernel(X, Y, kernel_size, iters=10, lr=0.03, seed=0, init_scale=0.07):
     """Learn ``K`` so that ``corr2d(X, K)`` approximates ``Y``: gradient descent on the summed squared error.
 
@@ -125,7 +115,7 @@ def fit_kernel(X, Y, kernel_size, iters=10, lr=0.03, seed=0, init_scale=0.07):
     check_ndarray("Y", Y, 2, "(h', w')")
     k_h, k_w = as_pair("kernel_size", kernel_size)
     iters = as_int("iters", iters, minimum=0)
-    lr = _check_lr(lr)
+    lr = as_positive_float("lr", lr)
     seed = as_int("seed", seed, minimum=0)
     expected = (X.shape[0] - k_h + 1, X.shape[1] - k_w + 1)
     if Y.shape != expected:

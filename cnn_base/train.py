@@ -15,7 +15,6 @@ Gluon draws a parameter's initial value on the CPU and copies it to the layer's
 context, so the same seed gives the same start, and the same lines, on every context.
 """
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import mxnet as mx
@@ -23,7 +22,7 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
-from ._checks import as_int
+from ._checks import as_int, as_positive_float
 from .blocks import Conv2D
 from .context import as_ctx
 from .examples import edge_image, edge_kernel
@@ -126,14 +125,6 @@ class EdgeKernelRun:
                 "kernel_path": finite(self.kernel_path.tolist())}
 
 
-def _check_lr(lr):
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
-        raise TypeError(f"lr must be a number, got {type(lr).__name__} {lr!r}")
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    return float(lr)
-
-
 def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
     """Learn the kernel ``[[1, -1]]`` from the edge image with a (1, 2) Conv2D, as the blog does.
 
@@ -171,7 +162,7 @@ def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
         raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
     ctx = as_ctx(ctx)
     iters = as_int("iters", iters, minimum=0)
-    lr = _check_lr(lr)
+    lr = as_positive_float("lr", lr)
     seed = as_int("seed", seed, minimum=0)
 
     X, Y = edge_data(ctx)
