@@ -134,7 +134,8 @@ class Conv2D(HybridBlock):
 
     def hybrid_forward(self, F, x, weight, bias=None):
         Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
-                   self._dilation, self._groups, channels=self._channels)
+                   self._dilation, self._groups, channels=self._channels,
+                   in_channels=self.in_channels or None)
         return self.act(Y) if self.act is not None else Y
 
     def __repr__(self):

@@ -6,7 +6,9 @@ on a whole batch: ``F.im2col`` turns ``X`` (N, c_i, h, w) into
 (N, c_i * k_h * k_w, h' * w'), one column per window position, with stride,
 padding and dilation built in; one matrix multiply with the kernels read as
 rows (c_o, c_i * k_h * k_w) then gives every output channel at every position,
-summed over the input channels exactly as ``corr2d_multi_in_out`` does.
+summed over the input channels exactly as ``corr2d_multi_in_out`` does. When
+there are enough channels, the same rows are gathered (``take``) straight from
+the channel-last input instead, which spares the transpose of im2col's columns.
 
 ``ops.pool2d`` reduces each column of im2col with ``max`` or ``mean``. Here each
 channel is pooled on its own (blog section 4.3). The p_h * p_w elements of every
@@ -79,16 +81,71 @@ def _grid(F, X, window, strides, pad_width):
                    step=(1, 1) + tuple(strides))
 
 
-def _fully_connected(F, rows, weight, bias, c_o):
-    """Every row (one window) times every kernel read as a row: (N, L, K) -> (N, L, c_o)."""
+# Below this many input channels per group, conv2d takes the im2col route: the
+# gather copies one row of c_i / groups floats per window cell, and shorter rows
+# make it slower than im2col with its transpose (measured on CPU, 4 is about even).
+_GATHER_MIN_CHANNELS = 4
+
+
+def _fully_connected(F, rows, weight, bias, c_o, flatten):
+    """Every row (one window) times every kernel read as a row."""
     kernels = F.reshape(weight, (0, -1))
     if bias is None:
-        return F.FullyConnected(rows, kernels, num_hidden=c_o, no_bias=True, flatten=False)
-    return F.FullyConnected(rows, kernels, bias, num_hidden=c_o, flatten=False)
+        return F.FullyConnected(rows, kernels, num_hidden=c_o, no_bias=True, flatten=flatten)
+    return F.FullyConnected(rows, kernels, bias, num_hidden=c_o, flatten=flatten)
+
+
+def _grouped(F, rows, weight, bias, c_o, groups, flatten):
+    """``_fully_connected`` per group: group g's part of the rows' last axis meets its kernels.
+
+    The rows' last axis holds the input channels (im2col: channel-major K);
+    the outputs of the groups are joined along the output's last axis.
+    """
+    if groups == 1:
+        return _fully_connected(F, rows, weight, bias, c_o, flatten)
+    row_parts = F.split(rows, num_outputs=groups, axis=-1)
+    weight_parts = F.split(weight, num_outputs=groups, axis=0)
+    bias_parts = [None] * groups if bias is None else F.split(bias, num_outputs=groups, axis=0)
+    return F.concat(*[_fully_connected(F, row_parts[g], weight_parts[g], bias_parts[g],
+                                       c_o // groups, flatten) for g in range(groups)], dim=-1)
+
+
+def _window_index(F, Xp, k, s, d):
+    """Where the cells of every window lie in ``Xp`` (N, c, h_p, w_p), one row per window.
+
+    Returns ``index`` (N * h' * w', k_h * k_w), the flat (n, row, column)
+    positions of each window's cells in (i, j) order, and ``grid`` (N, 1, h', w'),
+    the positions of the windows' first cells. Both are sliced from
+    ``arange_like`` of Xp's first channel, so they follow the input's size;
+    float64 keeps positions exact past 2 ** 24.
+    """
+    probe = F.BlockGrad(F.slice(Xp, begin=(None, 0, None, None), end=(None, 1, None, None)))
+    position = F.contrib.arange_like(F.cast(probe, "float64"))      # (N, 1, h_p, w_p)
+    k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
+    grid = F.slice(position, begin=(None, None, 0, 0),
+                   end=(None, None) + tuple(-(k_eff[a] - 1) or None for a in range(2)),
+                   step=(1, 1) + tuple(s))
+    offsets = F.slice(position, begin=(0, 0, 0, 0), end=(1, 1) + k_eff, step=(1, 1) + tuple(d))
+    return F.broadcast_add(F.reshape(grid, (-1, 1)), F.reshape(offsets, (1, -1))), grid
+
+
+def _gathered_rows(F, X, k, s, p, d):
+    """Rows (N * h' * w', k_h * k_w, c_i): every window's cells, each cell's channels last.
+
+    The padded input is turned channel-last once, (N * h_p * w_p, c_i), so that
+    every cell is a row; ``take`` copies the k_h * k_w cells of each window and
+    its backward adds each copy's gradient back to its cell. This gives the
+    rows FullyConnected wants without im2col's (N, K, L) layout and the
+    transpose of all K * L values it would need.
+    """
+    Xp = _zero_padded(F, X, (p[0], p[0], p[1], p[1]))
+    index, grid = _window_index(F, Xp, k, s, d)
+    cells = F.reshape(F.reshape(F.transpose(Xp, axes=(0, 2, 3, 1)), (-3, 0, 0)), (-3, 0))
+    return F.take(cells, index), grid
 
 
 def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
-           groups=1, channels=None):
+           groups=1, channels=None, in_channels=None):
     """2-D cross-correlation of an NCHW batch: the chapter's im2col + matrix multiply.
 
     Parameters
@@ -109,6 +166,9 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
         Channels split into ``groups`` independent convolutions.
     channels : int, default None
         c_o; read from ``weight`` when it is an NDArray.
+    in_channels : int, default None
+        c_i; read from ``X`` when it is an NDArray. It only picks the faster
+        way to lay out the windows (see Notes); None means "many".
 
     Returns
     -------
@@ -117,10 +177,14 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
 
     Notes
     -----
-    ``F.im2col`` gives the columns (N, c_i * k_h * k_w, h' * w'). They are
-    transposed so that each window is a row, and ``F.FullyConnected`` (a plain
-    matrix product, oneDNN's fastest on CPU) multiplies all rows by the kernels
-    at once. With groups, each group's slice of rows meets its own kernels.
+    Every window becomes a row of its c_i * k_h * k_w values, and
+    ``F.FullyConnected`` (a plain matrix product, oneDNN's fastest on CPU)
+    multiplies all rows by the kernels at once. With groups, each group's part
+    of the rows meets its own kernels. The rows are made in one of two ways,
+    with the same result: with at least 4 channels per group they are gathered
+    from the channel-last input by ``take`` (cells in (i, j) order, channels
+    innermost); with fewer, ``F.im2col`` gives the columns
+    (N, c_i * k_h * k_w, h' * w') and a transpose turns them into rows.
 
     Examples
     --------
@@ -144,24 +208,23 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     if isinstance(X, nd.NDArray):
         check_conv2d_input(X, weight.shape[1] * groups if isinstance(weight, nd.NDArray) else 0,
                            groups, k, p, d)
+        in_channels = X.shape[1]
 
-    cols = F.im2col(X, kernel=k, stride=s, dilate=d, pad=p)      # (N, K, h' * w')
-    rows = F.transpose(cols, axes=(0, 2, 1))                       # (N, h' * w', K)
-    if groups == 1:
-        Y = _fully_connected(F, rows, weight, bias, c_o)
+    if in_channels is None or in_channels // groups >= _GATHER_MIN_CHANNELS:
+        rows, grid = _gathered_rows(F, X, k, s, p, d)              # (N * L, k_h * k_w, c_i)
+        kernels = F.transpose(weight, axes=(0, 2, 3, 1))          # the rows' (i, j, c) order
+        Y = _grouped(F, rows, kernels, bias, c_o, groups, flatten=True)   # (N * L, c_o)
+        Y = F.reshape_like(Y, F.reshape(grid, (0, -1)), lhs_begin=0, lhs_end=1,
+                           rhs_begin=0, rhs_end=None)
     else:
-        row_parts = F.split(rows, num_outputs=groups, axis=2)
-        weight_parts = F.split(weight, num_outputs=groups, axis=0)
-        bias_parts = ([None] * groups if bias is None
-                      else F.split(bias, num_outputs=groups, axis=0))
-        Y = F.concat(*[_fully_connected(F, row_parts[g], weight_parts[g], bias_parts[g],
-                                        c_o // groups) for g in range(groups)], dim=2)
-    k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
-    grid = _grid(F, X, k_eff, s, (p[0], p[0], p[1], p[1]))
-    # (N, h' * w', c_o) -> (N, h', w', c_o) -> NCHW; transposing last lets the
-    # reshape happen in place inside a hybridized graph.
-    Y = F.reshape_like(Y, grid, lhs_begin=1, lhs_end=2, rhs_begin=2, rhs_end=None)
-    return F.transpose(Y, axes=(0, 3, 1, 2))
+        cols = F.im2col(X, kernel=k, stride=s, dilate=d, pad=p)  # (N, K, h' * w')
+        rows = F.transpose(cols, axes=(0, 2, 1))                   # (N, h' * w', K)
+        Y = _grouped(F, rows, weight, bias, c_o, groups, flatten=False)
+        k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
+        grid = _grid(F, X, k_eff, s, (p[0], p[0], p[1], p[1]))
+    # (N, h' * w', c_o) -> (N, c_o, h' * w') -> (N, c_o, h', w')
+    Y = F.transpose(Y, axes=(0, 2, 1))
+    return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
 
 
 def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,

@@ -10,13 +10,14 @@ FWD = dict(rtol=1e-5, atol=1e-5)     # float32, sums of at most a few hundred pr
 GRAD = dict(rtol=1e-4, atol=1e-5)    # weight gradients sum over batch and positions too
 
 
-def _random_conv_settings(n, seed=2024):
+def _random_conv_settings(n, seed=2024, channels_per_group=(1, 3)):
     """``n`` valid (input_shape, Conv2D kwargs) drawn with a fixed seed: non-square everything."""
     rng = np.random.RandomState(seed)
     table = []
     while len(table) < n:
         groups = int(rng.choice([1, 1, 2, 3]))
-        c_i, c_o = groups * int(rng.randint(1, 4)), groups * int(rng.randint(1, 4))
+        c_i = groups * int(rng.randint(channels_per_group[0], channels_per_group[1] + 1))
+        c_o = groups * int(rng.randint(1, 4))
         k = tuple(int(v) for v in rng.randint(1, 5, size=2))
         s = tuple(int(v) for v in rng.randint(1, 4, size=2))
         p = tuple(int(v) for v in rng.randint(0, 3, size=2))
@@ -43,7 +44,16 @@ CONV_TABLE = [
     ((4, 1, 6, 6), dict(channels=2, kernel_size=6, activation="tanh")),
     ((2, 2, 4, 11), dict(channels=3, kernel_size=(3, 4), strides=3, padding=(0, 2),
                          dilation=(1, 2), in_channels=2)),
-] + _random_conv_settings(12)
+    # 4 or more input channels per group: conv2d gathers the rows instead of im2col
+    ((2, 8, 7, 9), dict(channels=6, kernel_size=3, padding=1)),
+    ((2, 8, 9, 8), dict(channels=4, kernel_size=(3, 2), strides=(2, 1), padding=(1, 2),
+                        dilation=(1, 2), groups=2)),
+    ((1, 12, 6, 7), dict(channels=6, kernel_size=(2, 3), strides=(1, 3), groups=3,
+                         use_bias=False)),
+    ((3, 4, 5, 6), dict(channels=5, kernel_size=1, strides=2)),
+    ((2, 4, 4, 11), dict(channels=3, kernel_size=(3, 4), strides=3, padding=(0, 2),
+                         dilation=(1, 2), activation="relu")),
+] + _random_conv_settings(12) + _random_conv_settings(8, seed=7, channels_per_group=(4, 6))
 
 
 def _conv_pair(kwargs, X):
@@ -91,9 +101,10 @@ def test_conv2d_output_and_gradients_equal_gluon_conv2d(input_shape, kwargs, hyb
         np.testing.assert_allclose(grads[name], grads_ref[name], **GRAD)
 
 
-def test_conv2d_float64_gradient_matches_central_differences():
+@pytest.mark.parametrize("c_i", [2, 8], ids=["im2col", "gathered"])
+def test_conv2d_float64_gradient_matches_central_differences(c_i):
     from reference import central_difference
-    X = nd.random.normal(shape=(1, 2, 4, 5), dtype="float64")
+    X = nd.random.normal(shape=(1, c_i, 4, 5), dtype="float64")
     conv = cb.Conv2D(2, (2, 3), strides=(1, 2), padding=(1, 1), dilation=(2, 1), groups=2)
     conv.initialize(init.Normal(0.5))
     conv.cast("float64")

@@ -51,6 +51,34 @@ def test_conv2d_symbol_graph_equals_ndarray_result(x_shape, w_shape, kwargs):
     np.testing.assert_allclose(Y.asnumpy(), conv2d(nd, X, K, b, **kwargs).asnumpy(), **FWD)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_TABLE + [
+    ((2, 8, 6, 7), (6, 4, 3, 2), dict(strides=(2, 1), padding=(1, 2), dilation=(1, 2),
+                                      groups=2)),
+    ((1, 4, 5, 5), (3, 4, 1, 1), dict()),
+])
+def test_conv2d_gathered_and_im2col_rows_give_the_same_outputs_and_gradients(x_shape, w_shape,
+                                                                            kwargs):
+    # in_channels picks the route: None gathers the rows, 1 (fewer than 4 per group) im2col's
+    names = ("X", "K", "b")
+    arrays = [nd.random.normal(shape=s) for s in (x_shape, w_shape, w_shape[:1])]
+    dY = None
+    results = []
+    for in_channels in (None, 1):
+        Y = conv2d(sym, *(sym.var(n) for n in names), kernel_size=w_shape[2:],
+                   channels=w_shape[0], in_channels=in_channels, **kwargs)
+        block = mx.gluon.SymbolBlock(Y, [sym.var(n) for n in names])
+        inputs = [a.copy() for a in arrays]
+        for a in inputs:
+            a.attach_grad()
+        with autograd.record():
+            out = block(*inputs)
+        dY = nd.random.normal(shape=out.shape) if dY is None else dY
+        out.backward(dY)
+        results.append([out.asnumpy()] + [a.grad.asnumpy() for a in inputs])
+    for gathered, im2col in zip(*results):
+        np.testing.assert_allclose(gathered, im2col, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("groups", [1, 3])
 def test_conv2d_graph_infers_the_weights_input_channels(groups):
     Y = conv2d(sym, sym.var("X"), sym.var("K"), kernel_size=(3, 2), channels=6, groups=groups,
