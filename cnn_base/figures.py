@@ -165,11 +165,16 @@ def corr2d_figure(X=None, K=None):
     """
     if X is None or K is None:
         X, K = corr2d_example()
-    Y = corr2d(X, K)
+    return _first_window_figure(X, K, corr2d(X, K), (7, 3),
+                                "1.1 Cross-correlation: input ⋆ kernel = output", "Input")
+
+
+def _first_window_figure(X, K, Y, size, title, input_title, faces=None):
+    """Input ⋆ kernel = output, the first window and output shaded, its sum of products below."""
     k = K.shape
     caption = f"{products_caption(X[0:k[0], 0:k[1]], K)}={format_number(Y[0, 0].asscalar())}"
-    fig, row = _row_figure(7, 3, "1.1 Cross-correlation: input ⋆ kernel = output")
-    row.grid(X, "Input", shade=_window(0, 0, k, SHADES[0]))
+    fig, row = _row_figure(*size, title)
+    row.grid(X, input_title, faces=faces, shade=_window(0, 0, k, SHADES[0]))
     row.symbol("⋆")
     row.grid(K, "Kernel", shade=_window(0, 0, k, SHADES[0]))
     row.symbol("=")
@@ -190,20 +195,11 @@ def padding_figure(X=None, K=None, padding=1):
     p_h, p_w = as_pair("padding", padding, minimum=0)
     Xp = pad2d(X, (p_h, p_w))
     Y = corr2d(Xp, K)
-    k = K.shape
     pad_cells = {(i, j): PAD_FACE for i in range(Xp.shape[0]) for j in range(Xp.shape[1])
                  if not (p_h <= i < p_h + X.shape[0] and p_w <= j < p_w + X.shape[1])}
-    caption = f"{products_caption(Xp[0:k[0], 0:k[1]], K)}={format_number(Y[0, 0].asscalar())}"
     title = (f"2.1 Padding: {X.shape[0]}×{X.shape[1]} input, padded to "
              f"{Xp.shape[0]}×{Xp.shape[1]}, gives a {Y.shape[0]}×{Y.shape[1]} output")
-    fig, row = _row_figure(8, 3.6, title)
-    row.grid(Xp, "Input (zero-padded)", faces=pad_cells, shade=_window(0, 0, k, SHADES[0]))
-    row.symbol("⋆")
-    row.grid(K, "Kernel", shade=_window(0, 0, k, SHADES[0]))
-    row.symbol("=")
-    row.grid(Y, "Output", shade={(0, 0): SHADES[0]})
-    row.finish(caption)
-    return fig
+    return _first_window_figure(Xp, K, Y, (8, 3.6), title, "Input (zero-padded)", faces=pad_cells)
 
 
 def stride_figure(X=None, K=None, padding=1, strides=(3, 2), highlight=((0, 1), (1, 0))):
