@@ -3,7 +3,9 @@
 Layers of the package, each importing only from those above it:
 
 - ``ops``: corr2d and friends, pool2d (NDArray in, NDArray out, differentiable)
-- ``functional``: corr2d and pool2d on NCHW batches for NDArray and Symbol (im2col + matmul / reduce)
+- ``native``: pool2d's loop in C++ as the MXNet operator ``cnn_base_pool2d`` (built by ``make``)
+- ``functional``: corr2d and pool2d on NCHW batches for NDArray and Symbol (im2col + matmul,
+  pooling taps or the C++ kernel)
 - ``blocks``: Gluon Conv2D, MaxPool2D, AvgPool2D built on ``functional``, peers of ``gluon.nn``'s
 - ``shapes``: output-size formulas, receptive fields, parameter and multiply-add counts
 - ``examples``: the blog's example arrays
@@ -12,6 +14,7 @@ Layers of the package, each importing only from those above it:
 - ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
 - ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
 """
+from . import native
 from .ops import *          # noqa: F401,F403
 from .functional import *   # noqa: F401,F403
 from .blocks import *       # noqa: F401,F403
@@ -21,5 +24,7 @@ from .exercises import *    # noqa: F401,F403
 from .context import *      # noqa: F401,F403
 from .train import *        # noqa: F401,F403
 from .figures import *      # noqa: F401,F403
+
+native.load()    # registers cnn_base_pool2d when the kernel is built; see cnn_base.native.status()
 
 __version__ = "0.1.0"

@@ -1,9 +1,11 @@
 """Gluon blocks built on the chapter's own operations: drop-in peers of nn.Conv2D and the pools.
 
 :class:`Conv2D` computes its cross-correlation with :func:`cnn_base.functional.conv2d`
-(im2col + matrix multiply), :class:`MaxPool2D` and :class:`AvgPool2D` pool with
-:func:`cnn_base.functional.pool2d_nchw`; none of them calls ``F.Convolution``
-or ``F.Pooling``. Constructors, parameter names and shapes are Gluon's, so
+(im2col + matrix multiply). :class:`MaxPool2D` and :class:`AvgPool2D` pool with
+the C++ kernel of :mod:`cnn_base.native` (the chapter's pool2d loop, one pass
+over the data) on float32/float64 CPU input when it is built, and otherwise
+with :func:`cnn_base.functional.pool2d_nchw` (MXNet operators), which gives
+the same numbers. None of them calls ``F.Convolution`` or ``F.Pooling``. Constructors, parameter names and shapes are Gluon's, so
 ``save_parameters`` files move between these blocks and ``gluon.nn``'s in both
 directions, and either kind composes into ``nn.HybridSequential`` models,
 hybridizes and exports.
@@ -13,12 +15,17 @@ naming the argument and the value), inputs when it is called (a message that
 names the problem instead of MXNet's shape-inference dump). Only the NCHW
 layout is supported.
 """
+import functools
+
+import mxnet as mx
 from mxnet import nd, sym
 from mxnet.gluon import HybridBlock, nn
 
+from . import native
+
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
 from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
-                         pool2d_nchw)
+                         native_applies, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
@@ -156,12 +163,25 @@ class Conv2D(HybridBlock):
         return s + ")"
 
 
+@functools.lru_cache(maxsize=None)
+def _num_gpus():
+    """MXNet's GPU count, asked once."""
+    return mx.context.num_gpus()
+
+
 class Pool2D(HybridBlock):
     """2-D max or average pooling computed by the chapter's pool2d, one channel at a time.
 
     The base of :class:`MaxPool2D` and :class:`AvgPool2D`, usable directly
     with ``mode``. Each channel is pooled on its own, so the output has as many
     channels as the input (blog section 4.3).
+
+    Float32/float64 input on a CPU context is pooled by the C++ kernel of
+    :mod:`cnn_base.native` when it is built and enabled, anything else by
+    :func:`cnn_base.functional.pool2d_nchw`; both give Gluon's numbers. The
+    choice is made when the block runs (and its graph is rebuilt when it
+    changes); inside a hybridized parent, whose context a block cannot see,
+    the kernel is used when MXNet has no GPU.
 
     Parameters
     ----------
@@ -217,18 +237,27 @@ class Pool2D(HybridBlock):
         check_choice("layout", layout, LAYOUTS)
         self._ceil_mode = as_bool("ceil_mode", ceil_mode)
         self._count_include_pad = as_bool("count_include_pad", count_include_pad)
+        self._use_native = False
 
     def _alias(self):
         return "pool"
 
     def forward(self, x, *args):
-        if not isinstance(x, sym.Symbol):
+        if isinstance(x, sym.Symbol):
+            # Inside a hybridized parent: the input's context is not known here.
+            use_native = native.enabled() and _num_gpus() == 0
+        else:
             check_pool2d_input(x, self._pool_size, self._padding)
+            use_native = native.enabled() and native_applies(x)
+        if use_native != self._use_native:
+            self._use_native = use_native
+            self._clear_cached_op()        # a hybridized block rebuilds its graph
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):
-        return pool2d_nchw(F, x, self._pool_size, self._strides, self._padding, self._mode,
-                           self._ceil_mode, self._count_include_pad)
+        pool = pool2d_native if self._use_native else pool2d_nchw
+        return pool(F, x, self._pool_size, self._strides, self._padding, self._mode,
+                    self._ceil_mode, self._count_include_pad)
 
     def _settings(self):
         return (f"size={self._pool_size}, stride={self._strides}, padding={self._padding}, "

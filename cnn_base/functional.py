@@ -29,9 +29,10 @@ import numpy as np
 from mxnet import nd
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_ndarray
+from . import native
 from .ops import POOL_MODES
 
-__all__ = ["conv2d", "pool2d_nchw"]
+__all__ = ["conv2d", "pool2d_nchw", "pool2d_native"]
 
 # Gluon's max pooling starts from the float's lowest value, not -inf: a window
 # made only of padding (possible with ceil_mode) then yields this value.
@@ -227,6 +228,19 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
 
 
+def _pool_args(X, pool_size, strides, padding, mode, ceil_mode, count_include_pad):
+    """Checked pooling settings (k, s, p as pairs; the two flags as bools); checks an NDArray X."""
+    k, s, p, _ = _pair_args(pool_size, pool_size if strides is None else strides, padding,
+                            kernel_name="pool_size")
+    check_choice("mode", mode, POOL_MODES)
+    ceil_mode = as_bool("ceil_mode", ceil_mode)
+    count_include_pad = as_bool("count_include_pad", count_include_pad)
+    check_pool_padding(k, p)
+    if isinstance(X, nd.NDArray):
+        check_pool2d_input(X, k, p)
+    return k, s, p, ceil_mode, count_include_pad
+
+
 def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
                 count_include_pad=True):
     """Max or average pooling of every channel of an NCHW batch: the chapter's pool2d, batched.
@@ -273,14 +287,8 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
        [13. 15.]]]]
     <NDArray 1x1x2x2 @cpu(0)>
     """
-    k, s, p, _ = _pair_args(pool_size, pool_size if strides is None else strides, padding,
-                            kernel_name="pool_size")
-    check_choice("mode", mode, POOL_MODES)
-    ceil_mode = as_bool("ceil_mode", ceil_mode)
-    count_include_pad = as_bool("count_include_pad", count_include_pad)
-    check_pool_padding(k, p)
-    if isinstance(X, nd.NDArray):
-        check_pool2d_input(X, k, p)
+    k, s, p, ceil_mode, count_include_pad = _pool_args(X, pool_size, strides, padding, mode,
+                                                       ceil_mode, count_include_pad)
 
     # ceil_mode: s - 1 more rows/columns at the far side make floor() count the
     # windows that ceil() would; those cells never count in an average.
@@ -298,6 +306,33 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     if not any(extra) and (count_include_pad or not any(p)):
         return Y / (k[0] * k[1])      # every window holds exactly p_h * p_w counted cells
     return F.broadcast_div(Y, _cell_counts(F, X, k, s, p, extra, count_include_pad, grid))
+
+
+def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
+                  count_include_pad=True):
+    """:func:`pool2d_nchw` by the C++ kernel of :mod:`cnn_base.native`: the same results, one pass.
+
+    The arguments, rules and output are :func:`pool2d_nchw`'s; the input must
+    be float32 or float64 on a CPU context. The kernel's backward overwrites
+    its output instead of adding to it, so the input first goes through
+    ``identity``, whose backward honours ``grad_req='add'``; inside a graph
+    MXNet runs that identity in place, for free.
+    """
+    if not native.loaded():
+        raise RuntimeError(f"the C++ pooling kernel is not available: {native.status()}")
+    k, s, p, ceil_mode, count_include_pad = _pool_args(X, pool_size, strides, padding, mode,
+                                                       ceil_mode, count_include_pad)
+    if isinstance(X, nd.NDArray) and not native_applies(X):
+        raise ValueError(f"the C++ pooling kernel takes float32 or float64 input on a CPU "
+                         f"context, got {np.dtype(X.dtype).name} on {X.context}")
+    op = getattr(F, native.OP_NAME)
+    return op(F.identity(X), kernel=k, stride=s, pad=p, mode=mode, ceil_mode=ceil_mode,
+              count_include_pad=count_include_pad)
+
+
+def native_applies(X):
+    """Whether the C++ kernel can pool the NDArray ``X``: float32 or float64 on a CPU context."""
+    return X.context.device_type == "cpu" and np.dtype(X.dtype) in (np.float32, np.float64)
 
 
 def _window_taps(F, Xp, k, s, grid):

@@ -1,0 +1,146 @@
+"""The pooling kernel in C++: building it, loading it into MXNet, and whether to use it.
+
+``csrc/pool2d.cc`` is the chapter's ``pool2d`` loop in C++, run over every
+(sample, channel) plane of a batch, registered as the MXNet operator
+``cnn_base_pool2d`` through MXNet's extension-library API (``lib_api.h``, which
+the mxnet wheel ships). Forward and backward take one pass each over the data,
+as Gluon's built-in pooling does, where composing MXNet operators
+(:func:`cnn_base.functional.pool2d_nchw`) takes one pass per window element.
+
+``make`` builds the library (``scripts/build_native.py``), and
+``import cnn_base`` loads it when it is there and up to date with its source.
+Without a C++ compiler everything still works: the blocks then pool with
+MXNet operators, with the same results, more slowly. The environment variable
+``CNN_BASE_NATIVE=0`` (or :func:`set_enabled`) turns the kernel off.
+
+The operator runs on CPU arrays of float32 or float64; the blocks use MXNet
+operators for anything else (GPU contexts, other dtypes). A model exported
+with it needs ``import cnn_base`` before ``SymbolBlock.imports`` reads it.
+"""
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import mxnet as mx
+
+__all__ = ["NativeBuildError", "OP_NAME", "SOURCE", "LIBRARY", "build", "load", "loaded",
+           "enabled", "set_enabled", "status"]
+
+OP_NAME = "cnn_base_pool2d"
+SOURCE = Path(__file__).with_name("csrc") / "pool2d.cc"
+LIBRARY = Path(__file__).with_name("_build") / "libcnn_base_pool2d.so"
+_MXNET_DIR = Path(mx.__file__).parent
+_FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")
+
+_state = {"loaded": False, "enabled": os.environ.get("CNN_BASE_NATIVE", "1") != "0",
+          "reason": "not loaded yet"}
+
+
+class NativeBuildError(RuntimeError):
+    """The C++ pooling kernel could not be compiled; the message holds the compiler's output."""
+
+
+def compiler():
+    """The C++ compiler to use: ``$CXX``, else the first of c++, g++, clang++ on PATH, else None."""
+    if os.environ.get("CXX"):
+        return os.environ["CXX"]
+    for name in ("c++", "g++", "clang++"):
+        if shutil.which(name):
+            return name
+    return None
+
+
+def _up_to_date(library=LIBRARY):
+    return library.exists() and library.stat().st_mtime >= SOURCE.stat().st_mtime
+
+
+def build(force=False, library=LIBRARY):
+    """Compile ``csrc/pool2d.cc`` with MXNet's ``lib_api`` into ``library``; return its path.
+
+    Nothing is compiled when the library is newer than its source, unless
+    ``force``. Raises :class:`NativeBuildError` when no compiler is found or
+    the compiler fails.
+    """
+    library = Path(library)
+    if not force and _up_to_date(library):
+        return library
+    cxx = compiler()
+    if cxx is None:
+        raise NativeBuildError("no C++ compiler found (looked for $CXX, c++, g++, clang++); "
+                               "pooling will use MXNet operators instead")
+    library.parent.mkdir(parents=True, exist_ok=True)
+    partial = library.with_name(library.name + ".tmp")
+    command = [cxx, *_FLAGS, "-I", str(_MXNET_DIR / "include"), str(SOURCE),
+               str(_MXNET_DIR / "src" / "lib_api.cc"), "-o", str(partial)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+    except OSError as error:
+        raise NativeBuildError(f"could not run the C++ compiler {cxx!r}: {error}") from None
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise NativeBuildError(f"{' '.join(command)} failed with exit code {done.returncode}:\n"
+                               f"{done.stderr.strip()}")
+    partial.replace(library)      # atomic: a reader never sees half a library
+    return library
+
+
+def load(library=LIBRARY):
+    """Load the kernel into MXNet once; return whether ``cnn_base_pool2d`` is now available.
+
+    A missing or out-of-date library is not loaded (:func:`status` says why);
+    loading is skipped when ``CNN_BASE_NATIVE=0``.
+    """
+    if _state["loaded"]:
+        return True
+    library = Path(library)
+    if os.environ.get("CNN_BASE_NATIVE", "1") == "0":
+        _state["reason"] = "turned off by CNN_BASE_NATIVE=0"
+    elif not library.exists():
+        _state["reason"] = f"{library} is not built (run `make` or `python scripts/build_native.py`)"
+    elif not _up_to_date(library):
+        _state["reason"] = (f"{library} is older than {SOURCE.name} "
+                            "(run `make` or `python scripts/build_native.py`)")
+    else:
+        try:
+            mx.library.load(str(library.resolve()), verbose=False)
+        except mx.base.MXNetError as error:
+            _state["reason"] = f"{library} failed to load: {str(error).splitlines()[0]}"
+            warnings.warn(f"cnn_base: {_state['reason']}; pooling uses MXNet operators",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            _state["loaded"] = True
+            _state["reason"] = f"loaded from {library}"
+    return _state["loaded"]
+
+
+def loaded():
+    """Whether the operator is registered in this process."""
+    return _state["loaded"]
+
+
+def enabled():
+    """Whether the blocks use the kernel when it applies (loaded and not turned off)."""
+    return _state["loaded"] and _state["enabled"]
+
+
+def set_enabled(flag):
+    """Turn the kernel's use by the blocks on or off (for comparisons); returns the old setting.
+
+    Blocks decide when they build their graph: a hybridized block keeps the
+    choice it made until it is hybridized again.
+    """
+    if not isinstance(flag, bool):
+        raise TypeError(f"flag must be a bool, got {flag!r} of type {type(flag).__name__}")
+    old, _state["enabled"] = _state["enabled"], flag
+    return old
+
+
+def status():
+    """One line: which pooling the blocks use, and why."""
+    if enabled():
+        return f"C++ kernel ({OP_NAME}, {_state['reason']})"
+    if _state["loaded"]:
+        return "MXNet operators (the C++ kernel is loaded but turned off)"
+    return f"MXNet operators (C++ kernel: {_state['reason']})"
