@@ -8,3 +8,15 @@ def _seed():
     """Every test starts from the same random state."""
     mx.random.seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(params=["kernel", "ops"])
+def pool_backend(request):
+    """Run a pooling test twice: with the C++ kernel and with MXNet operators."""
+    from cnn_base import native
+
+    if request.param == "kernel" and not native.loaded():
+        pytest.skip(f"the C++ pooling kernel is not available: {native.status()}")
+    old = native.set_enabled(request.param == "kernel")
+    yield request.param
+    native.set_enabled(old)

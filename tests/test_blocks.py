@@ -190,6 +190,7 @@ def test_conv2d_parameters_load_across_ours_and_gluon(tmp_path, direction):
     np.testing.assert_allclose(target(X).asnumpy(), source(X).asnumpy(), **FWD)
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("block", [
     lambda: cb.Conv2D(3, (3, 2), strides=(2, 1), padding=1, dilation=(1, 2), groups=1),
     lambda: cb.MaxPool2D(3, 2, 1, ceil_mode=True),
@@ -210,6 +211,7 @@ def test_export_then_symbolblock_imports_gives_the_same_outputs(tmp_path, block)
     np.testing.assert_allclose(imported(X2).asnumpy(), block(X2).asnumpy(), **FWD)
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("make", [lambda: cb.Conv2D(2, 3, padding=1), lambda: cb.MaxPool2D(2),
                                   lambda: cb.AvgPool2D(3, 2, 1)], ids=["conv", "max", "avg"])
 def test_hybridized_block_accepts_a_new_input_size(make):
@@ -250,6 +252,7 @@ def _pool_cases(include_refused):
                                    {**kwargs, **extra}, id=f"avg-{input_shape}-{kwargs}-{extra}")
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 @pytest.mark.parametrize("ours_cls, builtin_cls, input_shape, kwargs",
                          list(_pool_cases(include_refused=False)))
@@ -296,6 +299,7 @@ def _pool_numpy(X, dY, pool_size, strides=None, padding=0, ceil_mode=False, mode
     return Y, dX
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("ours_cls, builtin_cls, input_shape, kwargs",
                          list(_pool_cases(include_refused=True)))
 def test_pooling_output_and_input_gradient_equal_numpy_reference(ours_cls, builtin_cls,
@@ -315,6 +319,7 @@ def test_pooling_output_and_input_gradient_equal_numpy_reference(ours_cls, built
 X16 = nd.arange(16).reshape((1, 1, 4, 4))
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("block, expected", [
     (cb.MaxPool2D(3), [[10]]),
     (cb.MaxPool2D(3, padding=1, strides=2), [[5, 7], [13, 15]]),
@@ -324,24 +329,28 @@ def test_max_pooling_gives_blog_values(block, expected):
     np.testing.assert_array_equal(block(X16).asnumpy()[0, 0], expected)
 
 
+@pytest.mark.usefixtures("pool_backend")
 def test_max_pooling_pools_each_of_the_blogs_two_channels_separately():
     X = nd.concat(X16, X16 + 1, dim=1)
     Y = cb.MaxPool2D(3, padding=1, strides=2)(X).asnumpy()
     np.testing.assert_array_equal(Y[0], [[[5, 7], [13, 15]], [[6, 8], [14, 16]]])
 
 
+@pytest.mark.usefixtures("pool_backend")
 def test_max_pooling_padding_never_wins_over_negative_inputs():
     X = -1 - nd.arange(16).reshape((1, 1, 4, 4))
     np.testing.assert_array_equal(cb.MaxPool2D(2, 2, 1)(X).asnumpy()[0, 0],
                                   [[-1, -2, -4], [-5, -6, -8], [-13, -14, -16]])
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("count_include_pad, corner", [(True, 1.25), (False, 5.0)])
 def test_avg_pooling_counts_padding_only_when_asked(count_include_pad, corner):
     Y = cb.AvgPool2D(2, 2, 1, count_include_pad=count_include_pad)(nd.ones((1, 1, 4, 4)) * 5)
     assert Y[0, 0, 0, 0].asscalar() == corner
 
 
+@pytest.mark.usefixtures("pool_backend")
 def test_pool2d_base_with_mode_equals_the_named_classes():
     X = nd.random.normal(shape=(2, 3, 6, 7))
     for mode, cls in (("max", cb.MaxPool2D), ("avg", cb.AvgPool2D)):
@@ -382,6 +391,7 @@ def _two_class_images(n=64):
     return X, y
 
 
+@pytest.mark.usefixtures("pool_backend")
 def test_lenet_of_our_blocks_trains_exports_and_matches_its_gluon_twin(tmp_path):
     X, y = _two_class_images()
     net = _lenet(cb.Conv2D, cb.MaxPool2D, cb.AvgPool2D)
