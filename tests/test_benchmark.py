@@ -1,6 +1,7 @@
 """cnn_base.benchmark and scripts/benchmark.py: results as data, no timing assertions."""
 import json
 import math
+import os
 import pathlib
 import subprocess
 import sys
@@ -63,9 +64,9 @@ def test_run_benchmark_refuses_zero_repeats():
         bench.run_benchmark(TINY_CASES, repeats=0)
 
 
-def _run(*args):
+def _run(*args, **env_vars):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=dict(os.environ, **env_vars))
 
 
 def test_script_prints_the_table_and_writes_json(tmp_path):
@@ -77,7 +78,8 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     assert set(report["geometric_mean_ratio"]) == {"conv", "pool"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in report["results"])
     out = result.stdout.splitlines()
-    assert out[0].split() == ["layer", "ours", "ms", "gluon", "ms", "ratio"]
+    assert out[0] == f"our pools compute with: {report['pooling']}"
+    assert out[1].split() == ["layer", "ours", "ms", "gluon", "ms", "ratio"]
     assert sum(line.startswith("geometric mean ratio") for line in out) == 2
 
 
@@ -86,9 +88,28 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     (["--repeats", "many"], "argument --repeats: must be a whole number >= 0, got 'many'"),
     (["--json", "out.txt"], "argument --json: 'out.txt' must end in one of .json"),
     (["--fast"], "unrecognized arguments: --fast"),
+    (["--pooling", "median"],
+     "argument --pooling: invalid choice: 'median' (choose from 'auto', 'kernel', 'ops')"),
 ])
 def test_script_bad_arguments_give_one_line_and_exit_2(args, message):
     result = _run(*args)
     assert result.returncode == 2
     assert result.stderr == f"benchmark.py: error: {message}\n"
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_script_pooling_ops_times_the_mxnet_operator_pools(tmp_path):
+    path = tmp_path / "ops.json"
+    result = _run("--repeats", "1", "--number", "1", "--warmup", "0", "--pooling", "ops",
+                  "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("our pools compute with: MXNet operators")
+    assert json.loads(path.read_text())["pooling"].startswith("MXNet operators")
+
+
+def test_script_pooling_kernel_without_the_kernel_is_one_line_and_exit_2():
+    result = _run("--pooling", "kernel", CNN_BASE_NATIVE="0")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("benchmark.py: error: --pooling kernel: the C++ kernel is not "
+                             "available: MXNet operators (C++ kernel: turned off by "
+                             "CNN_BASE_NATIVE=0)\n")

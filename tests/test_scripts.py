@@ -15,8 +15,8 @@ BLOG_LINES = ["batch 2, loss 4.949", "batch 4, loss 0.831", "batch 6, loss 0.140
               "batch 8, loss 0.024", "batch 10, loss 0.004"]
 
 
-def run(script, *args, cwd=None):
-    env = dict(os.environ, MPLBACKEND="Agg")
+def run(script, *args, cwd=None, **env_vars):
+    env = dict(os.environ, MPLBACKEND="Agg", **env_vars)
     return subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True,
                           text=True, encoding="utf-8", cwd=cwd, env=env, timeout=120)
 
@@ -225,6 +225,7 @@ def test_draw_figures_writes_the_pngs_into_out_by_default(tmp_path):
 
 
 @pytest.mark.parametrize("script, args, named", [
+    ("build_native.py", ["--fast"], "--fast"),
     ("draw_figures.py", ["--out", "{a_file}"], "--out"),
     ("draw_figures.py", ["--block", "both"], "--block"),
     ("reproduce_blog.py", ["--seed", "x"], "--seed"),
@@ -233,3 +234,30 @@ def test_other_scripts_bad_argument_is_one_line_and_exit_2(script, args, named, 
     result = run(script, *[a.format(a_file=a_file) for a in args])
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and named in result.stderr
+
+
+# --- build_native.py -------------------------------------------------------------------------
+
+def test_build_native_says_the_kernel_is_up_to_date_when_built():
+    from cnn_base import native
+    if not native.loaded():
+        pytest.skip(f"the C++ pooling kernel is not built here: {native.status()}")
+    result = run("build_native.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"build_native.py: up to date: {native.LIBRARY}\n"
+
+
+@pytest.mark.parametrize("optional, status, word", [(False, 1, "error"), (True, 0, "warning")])
+def test_build_native_failing_compiler_is_reported_and_optional_makes_it_a_warning(
+        optional, status, word, tmp_path):
+    from cnn_base import native
+    before = native.LIBRARY.stat().st_mtime_ns if native.LIBRARY.exists() else None
+    args = ["--force"] + (["--optional"] if optional else [])
+    result = run("build_native.py", *args, CXX="false")      # `false` exits with status 1
+    assert result.returncode == status
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"build_native.py: {word}: false ") and "exit code 1" in first
+    assert "Traceback" not in result.stderr
+    assert ("MXNet operators" in result.stderr) == optional
+    # a failed build leaves the library that was there untouched
+    assert (native.LIBRARY.stat().st_mtime_ns if native.LIBRARY.exists() else None) == before
