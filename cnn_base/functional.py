@@ -16,7 +16,8 @@ window are gathered as p_h * p_w arrays ("taps") of the output's shape, by
 im2col or, when windows overlap, by strided slices of the padded input, and
 combined with elementwise maximum or addition. Max pooling pads with the lowest
 float, so padding never wins a max; average pooling divides by the number of
-cells Gluon counts.
+cells Gluon counts. ``pool2d_native`` gives the same results from the C++
+kernel of :mod:`cnn_base.native`, which runs pool2d's loop in one pass.
 
 Every function takes ``F`` first (``mxnet.nd`` or ``mxnet.sym``), as a
 ``HybridBlock.hybrid_forward`` does, so the blocks of :mod:`cnn_base.blocks`
