@@ -3,7 +3,7 @@
 :class:`Conv2D` computes its cross-correlation with :func:`cnn_base.functional.conv2d`
 (im2col + matrix multiply). :class:`MaxPool2D` and :class:`AvgPool2D` pool with
 the C++ kernel of :mod:`cnn_base.native` (the chapter's pool2d loop, one pass
-over the data) on float32/float64 CPU input when it is built, and otherwise
+over the data) on floating-point CPU input when it is built, and otherwise
 with :func:`cnn_base.functional.pool2d_nchw` (MXNet operators), which gives
 the same numbers. None of them calls ``F.Convolution`` or ``F.Pooling``. Constructors, parameter names and shapes are Gluon's, so
 ``save_parameters`` files move between these blocks and ``gluon.nn``'s in both
@@ -176,7 +176,7 @@ class Pool2D(HybridBlock):
     with ``mode``. Each channel is pooled on its own, so the output has as many
     channels as the input (blog section 4.3).
 
-    Float32/float64 input on a CPU context is pooled by the C++ kernel of
+    Floating-point input on a CPU context is pooled by the C++ kernel of
     :mod:`cnn_base.native` when it is built and enabled, anything else by
     :func:`cnn_base.functional.pool2d_nchw`; both give Gluon's numbers. The
     choice is made when the block runs (and its graph is rebuilt when it

@@ -314,7 +314,8 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
     """:func:`pool2d_nchw` by the C++ kernel of :mod:`cnn_base.native`: the same results, one pass.
 
     The arguments, rules and output are :func:`pool2d_nchw`'s; the input must
-    be float32 or float64 on a CPU context. The kernel's backward overwrites
+    be float16, float32 or float64 on a CPU context (float16 is computed in
+    float32). The kernel's backward overwrites
     its output instead of adding to it, so the input first goes through
     ``identity``, whose backward honours ``grad_req='add'``; inside a graph
     MXNet runs that identity in place, for free.
@@ -324,16 +325,17 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
     k, s, p, ceil_mode, count_include_pad = _pool_args(X, pool_size, strides, padding, mode,
                                                        ceil_mode, count_include_pad)
     if isinstance(X, nd.NDArray) and not native_applies(X):
-        raise ValueError(f"the C++ pooling kernel takes float32 or float64 input on a CPU "
-                         f"context, got {np.dtype(X.dtype).name} on {X.context}")
+        raise ValueError(f"the C++ pooling kernel takes float16, float32 or float64 input on a "
+                         f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
     op = getattr(F, native.OP_NAME)
     return op(F.identity(X), kernel=k, stride=s, pad=p, mode=mode, ceil_mode=ceil_mode,
               count_include_pad=count_include_pad)
 
 
 def native_applies(X):
-    """Whether the C++ kernel can pool the NDArray ``X``: float32 or float64 on a CPU context."""
-    return X.context.device_type == "cpu" and np.dtype(X.dtype) in (np.float32, np.float64)
+    """Whether the C++ kernel can pool the NDArray ``X``: a float (16, 32 or 64 bits) on a CPU context."""
+    return X.context.device_type == "cpu" and np.dtype(X.dtype) in (np.float16, np.float32,
+                                                                     np.float64)
 
 
 def _window_taps(F, Xp, k, s, grid):

@@ -13,7 +13,8 @@ Without a C++ compiler everything still works: the blocks then pool with
 MXNet operators, with the same results, more slowly. The environment variable
 ``CNN_BASE_NATIVE=0`` (or :func:`set_enabled`) turns the kernel off.
 
-The operator runs on CPU arrays of float32 or float64; the blocks use MXNet
+The operator runs on CPU arrays of float16 (computed in float32), float32 or
+float64; the blocks use MXNet
 operators for anything else (GPU contexts, other dtypes). A model exported
 with it needs ``import cnn_base`` before ``SymbolBlock.imports`` reads it.
 """

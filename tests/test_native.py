@@ -332,9 +332,6 @@ def test_max_pooling_gradient_on_tied_maxima_equals_gluons_exactly(kw, hybridize
 
 
 @needs_kernel
-@pytest.mark.xfail(native.loaded(), strict=True, raises=AssertionError,
-                   reason="library bug: the kernel's backward matches the max by bit pattern, "
-                          "so on a tie between 0.0 and -0.0 it skips the first maximal cell")
 @pytest.mark.parametrize("rows", [[[-1.0, 0.0], [-0.0, -1.0]], [[-1.0, -0.0], [0.0, -1.0]]])
 def test_kernel_max_gradient_on_a_signed_zero_tie_goes_to_the_first_cell_as_in_gluon(rows):
     X = nd.array([[rows]])
@@ -382,10 +379,11 @@ def test_hybridized_block_uses_the_kernel_only_while_enabled(make_block, tmp_pat
     np.testing.assert_array_equal(imported(X).asnumpy(), Y_on)
 
 
+@pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("ours_cls, builtin_cls", [(cb.MaxPool2D, nn.MaxPool2D),
                                                    (cb.AvgPool2D, nn.AvgPool2D)])
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
-def test_float16_input_is_pooled_with_mxnet_ops_like_gluon(ours_cls, builtin_cls, hybridize):
+def test_float16_input_is_pooled_like_gluon(ours_cls, builtin_cls, hybridize):
     X = nd.random.normal(shape=(2, 3, 6, 7)).astype("float16")
     ours, builtin = ours_cls(2), builtin_cls(2)
     if hybridize:
@@ -399,23 +397,24 @@ def test_float16_input_is_pooled_with_mxnet_ops_like_gluon(ours_cls, builtin_cls
     np.testing.assert_allclose(dX.asnumpy(), dX_ref.asnumpy(), **FP16)
 
 
-@needs_kernel
-@pytest.mark.xfail(native.loaded(), strict=True, raises=mx.base.MXNetError,
-                   reason="library bug: inside a hybridized parent Pool2D picks the kernel "
-                          "without knowing the dtype, and the kernel refuses float16")
-def test_float16_model_with_pooling_hybridizes_on_cpu():
-    net = nn.HybridSequential()
-    net.add(cb.MaxPool2D(2), cb.AvgPool2D(2))
-    net.cast("float16")
-    net.hybridize()
+@pytest.mark.usefixtures("pool_backend")
+def test_float16_model_with_pooling_hybridizes_on_cpu_and_equals_gluons():
     X = nd.random.normal(shape=(1, 2, 8, 8)).astype("float16")
-    assert net(X).dtype == np.float16
+    nets = []
+    for maxpool, avgpool in ((cb.MaxPool2D, cb.AvgPool2D), (nn.MaxPool2D, nn.AvgPool2D)):
+        net = nn.HybridSequential()
+        net.add(maxpool(2), avgpool(2))
+        net.cast("float16")
+        net.hybridize()
+        nets.append(net(X))
+    assert nets[0].dtype == np.float16
+    np.testing.assert_allclose(nets[0].asnumpy(), nets[1].asnumpy(), **FP16)
 
 
 @needs_kernel
-def test_kernel_refuses_float16_naming_the_dtypes_it_takes():
-    X = nd.random.normal(shape=(1, 1, 4, 4)).astype("float16")
-    with pytest.raises(ValueError, match=r"float32 or float64.*float16"):
+def test_kernel_refuses_an_integer_input_naming_the_dtypes_it_takes():
+    X = nd.arange(16, dtype="int32").reshape((1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"float16, float32 or float64 .* got int32"):
         pool2d_native(nd, X, 2)
 
 
@@ -545,3 +544,27 @@ def test_build_compiles_a_loadable_library_once_and_then_skips(monkeypatch, tmp_
     assert before == "False"
     assert loaded.startswith("True ")
     assert pooled == "[5.0, 7.0, 13.0, 15.0]"
+
+
+@needs_kernel
+def test_kernel_float16_round_trip_keeps_every_value_bit_for_bit():
+    # every float16 bit pattern except NaNs: zeros, subnormals, normals, the largest, infinities
+    bits = np.arange(2 ** 16, dtype=np.uint16)
+    values = bits.view(np.float16)
+    values = values[~np.isnan(values)]
+    X = nd.array(values.reshape(1, 1, 1, -1), dtype="float16")
+    Y = pool2d_native(nd, X, 1).asnumpy()
+    np.testing.assert_array_equal(Y.view(np.uint16), values.reshape(Y.shape).view(np.uint16))
+
+
+@needs_kernel
+def test_kernel_float16_average_rounds_to_nearest_even_like_numpy():
+    rng = np.random.RandomState(7)
+    x = (rng.standard_normal((3, 4, 10, 12)) * np.float32(10) ** rng.randint(-6, 4, (3, 4, 10, 12)))
+    x = x.astype(np.float16)
+    Y = pool2d_native(nd, nd.array(x, dtype="float16"), 2, mode="avg").asnumpy()
+    x32 = x.astype(np.float32)
+    # the kernel's order: down the column pairs, then along the row, then * (1/2) * (1/2)
+    cols = x32[:, :, 0::2, :] + x32[:, :, 1::2, :]
+    expected = ((cols[:, :, :, 0::2] + cols[:, :, :, 1::2]) * np.float32(0.5)) * np.float32(0.5)
+    np.testing.assert_array_equal(Y.view(np.uint16), expected.astype(np.float16).view(np.uint16))

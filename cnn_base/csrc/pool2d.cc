@@ -20,11 +20,17 @@
  *   row-major order; the gradient of a mean is spread over the window's input
  *   cells, each getting dY / divisor.
  *
+ * float32 and float64 are pooled as they are, float16 plane by plane in
+ * float32. The backward overwrites dX: MXNet's extension API does not pass
+ * ``req``, so a caller that needs gradients added (grad_req='add') puts an
+ * ``identity`` in front, as cnn_base.functional.pool2d_native does.
+ *
  * Attributes (strings, as MXNet passes them): kernel, stride, pad as two
- * integers "(k_h, k_w)"; mode "max" or "avg"; ceil_mode, count_include_pad as
+ * non-negative integers "(k_h, k_w)"; mode "max" or "avg"; ceil_mode, count_include_pad as
  * "True"/"False" (or 1/0).
  */
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -76,7 +82,7 @@ bool read_pair(const Attrs& attrs, const char* name, int64_t minimum, int64_t* a
     return false;
   }
   std::vector<int64_t> values = parse_ints(it->second);
-  if (values.size() != 2 || values[0] < minimum || values[1] < minimum) {
+  if (it->second.find('-') != std::string::npos || values.size() != 2 || values[0] < minimum || values[1] < minimum) {
     MX_ERROR_MSG << "cnn_base_pool2d: " << name << " must be two integers >= " << minimum
                  << ", got '" << it->second << "'";
     return false;
@@ -155,173 +161,6 @@ struct Geometry {
   int64_t planes, H, W, OH, OW;
 };
 
-// Threads for the plane loop: OpenMP's count as seen when the library is
-// loaded (OMP_NUM_THREADS, else every core). MXNet runs operators on engine
-// threads whose own OpenMP default is one thread, as its built-ins know.
-int n_threads = 1;
-
-// Padded row length: p_w cells on the left, then the row, then p_w cells and,
-// with ceil_mode, up to s_w - 1 more on the right, so that every window of the
-// horizontal pass lies inside.
-int64_t padded_width(const PoolParams& P, const Geometry& g) {
-  return std::max<int64_t>((g.OW - 1) * P.s_w + P.k_w, g.W + P.p_w);
-}
-
-// Forward, one plane at a time and separably: for output row i, first reduce
-// the (clipped) window rows of X column by column into a padded row ``acc``
-// (contiguous, so the compiler vectorizes it), then reduce every window of
-// ``acc`` along the row. The max starts from float32's lowest value, which
-// also fills ``acc``'s padding; the average sums zeros there and divides by
-// the counted cells.
-template <typename T>
-void forward_planes(const PoolParams& P, const Geometry& g, const T* X, T* Y) {
-  const T lowest = static_cast<T>(std::numeric_limits<float>::lowest());
-  const int64_t PW = padded_width(P, g);
-  std::vector<T> inv_w(g.OW);
-  for (int64_t j = 0; j < g.OW; ++j) {
-    const Span q = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
-    inv_w[j] = q.counted > 0 ? T(1) / static_cast<T>(q.counted) : T(0);
-  }
-#pragma omp parallel num_threads(n_threads)
-  {
-    std::vector<T> acc(PW);
-    T* a_row = acc.data() + P.p_w;        // a_row[w] belongs to input column w
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < g.planes; ++c) {
-      const T* x = X + c * g.H * g.W;
-      T* y = Y + c * g.OH * g.OW;
-      const T fill = P.is_max ? lowest : T(0);
-      std::fill(acc.begin(), acc.end(), fill);
-      for (int64_t i = 0; i < g.OH; ++i) {
-        const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
-        T* yi = y + i * g.OW;
-        if (r.begin >= r.end) {                 // only padding in this row of windows
-          for (int64_t j = 0; j < g.OW; ++j) yi[j] = P.is_max ? lowest : T(0);
-          continue;
-        }
-        std::copy(x + r.begin * g.W, x + (r.begin + 1) * g.W, a_row);
-        for (int64_t a = r.begin + 1; a < r.end; ++a) {
-          const T* xa = x + a * g.W;
-          if (P.is_max) {
-            for (int64_t w = 0; w < g.W; ++w) a_row[w] = std::max(a_row[w], xa[w]);
-          } else {
-            for (int64_t w = 0; w < g.W; ++w) a_row[w] += xa[w];
-          }
-        }
-        if (P.is_max) {
-          for (int64_t j = 0; j < g.OW; ++j) {
-            const T* win = acc.data() + j * P.s_w;
-            T m = win[0];
-            for (int64_t b = 1; b < P.k_w; ++b) m = std::max(m, win[b]);
-            yi[j] = m;
-          }
-        } else {
-          const T inv_h = T(1) / static_cast<T>(r.counted);
-          for (int64_t j = 0; j < g.OW; ++j) {
-            const T* win = acc.data() + j * P.s_w;
-            T sum = win[0];
-            for (int64_t b = 1; b < P.k_w; ++b) sum += win[b];
-            yi[j] = sum * inv_h * inv_w[j];
-          }
-        }
-      }
-    }
-  }
-}
-
-// Backward. Average: the transpose of the forward's two passes; each output
-// row's shares dY / divisor are spread along a padded row, which is then added
-// to the window's input rows. Max: each window's first maximal cell in
-// row-major order (the first cell equal to Y) receives dY.
-// The bit pattern of a float or double, compared as an integer.
-inline uint32_t bits_of(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return u;
-}
-
-inline uint64_t bits_of(double v) {
-  uint64_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return u;
-}
-
-template <typename T>
-void backward_planes(const PoolParams& P, const Geometry& g, const T* dY, const T* X,
-                     const T* Y, T* dX) {
-  typedef decltype(bits_of(T(0))) Bits;
-  const int64_t none = std::numeric_limits<int64_t>::max();
-  const int64_t PW = padded_width(P, g);
-  std::vector<T> inv_w(g.OW);
-  for (int64_t j = 0; j < g.OW; ++j) {
-    const Span q = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
-    inv_w[j] = q.counted > 0 ? T(1) / static_cast<T>(q.counted) : T(0);
-  }
-#pragma omp parallel num_threads(n_threads)
-  {
-    std::vector<T> acc(PW), share(g.OW), col_max(g.W);
-    std::vector<Bits> col_row(g.W);
-    T* a_row = acc.data() + P.p_w;
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < g.planes; ++c) {
-      const T* x = X + c * g.H * g.W;
-      const T* y = Y + c * g.OH * g.OW;
-      const T* dy = dY + c * g.OH * g.OW;
-      T* dx = dX + c * g.H * g.W;
-      std::memset(dx, 0, sizeof(T) * g.H * g.W);
-      for (int64_t i = 0; i < g.OH; ++i) {
-        const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
-        if (r.begin >= r.end) continue;
-        if (!P.is_max) {
-          std::fill(acc.begin(), acc.end(), T(0));
-          const T inv_h = T(1) / static_cast<T>(r.counted);
-          for (int64_t j = 0; j < g.OW; ++j) share[j] = dy[i * g.OW + j] * inv_h * inv_w[j];
-          // Offset by offset, so that no add waits on the one before it.
-          for (int64_t b = 0; b < P.k_w; ++b) {
-            T* col = acc.data() + b;
-            for (int64_t j = 0; j < g.OW; ++j) col[j * P.s_w] += share[j];
-          }
-          for (int64_t a = r.begin; a < r.end; ++a) {
-            T* da = dx + a * g.W;
-            for (int64_t w = 0; w < g.W; ++w) da[w] += a_row[w];
-          }
-          continue;
-        }
-        // Separably, like the forward: down each column of the window rows,
-        // the column's max and the first row holding it; then along each
-        // window, the first column whose max is the window's (Y holds one of
-        // the window's own values, so bit patterns are compared exactly).
-        // That is the window's first maximal cell in row-major order.
-        T* __restrict cmax = col_max.data();
-        Bits* __restrict crow = col_row.data();
-        std::copy(x + r.begin * g.W, x + (r.begin + 1) * g.W, cmax);
-        std::fill(crow, crow + g.W, static_cast<Bits>(r.begin));
-        for (int64_t a = r.begin + 1; a < r.end; ++a) {
-          const T* __restrict xa = x + a * g.W;
-          const Bits row = static_cast<Bits>(a);
-          for (int64_t w = 0; w < g.W; ++w) {   // masks, not branches: the loop vectorizes
-            const T v = xa[w], old = cmax[w];
-            const Bits above = -static_cast<Bits>(v > old);
-            crow[w] = (row & above) | (crow[w] & ~above);
-            cmax[w] = std::max(old, v);
-          }
-        }
-        for (int64_t j = 0; j < g.OW; ++j) {
-          const Span q = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
-          const Bits m = bits_of(y[i * g.OW + j]);
-          int64_t arg = none;
-          for (int64_t b = q.begin; b < q.end; ++b) {
-            const int64_t cell = static_cast<int64_t>(crow[b]) * g.W + b;
-            const int64_t hit = -static_cast<int64_t>(bits_of(cmax[b]) == m);   // all ones or 0
-            arg = std::min(arg, (cell & hit) | (none & ~hit));
-          }
-          if (arg != none) dx[arg] += dy[i * g.OW + j];
-        }
-      }
-    }
-  }
-}
-
 bool geometry_of(const PoolParams& P, const std::vector<int64_t>& shape, Geometry* g) {
   if (shape.size() != 4) return false;
   g->planes = shape[0] * shape[1];
@@ -330,6 +169,254 @@ bool geometry_of(const PoolParams& P, const std::vector<int64_t>& shape, Geometr
   g->OH = out_length(g->H, P.k_h, P.s_h, P.p_h, P.ceil_mode);
   g->OW = out_length(g->W, P.k_w, P.s_w, P.p_w, P.ceil_mode);
   return g->OH >= 0 && g->OW >= 0;
+}
+
+// Threads for the plane loop: OpenMP's count as seen when the library is
+// loaded (OMP_NUM_THREADS, else every core). MXNet runs operators on engine
+// threads whose own OpenMP default is one thread, as its built-ins know.
+int n_threads = 1;
+
+// An unsigned integer as wide as T: row numbers kept beside T values in
+// vector registers, and masks for them.
+template <typename T> struct SameWidth;
+template <> struct SameWidth<float> { typedef uint32_t type; };
+template <> struct SameWidth<double> { typedef uint64_t type; };
+
+// What one thread reuses from plane to plane.
+template <typename T>
+struct Work {
+  typedef typename SameWidth<T>::type Row;
+  std::vector<T> inv_w;          // 1 / counted cells of each window column j
+  std::vector<T> acc;            // one padded row: p_w cells, the W inputs, then the rest
+  std::vector<T> share;          // avg backward: dY / divisor along an output row
+  std::vector<T> col_max;        // max backward: each column's max over the window rows ...
+  std::vector<Row> col_row;      // ... and the first row holding it
+
+  Work(const PoolParams& P, const Geometry& g)
+      : inv_w(g.OW),
+        // every window of the horizontal pass lies inside the padded row
+        acc(std::max<int64_t>((g.OW - 1) * P.s_w + P.k_w, g.W + P.p_w)),
+        share(g.OW), col_max(g.W), col_row(g.W) {
+    for (int64_t j = 0; j < g.OW; ++j) {
+      const Span q = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
+      inv_w[j] = q.counted > 0 ? T(1) / static_cast<T>(q.counted) : T(0);
+    }
+  }
+};
+
+// Forward of one plane, separably: for output row i, first reduce the
+// (clipped) window rows of x column by column into the padded row ``acc``
+// (contiguous, so the compiler vectorizes it), then reduce every window of
+// ``acc`` along the row. The max starts from float32's lowest value, which
+// also fills ``acc``'s padding; the average sums zeros there and divides by
+// the counted cells. Ties keep the earlier cell, so the max is the first
+// maximal cell in row-major order.
+template <typename T>
+void forward_plane(const PoolParams& P, const Geometry& g, const T* x, T* y, Work<T>* work) {
+  const T lowest = static_cast<T>(std::numeric_limits<float>::lowest());
+  std::vector<T>& acc = work->acc;
+  T* a_row = acc.data() + P.p_w;        // a_row[w] belongs to input column w
+  std::fill(acc.begin(), acc.end(), P.is_max ? lowest : T(0));
+  for (int64_t i = 0; i < g.OH; ++i) {
+    const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
+    T* yi = y + i * g.OW;
+    if (r.begin >= r.end) {                 // only padding in this row of windows
+      std::fill(yi, yi + g.OW, P.is_max ? lowest : T(0));
+      continue;
+    }
+    std::copy(x + r.begin * g.W, x + (r.begin + 1) * g.W, a_row);
+    for (int64_t a = r.begin + 1; a < r.end; ++a) {
+      const T* xa = x + a * g.W;
+      if (P.is_max) {
+        for (int64_t w = 0; w < g.W; ++w) a_row[w] = std::max(a_row[w], xa[w]);
+      } else {
+        for (int64_t w = 0; w < g.W; ++w) a_row[w] += xa[w];
+      }
+    }
+    if (P.is_max) {
+      for (int64_t j = 0; j < g.OW; ++j) {
+        const T* win = acc.data() + j * P.s_w;
+        T m = win[0];
+        for (int64_t b = 1; b < P.k_w; ++b) m = std::max(m, win[b]);
+        yi[j] = m;
+      }
+    } else {
+      const T inv_h = T(1) / static_cast<T>(r.counted);
+      for (int64_t j = 0; j < g.OW; ++j) {
+        const T* win = acc.data() + j * P.s_w;
+        T sum = win[0];
+        for (int64_t b = 1; b < P.k_w; ++b) sum += win[b];
+        yi[j] = sum * inv_h * work->inv_w[j];
+      }
+    }
+  }
+}
+
+// Backward of one plane. Average: the transpose of the forward's two passes;
+// each output row's shares dY / divisor are spread along the padded row, which
+// is then added to the window's input rows. Max: each window's first maximal
+// cell in row-major order receives dY, found separably as well.
+template <typename T>
+void backward_plane(const PoolParams& P, const Geometry& g, const T* dy, const T* x,
+                    const T* y, T* dx, Work<T>* work) {
+  typedef typename Work<T>::Row Row;
+  const int64_t none = std::numeric_limits<int64_t>::max();
+  std::vector<T>& acc = work->acc;
+  T* a_row = acc.data() + P.p_w;
+  std::fill(dx, dx + g.H * g.W, T(0));
+  for (int64_t i = 0; i < g.OH; ++i) {
+    const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
+    if (r.begin >= r.end) continue;
+    if (!P.is_max) {
+      std::fill(acc.begin(), acc.end(), T(0));
+      const T inv_h = T(1) / static_cast<T>(r.counted);
+      T* share = work->share.data();
+      for (int64_t j = 0; j < g.OW; ++j) share[j] = dy[i * g.OW + j] * inv_h * work->inv_w[j];
+      // Offset by offset, so that no add waits on the one before it.
+      for (int64_t b = 0; b < P.k_w; ++b) {
+        T* col = acc.data() + b;
+        for (int64_t j = 0; j < g.OW; ++j) col[j * P.s_w] += share[j];
+      }
+      for (int64_t a = r.begin; a < r.end; ++a) {
+        T* da = dx + a * g.W;
+        for (int64_t w = 0; w < g.W; ++w) da[w] += a_row[w];
+      }
+      continue;
+    }
+    // Down each column of the window rows: the column's max and the first row
+    // holding it (masks, not branches, so the loop vectorizes; branches on
+    // random data measured 5x slower). Then along each window: of the columns
+    // whose max is the window's max, the cell that comes first in row-major
+    // order. Y holds that max, so equality is exact.
+    T* __restrict cmax = work->col_max.data();
+    Row* __restrict crow = work->col_row.data();
+    std::copy(x + r.begin * g.W, x + (r.begin + 1) * g.W, cmax);
+    std::fill(crow, crow + g.W, static_cast<Row>(r.begin));
+    for (int64_t a = r.begin + 1; a < r.end; ++a) {
+      const T* __restrict xa = x + a * g.W;
+      const Row row = static_cast<Row>(a);
+      for (int64_t w = 0; w < g.W; ++w) {
+        const T v = xa[w], old = cmax[w];
+        const Row above = -static_cast<Row>(v > old);     // all ones or 0
+        crow[w] = (row & above) | (crow[w] & ~above);
+        cmax[w] = std::max(old, v);
+      }
+    }
+    for (int64_t j = 0; j < g.OW; ++j) {
+      const Span q = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
+      const T m = y[i * g.OW + j];
+      int64_t arg = none;
+      for (int64_t b = q.begin; b < q.end; ++b) {
+        const int64_t cell = static_cast<int64_t>(crow[b]) * g.W + b;
+        const int64_t hit = -static_cast<int64_t>(cmax[b] == m);   // all ones or 0
+        arg = std::min(arg, (cell & hit) | (none & ~hit));
+      }
+      if (arg != none) dx[arg] += dy[i * g.OW + j];
+    }
+  }
+}
+
+// IEEE binary16 <-> float, for float16 input (computed in float32, as MXNet's
+// own pooling accumulates float16 in float32).
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1f;
+  const uint32_t mantissa = h & 0x3ff;
+  if (exponent == 0) {                               // zero or subnormal: mantissa * 2^-24
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  uint32_t bits = exponent == 0x1f ? sign | 0x7f800000u | (mantissa << 13)          // inf, NaN
+                                   : sign | ((exponent + 112) << 23) | (mantissa << 13);
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+uint16_t float_to_half(float f) {                    // round to nearest, ties to even
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) return sign | 0x7e00;             // NaN
+  if (magnitude >= 0x47800000u) return sign | 0x7c00;            // >= 65536: infinity
+  if (magnitude < 0x38800000u) {                                 // below 2^-14: subnormal
+    float m;
+    std::memcpy(&m, &magnitude, sizeof m);
+    return sign | static_cast<uint16_t>(std::nearbyint(m * 16777216.0f));   // m / 2^-24
+  }
+  uint32_t h = ((magnitude >> 23) - 112) << 10 | ((magnitude >> 13) & 0x3ff);
+  const uint32_t rest = magnitude & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;        // a carry moves into the exponent
+  return sign | static_cast<uint16_t>(h);
+}
+
+void to_float(const uint16_t* from, float* to, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) to[i] = half_to_float(from[i]);
+}
+
+void to_half(const float* from, uint16_t* to, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) to[i] = float_to_half(from[i]);
+}
+
+// The plane loops: float32 and float64 in place; float16 plane by plane
+// through float32 copies.
+template <typename T>
+void forward_planes(const PoolParams& P, const Geometry& g, const T* X, T* Y) {
+#pragma omp parallel num_threads(n_threads)
+  {
+    Work<T> work(P, g);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      forward_plane<T>(P, g, X + c * g.H * g.W, Y + c * g.OH * g.OW, &work);
+    }
+  }
+}
+
+void forward_planes_half(const PoolParams& P, const Geometry& g, const uint16_t* X,
+                         uint16_t* Y) {
+#pragma omp parallel num_threads(n_threads)
+  {
+    Work<float> work(P, g);
+    std::vector<float> x(g.H * g.W), y(g.OH * g.OW);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      to_float(X + c * g.H * g.W, x.data(), g.H * g.W);
+      forward_plane<float>(P, g, x.data(), y.data(), &work);
+      to_half(y.data(), Y + c * g.OH * g.OW, g.OH * g.OW);
+    }
+  }
+}
+
+template <typename T>
+void backward_planes(const PoolParams& P, const Geometry& g, const T* dY, const T* X,
+                     const T* Y, T* dX) {
+#pragma omp parallel num_threads(n_threads)
+  {
+    Work<T> work(P, g);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      backward_plane<T>(P, g, dY + c * g.OH * g.OW, X + c * g.H * g.W, Y + c * g.OH * g.OW,
+                        dX + c * g.H * g.W, &work);
+    }
+  }
+}
+
+void backward_planes_half(const PoolParams& P, const Geometry& g, const uint16_t* dY,
+                          const uint16_t* X, const uint16_t* Y, uint16_t* dX) {
+#pragma omp parallel num_threads(n_threads)
+  {
+    Work<float> work(P, g);
+    std::vector<float> dy(g.OH * g.OW), x(g.H * g.W), y(g.OH * g.OW), dx(g.H * g.W);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < g.planes; ++c) {
+      to_float(dY + c * g.OH * g.OW, dy.data(), g.OH * g.OW);
+      to_float(X + c * g.H * g.W, x.data(), g.H * g.W);
+      to_float(Y + c * g.OH * g.OW, y.data(), g.OH * g.OW);
+      backward_plane<float>(P, g, dy.data(), x.data(), y.data(), dx.data(), &work);
+      to_half(dx.data(), dX + c * g.H * g.W, g.H * g.W);
+    }
+  }
 }
 
 }  // namespace
@@ -342,10 +429,15 @@ MXReturnValue pool2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   if (!read_params(attrs, &P) || !geometry_of(P, (*inputs)[0].shape, &g)) return MX_FAIL;
   MXTensor& X = (*inputs)[0];
   MXTensor& Y = (*outputs)[0];
-  if (X.dtype == mxnet::ext::kFloat32) {
-    forward_planes<float>(P, g, X.data<float>(), Y.data<float>());
-  } else {
-    forward_planes<double>(P, g, X.data<double>(), Y.data<double>());
+  switch (X.dtype) {
+    case mxnet::ext::kFloat32:
+      forward_planes<float>(P, g, X.data<float>(), Y.data<float>());
+      break;
+    case mxnet::ext::kFloat64:
+      forward_planes<double>(P, g, X.data<double>(), Y.data<double>());
+      break;
+    default:
+      forward_planes_half(P, g, X.data<uint16_t>(), Y.data<uint16_t>());
   }
   return MX_SUCCESS;
 }
@@ -361,12 +453,18 @@ MXReturnValue pool2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   MXTensor& X = (*inputs)[1];
   MXTensor& Y = (*inputs)[2];
   MXTensor& dX = (*outputs)[0];
-  if (X.dtype == mxnet::ext::kFloat32) {
-    backward_planes<float>(P, g, dY.data<float>(), X.data<float>(), Y.data<float>(),
-                           dX.data<float>());
-  } else {
-    backward_planes<double>(P, g, dY.data<double>(), X.data<double>(), Y.data<double>(),
-                            dX.data<double>());
+  switch (X.dtype) {
+    case mxnet::ext::kFloat32:
+      backward_planes<float>(P, g, dY.data<float>(), X.data<float>(), Y.data<float>(),
+                             dX.data<float>());
+      break;
+    case mxnet::ext::kFloat64:
+      backward_planes<double>(P, g, dY.data<double>(), X.data<double>(), Y.data<double>(),
+                              dX.data<double>());
+      break;
+    default:
+      backward_planes_half(P, g, dY.data<uint16_t>(), X.data<uint16_t>(), Y.data<uint16_t>(),
+                           dX.data<uint16_t>());
   }
   return MX_SUCCESS;
 }
@@ -381,9 +479,10 @@ MXReturnValue pool2d_parse_attrs(const Attrs& attrs, int* num_in, int* num_out) 
 MXReturnValue pool2d_infer_type(const Attrs& attrs, std::vector<int>* in_types,
                                 std::vector<int>* out_types) {
   const int dtype = (*in_types)[0];
-  if (dtype != mxnet::ext::kFloat32 && dtype != mxnet::ext::kFloat64) {
-    MX_ERROR_MSG << "cnn_base_pool2d supports float32 and float64 input, got MXNet dtype code "
-                 << dtype << " (set CNN_BASE_NATIVE=0 to pool with MXNet ops instead)";
+  if (dtype != mxnet::ext::kFloat32 && dtype != mxnet::ext::kFloat64 &&
+      dtype != mxnet::ext::kFloat16) {
+    MX_ERROR_MSG << "cnn_base_pool2d takes float16, float32 or float64 input, got MXNet dtype "
+                 << "code " << dtype << " (set CNN_BASE_NATIVE=0 to pool with MXNet ops instead)";
     return MX_FAIL;
   }
   (*out_types)[0] = dtype;
