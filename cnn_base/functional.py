@@ -275,7 +275,8 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     inside the padded input (``count_include_pad=True``) or inside the input
     itself (``False``); cells past the padded edge (``ceil_mode``) never count,
     and a window without any counted cell gives 0. Max pooling of a window that
-    holds only padding gives the lowest float32, as Gluon's does.
+    holds only padding gives the lowest float32, as Gluon's does for float32
+    input (for float64 input Gluon gives the lowest float64).
 
     Examples
     --------

@@ -12,7 +12,8 @@
  *
  * - output size floor((h + 2p - k) / s) + 1, or ceil with ceil_mode;
  * - padding never wins a max; a window holding only padding (possible with
- *   ceil_mode) gives float32's lowest value, as Gluon's does;
+ *   ceil_mode) gives float32's lowest value, as Gluon's does for float32 (for
+ *   float64 Gluon gives float64's lowest);
  * - an average divides by the window's cells inside the padded input
  *   (count_include_pad) or inside the input itself; cells that a ceil_mode
  *   window reaches past the padded edge never count; no counted cell -> 0;
