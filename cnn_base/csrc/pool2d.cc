@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <omp.h>
@@ -172,9 +173,9 @@ bool geometry_of(const PoolParams& P, const std::vector<int64_t>& shape, Geometr
   return g->OH >= 0 && g->OW >= 0;
 }
 
-// Threads for the plane loop: OpenMP's count as seen when the library is
-// loaded (OMP_NUM_THREADS, else every core). MXNet runs operators on engine
-// threads whose own OpenMP default is one thread, as its built-ins know.
+// Threads for the plane loop, set when the library is loaded (initialize).
+// MXNet runs operators on engine threads whose OpenMP default is one thread,
+// so the count is asked for explicitly, as MXNet's built-ins do.
 int n_threads = 1;
 
 // An unsigned integer as wide as T: row numbers kept beside T values in
@@ -522,7 +523,15 @@ REGISTER_OP(cnn_base_pool2d)
 .setBackward(pool2d_backward, "cpu");
 
 MXReturnValue initialize(int version) {
-  n_threads = std::max(1, omp_get_max_threads());
+  // MXNet has set the loading thread's OpenMP count to 1 by now, so read what
+  // its own operators go by: OMP_NUM_THREADS, MXNET_OMP_MAX_THREADS, else
+  // every processor.
+  n_threads = omp_get_num_procs();
+  for (const char* name : {"MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && std::atoi(value) > 0) n_threads = std::atoi(value);
+  }
+  n_threads = std::max(1, n_threads);
   // Written against MXNet 1.9's lib_api (MX_LIBRARY_VERSION 11).
   return version >= 10900 ? MX_SUCCESS : MX_FAIL;
 }
