@@ -1,6 +1,9 @@
 """Plain-NumPy references and float64 finite differences the tests compare against."""
 import numpy as np
 
+# Gluon's max pooling starts from float32's lowest value, not -inf.
+LOWEST = float(np.finfo(np.float32).min)
+
 
 def corr2d_np(X, K):
     """2-D cross-correlation written directly from its definition."""
@@ -28,3 +31,52 @@ def central_difference(f, X, eps=1e-6):
         X[idx] = old
         grad[idx] = (f_plus - f_minus) / (2 * eps)
     return grad
+
+
+def _pair(v):
+    return tuple(np.broadcast_to(v, 2).tolist())
+
+
+def pool2d_batch_np(X, dY, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
+                    count_include_pad=True):
+    """Gluon's pooling of an NCHW batch and its input gradient for head gradient ``dY``
+    (None: no gradient), window by window in float64, after MXNet's src/operator/nn/pool.h.
+
+    Max: padding never wins, a window of only padding gives float32's lowest value, and the
+    gradient goes to the first maximal cell in row-major order. Average: the divisor counts
+    the cells inside the padded input (count_include_pad) or inside the input.
+    """
+    k = _pair(pool_size)
+    s = k if strides is None else _pair(strides)
+    p = _pair(padding)
+    H, W = X.shape[2:]
+
+    def out_len(n, a):
+        span = n + 2 * p[a] - k[a]
+        return (-(-span // s[a]) if ceil_mode else span // s[a]) + 1
+
+    Y = np.zeros(X.shape[:2] + (out_len(H, 0), out_len(W, 1)))
+    dX = np.zeros(X.shape)
+    assert dY is None or dY.shape == Y.shape
+    for i, j in np.ndindex(*Y.shape[2:]):
+        top, left = i * s[0] - p[0], j * s[1] - p[1]
+        bottom, right = min(top + k[0], H + p[0]), min(left + k[1], W + p[1])  # padded edge
+        padded_cells = max(bottom - top, 0) * max(right - left, 0)
+        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
+        window = X[:, :, top:max(bottom, top), left:max(right, left)]
+        if window.size == 0:
+            Y[:, :, i, j] = LOWEST if mode == "max" else 0.0
+        elif mode == "max":
+            flat = window.reshape(window.shape[:2] + (-1,))
+            Y[:, :, i, j] = flat.max(axis=2)
+            first = flat.argmax(axis=2)               # first maximal cell, row-major
+            for n, c in np.ndindex(*X.shape[:2]):
+                a, b = divmod(int(first[n, c]), window.shape[3])
+                if dY is not None:
+                    dX[n, c, top + a, left + b] += dY[n, c, i, j]
+        else:
+            count = padded_cells if count_include_pad else window.shape[2] * window.shape[3]
+            Y[:, :, i, j] = window.sum(axis=(2, 3)) / count
+            if dY is not None:
+                dX[:, :, top:bottom, left:right] += dY[:, :, i, j, None, None] / count
+    return Y, dX

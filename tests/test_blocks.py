@@ -5,6 +5,7 @@ from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
 import cnn_base as cb
+from reference import pool2d_batch_np
 
 FWD = dict(rtol=1e-5, atol=1e-5)     # float32, sums of at most a few hundred products
 GRAD = dict(rtol=1e-4, atol=1e-5)    # weight gradients sum over batch and positions too
@@ -270,35 +271,6 @@ def test_pooling_output_and_input_gradient_equal_gluon(ours_cls, builtin_cls, in
     np.testing.assert_allclose(dX, dX_ref, **GRAD)
 
 
-def _pool_numpy(X, dY, pool_size, strides=None, padding=0, ceil_mode=False, mode="max",
-                count_include_pad=True):
-    """Output and input gradient of MXNet's pooling (src/operator/nn/pool.h), window by window."""
-    k = np.broadcast_to(pool_size, 2)
-    s = k if strides is None else np.broadcast_to(strides, 2)
-    p = np.broadcast_to(padding, 2)
-    Y, dX = np.zeros(dY.shape), np.zeros(X.shape)
-    lowest = np.finfo(np.float32).min
-    for i in range(Y.shape[2]):
-        for j in range(Y.shape[3]):
-            h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
-            h1, w1 = min(h0 + k[0], X.shape[2] + p[0]), min(w0 + k[1], X.shape[3] + p[1])
-            cells = max(h1 - h0, 0) * max(w1 - w0, 0)      # padding included, not the overrun
-            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, X.shape[2]), min(w1, X.shape[3])
-            window = X[:, :, h0:h1, w0:w1]
-            if window.size == 0:
-                Y[:, :, i, j] = lowest if mode == "max" else 0
-            elif mode == "max":
-                Y[:, :, i, j] = window.max(axis=(2, 3))
-                for n, c in np.ndindex(*X.shape[:2]):
-                    a, b = np.unravel_index(window[n, c].argmax(), window[n, c].shape)
-                    dX[n, c, h0 + a, w0 + b] += dY[n, c, i, j]
-            else:
-                count = cells if count_include_pad else window[0, 0].size
-                Y[:, :, i, j] = window.sum(axis=(2, 3)) / count
-                dX[:, :, h0:h1, w0:w1] += dY[:, :, i, j, None, None] / count
-    return Y, dX
-
-
 @pytest.mark.usefixtures("pool_backend")
 @pytest.mark.parametrize("ours_cls, builtin_cls, input_shape, kwargs",
                          list(_pool_cases(include_refused=True)))
@@ -310,7 +282,7 @@ def test_pooling_output_and_input_gradient_equal_numpy_reference(ours_cls, built
     dY = nd.random.normal(shape=out_shape)
     Y, dX, _ = _forward_backward(block, X, dY)
     mode = "max" if ours_cls is cb.MaxPool2D else "avg"
-    Y_ref, dX_ref = _pool_numpy(X.asnumpy(), dY.asnumpy(), mode=mode, **kwargs)
+    Y_ref, dX_ref = pool2d_batch_np(X.asnumpy(), dY.asnumpy(), mode=mode, **kwargs)
     assert out_shape == Y_ref.shape
     np.testing.assert_allclose(Y, Y_ref, **FWD)
     np.testing.assert_allclose(dX, dX_ref, **GRAD)

@@ -15,14 +15,13 @@ from mxnet.gluon import HybridBlock, nn
 import cnn_base as cb
 from cnn_base import native
 from cnn_base.functional import pool2d_native, pool2d_nchw
-from reference import central_difference
+from reference import LOWEST, central_difference, pool2d_batch_np
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
                                   reason=f"C++ pooling kernel not loaded: {native.status()}")
 
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-12)}
 FP16 = dict(rtol=1e-2, atol=1e-3)
-LOWEST = float(np.finfo(np.float32).min)
 
 # (input shape, pooling arguments as pool2d_nchw takes them)
 POOL_TABLE = [
@@ -56,49 +55,6 @@ def _case_id(case):
     shape, kw = case
     return "-".join([kw["mode"], "x".join(map(str, shape))] +
                     [f"{k}={v}" for k, v in kw.items() if k != "mode"]).replace(" ", "")
-
-
-def _pair(v):
-    return tuple(np.broadcast_to(v, 2).tolist())
-
-
-def _pool_reference(X, dY, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
-                    count_include_pad=True):
-    """Gluon's pooling output and input gradient, window by window, in float64 NumPy."""
-    k = _pair(pool_size)
-    s = k if strides is None else _pair(strides)
-    p = _pair(padding)
-    H, W = X.shape[2:]
-
-    def out_len(n, a):
-        span = n + 2 * p[a] - k[a]
-        return (-(-span // s[a]) if ceil_mode else span // s[a]) + 1
-
-    Y = np.zeros(X.shape[:2] + (out_len(H, 0), out_len(W, 1)))
-    dX = np.zeros(X.shape)
-    assert dY is None or dY.shape == Y.shape
-    for i, j in np.ndindex(*Y.shape[2:]):
-        top, left = i * s[0] - p[0], j * s[1] - p[1]
-        bottom, right = min(top + k[0], H + p[0]), min(left + k[1], W + p[1])  # padded edge
-        padded_cells = max(bottom - top, 0) * max(right - left, 0)
-        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
-        window = X[:, :, top:max(bottom, top), left:max(right, left)]
-        if window.size == 0:
-            Y[:, :, i, j] = LOWEST if mode == "max" else 0.0
-        elif mode == "max":
-            flat = window.reshape(window.shape[:2] + (-1,))
-            Y[:, :, i, j] = flat.max(axis=2)
-            first = flat.argmax(axis=2)               # first maximal cell, row-major
-            for n, c in np.ndindex(*X.shape[:2]):
-                a, b = divmod(int(first[n, c]), window.shape[3])
-                if dY is not None:
-                    dX[n, c, top + a, left + b] += dY[n, c, i, j]
-        else:
-            count = padded_cells if count_include_pad else window.shape[2] * window.shape[3]
-            Y[:, :, i, j] = window.sum(axis=(2, 3)) / count
-            if dY is not None:
-                dX[:, :, top:bottom, left:right] += dY[:, :, i, j, None, None] / count
-    return Y, dX
 
 
 def _forward_backward(f, X, dY=None, grad_req="write"):
@@ -167,7 +123,7 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
     np.testing.assert_allclose(Y.asnumpy(), Y_ops.asnumpy(), **TOL[dtype])
     np.testing.assert_allclose(dX.asnumpy(), dX_ops.asnumpy(), **TOL[dtype])
 
-    Y_ref, dX_ref = _pool_reference(X.asnumpy().astype(np.float64),
+    Y_ref, dX_ref = pool2d_batch_np(X.asnumpy().astype(np.float64),
                                     dY.asnumpy().astype(np.float64), **kw)
     np.testing.assert_allclose(Y.asnumpy(), Y_ref, **TOL[dtype])
     np.testing.assert_allclose(dX.asnumpy(), dX_ref, **TOL[dtype])
@@ -176,7 +132,7 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
 def _max_of_only_padding(input_shape, kw):
     """Whether some max-pooling window of this setting holds no input cell."""
     return kw["mode"] == "max" and bool(
-        (_pool_reference(np.zeros(input_shape), None, **kw)[0] == LOWEST).any())
+        (pool2d_batch_np(np.zeros(input_shape), None, **kw)[0] == LOWEST).any())
 
 
 def _gluon_compares(input_shape, kw, dtype):
