@@ -5,10 +5,10 @@
 the C++ kernel of :mod:`cnn_base.native` (the chapter's pool2d loop, one pass
 over the data) on floating-point CPU input when it is built, and otherwise
 with :func:`cnn_base.functional.pool2d_nchw` (MXNet operators), which gives
-the same numbers. None of them calls ``F.Convolution`` or ``F.Pooling``. Constructors, parameter names and shapes are Gluon's, so
-``save_parameters`` files move between these blocks and ``gluon.nn``'s in both
-directions, and either kind composes into ``nn.HybridSequential`` models,
-hybridizes and exports.
+the same numbers. None of them calls ``F.Convolution`` or ``F.Pooling``.
+Constructors, parameter names and shapes are Gluon's, so ``save_parameters``
+files move between these blocks and ``gluon.nn``'s in both directions, and
+either kind composes into ``nn.HybridSequential`` models, hybridizes and exports.
 
 Arguments are checked when a block is built (``ValueError``/``TypeError``
 naming the argument and the value), inputs when it is called (a message that

@@ -334,7 +334,7 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
 
 
 def native_applies(X):
-    """Whether the C++ kernel can pool the NDArray ``X``: a float (16, 32 or 64 bits) on a CPU context."""
+    """Whether the C++ kernel can pool the NDArray ``X``: float16/32/64 on a CPU context."""
     return X.context.device_type == "cpu" and np.dtype(X.dtype) in (np.float16, np.float32,
                                                                      np.float64)
 

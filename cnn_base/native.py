@@ -35,8 +35,8 @@ LIBRARY = Path(__file__).with_name("_build") / "libcnn_base_pool2d.so"
 _MXNET_DIR = Path(mx.__file__).parent
 _FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")
 
-_state = {"loaded": False, "enabled": os.environ.get("CNN_BASE_NATIVE", "1") != "0",
-          "reason": "not loaded yet"}
+# CNN_BASE_NATIVE=0 keeps the library from loading (see load), so "enabled" starts True.
+_state = {"loaded": False, "enabled": True, "reason": "not loaded yet"}
 
 
 class NativeBuildError(RuntimeError):
@@ -98,11 +98,9 @@ def load(library=LIBRARY):
     library = Path(library)
     if os.environ.get("CNN_BASE_NATIVE", "1") == "0":
         _state["reason"] = "turned off by CNN_BASE_NATIVE=0"
-    elif not library.exists():
-        _state["reason"] = f"{library} is not built (run `make` or `python scripts/build_native.py`)"
     elif not _up_to_date(library):
-        _state["reason"] = (f"{library} is older than {SOURCE.name} "
-                            "(run `make` or `python scripts/build_native.py`)")
+        state = f"is older than {SOURCE.name}" if library.exists() else "is not built"
+        _state["reason"] = f"{library} {state} (run `make` or `python scripts/build_native.py`)"
     else:
         try:
             mx.library.load(str(library.resolve()), verbose=False)
@@ -129,8 +127,9 @@ def enabled():
 def set_enabled(flag):
     """Turn the kernel's use by the blocks on or off (for comparisons); returns the old setting.
 
-    Blocks decide when they build their graph: a hybridized block keeps the
-    choice it made until it is hybridized again.
+    Our pool blocks look at every call and rebuild their graph when the choice
+    changes; a pool inside a hybridized parent keeps the parent's graph, so
+    set this before the parent's first hybridized call.
     """
     if not isinstance(flag, bool):
         raise TypeError(f"flag must be a bool, got {flag!r} of type {type(flag).__name__}")
