@@ -14,8 +14,8 @@ import os
 import pathlib
 import sys
 
-__all__ = ["ArgumentParser", "nonnegative_int", "positive_float", "ctx_arg", "output_file",
-           "output_dir", "fail"]
+__all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
+           "output_file", "output_dir", "fail"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -39,6 +39,13 @@ def nonnegative_int(text):
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text):
+    value = nonnegative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, got 0")
     return value
 
 

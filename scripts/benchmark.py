@@ -13,20 +13,12 @@ MXNet operators). The work is
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
-import argparse
 import json
 import sys
 
 import cnn_base.benchmark as bench
 from cnn_base import native
-from _cli import ArgumentParser, fail, nonnegative_int, output_file
-
-
-def positive_int(text):
-    value = nonnegative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1, got 0")
-    return value
+from _cli import ArgumentParser, fail, nonnegative_int, output_file, positive_int
 
 
 def main(argv=None):
