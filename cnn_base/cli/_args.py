@@ -1,25 +1,47 @@
-"""Argument parsing shared by the scripts: bad input is one line on stderr and exit status 2.
+"""Argument parsing shared by the commands: bad input is one line on stderr and exit status 2.
 
-Scripts run as ``python scripts/x.py``, which puts ``scripts/`` on ``sys.path``;
-``from _cli import ArgumentParser, ...`` then works from any of them.
-
-argparse prints its usage before an error; :class:`ArgumentParser` prints only
-``prog: error: argument --name: what is wrong`` so a user, or a test, reads one line.
-The ``*_arg`` functions are ``type=`` converters whose errors name the rule and
-the value received.
+Every command of ``cnn-base`` (``cnn_base/cli/<command>.py``) builds its parser
+from :class:`ArgumentParser`. argparse prints its usage before an error;
+:class:`ArgumentParser` prints only ``prog: error: argument --name: what is wrong``
+so a user, or a test, reads one line. Abbreviated options (``--ite`` for
+``--iters``) are errors, not guesses. The ``*_arg`` functions are ``type=``
+converters whose errors name the rule and the value received.
 """
 import argparse
+import contextlib
 import math
 import os
 import pathlib
 import sys
 
 __all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
-           "output_file", "output_dir", "fail"]
+           "output_file", "output_dir", "fail", "command_prog"]
+
+# The name a parser built with prog=None shows: set by the ``cnn-base`` dispatcher
+# (e.g. "cnn-base reproduce-blog"); otherwise argparse's own default, the script's file name.
+_command_prog = None
+
+
+@contextlib.contextmanager
+def command_prog(prog):
+    """Within the ``with``, parsers built with ``prog=None`` call themselves ``prog``."""
+    global _command_prog
+    old, _command_prog = _command_prog, prog
+    try:
+        yield
+    finally:
+        _command_prog = old
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse without the usage dump: an error is one line on stderr, exit status 2."""
+    """argparse without the usage dump: an error is one line on stderr, exit status 2.
+
+    Abbreviations of long options are off (``allow_abbrev=False``), so a typo is an error.
+    """
+
+    def __init__(self, prog=None, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(prog=prog if prog is not None else _command_prog, **kwargs)
 
     def error(self, message):
         fail(self.prog, message)
