@@ -55,11 +55,12 @@ def _started_as_command():
 def _import_all():
     """Import the re-exported modules (and so MXNet) once; put their public names on cnn_base.
 
-    ``native`` comes first: importing it loads the C++ kernel (registers ``cnn_base_pool2d``).
+    The C++ kernel is loaded first (``cnn_base_pool2d`` registered with MXNet, built into the
+    per-user cache if it is not there yet), so a model exported with it can be read next.
     """
     global _names
     if _names is None:
-        importlib.import_module(f"{__name__}.native")
+        importlib.import_module(f"{__name__}.native").load()
         names = []
         for module_name in _REEXPORTED:
             module = importlib.import_module(f"{__name__}.{module_name}")

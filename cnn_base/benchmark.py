@@ -92,24 +92,30 @@ def time_case(kind, input_shape, kwargs, repeats=20, number=3, warmup=3, ctx=Non
     return statistics.median(ours_s), statistics.median(builtin_s)
 
 
-def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None):
+def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, progress=None):
     """Time every case; returns one dict per case.
 
     ``cases`` is a list of ``(kind, input_shape, kwargs)`` with kind ``'conv'``,
     ``'maxpool'`` or ``'avgpool'``; by default :data:`CONV_CASES` and
     :data:`POOL_CASES` (both pooling kinds). Each dict holds ``kind``,
     ``layer`` (a description), ``input_shape``, ``settings``, ``ours_ms``,
-    ``builtin_ms`` and ``ratio`` (ours / built-in).
+    ``builtin_ms`` and ``ratio`` (ours / built-in). ``progress``, when given, is
+    called as ``progress(i, n)`` after case ``i`` (1-based) of ``n``.
     """
     repeats, number = as_int("repeats", repeats), as_int("number", number)
     warmup = as_int("warmup", warmup, minimum=0)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    cases = _all_cases() if cases is None else list(cases)
     results = []
-    for kind, input_shape, kwargs in (_all_cases() if cases is None else cases):
+    for kind, input_shape, kwargs in cases:
         ours, builtin = time_case(kind, input_shape, kwargs, repeats, number, warmup, ctx)
         results.append({"kind": kind, "layer": _describe(kind, tuple(input_shape), kwargs),
                         "input_shape": list(input_shape), "settings": dict(kwargs),
                         "ours_ms": ours * 1e3, "builtin_ms": builtin * 1e3,
                         "ratio": ours / builtin})
+        if progress is not None:
+            progress(len(results), len(cases))
     return results
 
 

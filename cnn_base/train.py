@@ -108,8 +108,16 @@ class EdgeKernelRun:
 
     @property
     def diverged(self):
-        """True when a loss or a weight became inf or nan (the step size was too large)."""
-        return not (np.isfinite(self.losses).all() and np.isfinite(self.kernel_path).all())
+        """True when the step size was too large: the loss grew, or a loss or weight became inf or nan.
+
+        The loss is a quadratic in the kernel, so plain gradient descent either
+        shrinks it or (``lr`` too large) makes it grow geometrically: the last
+        loss above the first is the one rule for both ``lr=0.2`` (a loss of ~3e16
+        after 10 updates) and ``lr=1000`` (inf).
+        """
+        if not (np.isfinite(self.losses).all() and np.isfinite(self.kernel_path).all()):
+            return True
+        return len(self.losses) >= 2 and self.losses[-1] > self.losses[0]
 
     def to_dict(self):
         """JSON-ready summary: kernel, every iteration's loss, kernel path, context and settings.
@@ -120,12 +128,12 @@ class EdgeKernelRun:
             return [finite(v) if isinstance(v, list) else (v if math.isfinite(v) else None)
                     for v in values]
         return {"block": self.block, "ctx": str(self.ctx), "iters": self.iters, "lr": self.lr,
-                "seed": self.seed, "kernel": finite(self.kernel.asnumpy().tolist()),
+                "seed": self.seed, "diverged": self.diverged, "kernel": finite(self.kernel.asnumpy().tolist()),
                 "losses": finite(list(self.losses)),
                 "kernel_path": finite(self.kernel_path.tolist())}
 
 
-def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
+def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0, progress=None):
     """Learn the kernel ``[[1, -1]]`` from the edge image with a (1, 2) Conv2D, as the blog does.
 
     Parameters
@@ -140,6 +148,8 @@ def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
         Step size of the hand-written update ``weight -= lr * grad``.
     seed : int, default 0
         Passed to ``mx.random.seed`` just before the layer is initialised.
+    progress : callable, optional
+        Called as ``progress(i, iters)`` after update ``i`` (1-based), e.g. to move a progress bar.
 
     Returns
     -------
@@ -174,7 +184,9 @@ def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
 
     kernel_path = [net.weight.data().asnumpy().reshape(2)]
     losses = []
-    for _ in range(iters):
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    for i in range(1, iters + 1):
         with autograd.record():
             Y_hat = net(X)
             l = (Y_hat - Y) ** 2
@@ -183,5 +195,7 @@ def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0):
         net.weight.data()[:] -= lr * net.weight.grad()
         losses.append(float(l.sum().asscalar()))
         kernel_path.append(net.weight.data().asnumpy().reshape(2))
+        if progress is not None:
+            progress(i, iters)
     return EdgeKernelRun(block=block, ctx=ctx, lr=lr, seed=seed, net=net, X=X, Y=Y,
                          Y_hat=net(X), losses=losses, kernel_path=np.stack(kernel_path))

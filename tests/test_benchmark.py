@@ -113,3 +113,10 @@ def test_script_pooling_kernel_without_the_kernel_is_one_line_and_exit_2():
     assert result.stderr == ("benchmark.py: error: --pooling kernel: the C++ kernel is not "
                              "available: MXNet operators (C++ kernel: turned off by "
                              "CNN_BASE_NATIVE=0)\n")
+
+
+def test_run_benchmark_reports_progress_after_each_case():
+    calls = []
+    bench.run_benchmark(TINY_CASES[:2], repeats=1, number=1, warmup=0,
+                        progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(1, 2), (2, 2)]

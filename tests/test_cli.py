@@ -79,7 +79,9 @@ def test_console_script_module_and_script_print_the_same_run(tmp_path):
     assert "== custom: cnn_base.Conv2D on cpu(0)" in outputs[0].stdout
 
 
-def test_import_cnn_base_outside_a_command_loads_every_name():
-    code = "import sys, cnn_base; print('mxnet' in sys.modules, 'Conv2D' in vars(cnn_base))"
+def test_import_cnn_base_outside_a_command_loads_every_name_and_registers_the_kernel():
+    from cnn_base import native
+    code = ("import sys, cnn_base, mxnet; print('Conv2D' in vars(cnn_base), "
+            "hasattr(mxnet.nd, 'cnn_base_pool2d'))")
     result = run(sys.executable, "-c", code)
-    assert result.stdout == "True True\n", result.stderr
+    assert result.stdout == f"True {native.loaded()}\n", result.stderr

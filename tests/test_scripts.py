@@ -162,6 +162,51 @@ def test_learn_edge_kernel_single_block_with_other_settings(tmp_path):
         "batch %d, loss %.3f" % (i, data["custom"]["losses"][i - 1]) for i in (2, 4)]
 
 
+@pytest.mark.parametrize("lr", ["0.2", "1000"])     # a loss of ~3e16, and inf
+def test_learn_edge_kernel_says_a_run_diverged_whether_its_loss_is_huge_or_inf(lr):
+    result = run("learn_edge_kernel.py", "--block", "custom", "--ctx", "cpu", "--lr", lr)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "diverged" in line]
+    assert line.startswith("the run diverged (the loss grew from ")
+    assert line.endswith(f"lr {lr} is too large, try a smaller --lr")
+
+
+def test_learn_edge_kernel_on_a_terminal_shows_a_progress_bar_for_a_long_run(tmp_path):
+    """stderr is a pseudo-terminal here; the bar shows after a second and is erased when done."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns
+    chunks = []
+
+    def read():     # concurrently: a full pseudo-terminal would block the script
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:     # EIO: the script has exited and closed its end
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    env = dict(os.environ, MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, str(SCRIPTS / "learn_edge_kernel.py"), "--block",
+                           "custom", "--ctx", "cpu", "--iters", "3000"], stdout=subprocess.PIPE,
+                          stderr=child, env=env, timeout=600)
+    os.close(child)
+    reader.join(timeout=30)
+    os.close(main)
+    assert done.returncode == 0
+    shown = b"".join(chunks).decode()
+    assert "learning (custom)" in shown and "/3000" in shown
+    assert "batch 3000, loss" in done.stdout.decode()
+
+
 @pytest.fixture(scope="module")
 def a_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("bad") / "a_file"

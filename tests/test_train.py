@@ -129,3 +129,28 @@ def test_a_diverging_run_is_flagged_and_its_json_has_null_for_inf_and_nan():
     json.dumps(d, allow_nan=False)           # standard JSON: no NaN or Infinity
     assert d["kernel"] == [[None, None]] and None in d["losses"]
     assert not cb.learn_edge_kernel("builtin", ctx="cpu", iters=2).diverged
+
+
+@pytest.mark.parametrize("lr, iters, diverged", [
+    (0.03, 10, False),      # the blog's run: the loss falls
+    (0.2, 10, True),        # the loss grows to ~3e16, still finite
+    (1000, 10, True),       # inf, then nan
+    (100, 1, False),        # one loss: nothing to compare yet
+])
+def test_diverged_means_the_loss_grew_or_became_inf_or_nan(lr, iters, diverged):
+    run = cb.learn_edge_kernel("builtin", ctx="cpu", iters=iters, lr=lr)
+    assert run.diverged is diverged
+    assert run.to_dict()["diverged"] is diverged
+    if lr == 0.2:
+        assert np.isfinite(run.losses).all() and run.losses[-1] > 1e10
+
+
+def test_progress_is_called_after_every_update():
+    calls = []
+    run = cb.learn_edge_kernel("custom", ctx="cpu", iters=4, progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)] and run.iters == 4
+
+
+def test_progress_that_is_not_callable_is_refused_naming_it():
+    with pytest.raises(TypeError, match="progress must be callable or None, got 'bar'"):
+        cb.learn_edge_kernel("custom", ctx="cpu", iters=1, progress="bar")

@@ -15,7 +15,7 @@ import pathlib
 import sys
 
 __all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
-           "output_file", "output_dir", "fail", "command_prog"]
+           "output_file", "output_dir", "fail", "command_prog", "progress_bar"]
 
 # The name a parser built with prog=None shows: set by the ``cnn-base`` dispatcher
 # (e.g. "cnn-base reproduce-blog"); otherwise argparse's own default, the script's file name.
@@ -129,3 +129,26 @@ def output_file(suffixes=None):
             raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
         return path
     return convert
+
+
+@contextlib.contextmanager
+def progress_bar(description, unit):
+    """A progress bar on stderr for a long run; yields ``progress(i, n)`` for the library's loop.
+
+    Shown only on a terminal and only once the run has lasted a second (tqdm's
+    ``delay``), and erased when done, so short runs and redirected output see nothing.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit=unit, leave=False, delay=1.0, disable=None,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def progress(i, n):
+        if bar.total != n:
+            bar.total = n
+        bar.update(i - bar.n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()

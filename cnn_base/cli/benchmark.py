@@ -9,13 +9,14 @@ the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
 the geometric-mean ratio ours / built-in for conv and for pooling, after a line
 saying how our blocks pool (``--pooling``: ``auto`` uses the C++ kernel of
 ``cnn_base.native`` when it is built, ``kernel`` insists on it, ``ops`` uses
-MXNet operators). The work is
+MXNet operators). On a terminal a progress bar counts the layers. The work is
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
 import json
 
-from cnn_base.cli._args import ArgumentParser, fail, nonnegative_int, output_file, positive_int
+from cnn_base.cli._args import (ArgumentParser, fail, nonnegative_int, output_file, positive_int,
+                                progress_bar)
 
 __all__ = ["build_parser", "main"]
 
@@ -48,7 +49,9 @@ def main(argv=None):
     native.set_enabled(args.pooling != "ops")
     print(f"our pools compute with: {native.status()}")
 
-    results = bench.run_benchmark(repeats=args.repeats, number=args.number, warmup=args.warmup)
+    with progress_bar("benchmark", "layer") as progress:
+        results = bench.run_benchmark(repeats=args.repeats, number=args.number,
+                                      warmup=args.warmup, progress=progress)
     print(bench.format_table(results))
     if args.json is not None:
         report = {"results": results, "geometric_mean_ratio": bench.summarize(results),

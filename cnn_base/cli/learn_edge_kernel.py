@@ -5,14 +5,16 @@
     cnn-base learn-edge-kernel --plot out/edge_kernel.png --json out/edge_kernel.json
 
 Each block's run starts from the same seed, hence from the same initial weights;
-with the default seed both print the blog's loss lines. The training lives in
+with the default seed both print the blog's loss lines. A run whose loss grows (or
+becomes inf or nan) is called diverged. On a terminal a long run shows a
+progress bar. The training lives in
 ``cnn_base.learn_edge_kernel``; this command parses arguments, prints and writes files.
 Bad arguments: one line on stderr, exit status 2.
 """
 import json
 
 from cnn_base.cli._args import (ArgumentParser, ctx_arg, fail, nonnegative_int, output_file,
-                                positive_float)
+                                positive_float, progress_bar)
 
 __all__ = ["build_parser", "main"]
 
@@ -52,8 +54,9 @@ def main(argv=None):
     blocks = ["custom", "builtin"] if args.block == "both" else [args.block]
     runs = {}
     for block in blocks:
-        run = cb.learn_edge_kernel(block, ctx=args.ctx, iters=args.iters, lr=args.lr,
-                                   seed=args.seed)
+        with progress_bar(f"learning ({block})", "iter") as progress:
+            run = cb.learn_edge_kernel(block, ctx=args.ctx, iters=args.iters, lr=args.lr,
+                                       seed=args.seed, progress=progress)
         runs[block] = run
         print(f"== {block}: {BLOCK_NAMES[block]} on {run.ctx}, seed {run.seed}, lr {run.lr:g}, "
               f"{run.iters} iterations ==")
@@ -63,7 +66,8 @@ def main(argv=None):
         error = abs(run.kernel.asnumpy() - cb.edge_kernel().asnumpy()).max()
         print(f"max |K - [[1, -1]]| = {error:.4f}")
         if run.diverged:
-            print(f"the run diverged (inf or nan): lr {run.lr:g} is too large, try a smaller --lr")
+            print(f"the run diverged (the loss grew from {run.losses[0]:.3g} to "
+                  f"{run.losses[-1]:.3g}): lr {run.lr:g} is too large, try a smaller --lr")
         print()
 
     if len(runs) == 2:
