@@ -1,5 +1,5 @@
 # Two commands for a fresh clone: `make demo` and `make test`.
-# Another Python: `make demo PYTHON=python3.12` (3.10 to 3.13); the .venv follows it.
+# Another Python: `make demo PYTHON=python3.12` (3.10 to 3.12); the .venv follows it.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ OUT    ?= out
 # The C++ pooling kernel is compiled into a per-user cache (cnn_base/native.py says where);
 # this stamp only spares make a Python start when nothing changed.
 NATIVE := $(VENV)/.native-built
-SUPPORTED := 3.10 3.11 3.12 3.13
+SUPPORTED := 3.10 3.11 3.12
 
 # The interpreter asked for, as "3.12.1 /path/to/python3.12"; empty when it does not run.
 WANT := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0], sys.executable)' 2>/dev/null)
@@ -20,7 +20,7 @@ WANT_MINOR := $(basename $(firstword $(WANT)))
 # Checked before anything is installed (make clean needs no Python): one line, then make stops.
 ifeq ($(filter $(WANT_MINOR),$(SUPPORTED)),)
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),venv)),)
-$(error cnn_base needs Python 3.10, 3.11, 3.12 or 3.13; PYTHON=$(PYTHON) is $(if $(WANT),Python $(firstword $(WANT)),not a Python that runs): pick one, e.g. make demo PYTHON=python3.11)
+$(error cnn_base needs Python 3.10, 3.11 or 3.12 (3.13: no numpy<2 wheel, see README); PYTHON=$(PYTHON) is $(if $(WANT),Python $(firstword $(WANT)),not a Python that runs): pick one, e.g. make demo PYTHON=python3.11)
 endif
 endif
 

@@ -1,4 +1,4 @@
-"""Redraw the blog's six figures, and the learned edge kernel at work, as PNGs.
+"""Redraw the blog's seven figures, and the learned edge kernel on a photograph: eight PNGs.
 
 The same as ``cnn-base draw-figures``; the code is ``cnn_base.cli.draw_figures``.
 ``python scripts/draw_figures.py --help`` lists the options.

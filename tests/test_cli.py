@@ -40,6 +40,7 @@ def test_command_help_does_not_import_mxnet(command):
     result = run(sys.executable, "-X", "importtime", "-m", "cnn_base", command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: cnn-base {command} ")
+    assert "``" not in result.stdout      # no raw reStructuredText markup in the help
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")]
     assert "cnn_base" in imported

@@ -1,4 +1,4 @@
-"""Redraw the blog's six figures, and the learned edge kernel at work, as PNGs.
+"""Redraw the blog's seven figures, and the learned edge kernel on a photograph: eight PNGs.
 
     cnn-base draw-figures                          # into out/
     cnn-base draw-figures --out figs --block builtin --ctx cpu
