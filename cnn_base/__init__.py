@@ -25,8 +25,20 @@ use, so ``--help`` and a bad flag answer without MXNet's import time.
 import importlib
 import os
 import sys
+import warnings
+
+import numpy
 
 __version__ = "0.1.0"
+
+# mxnet 1.9.1 reads numpy.bool when it is imported. numpy 1.24 removed that alias of the
+# builtin bool, and numpy < 1.24 has no wheels for Python 3.12+, where numpy 1.26 is
+# installed: put the alias back before any cnn_base module imports mxnet, only when it is
+# missing (numpy 1.20-1.23 still have it, with a DeprecationWarning on reading it).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    if not hasattr(numpy, "bool"):
+        numpy.bool = bool
 
 # The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
 _REEXPORTED = ("ops", "functional", "blocks", "shapes", "examples", "exercises", "context",

@@ -7,10 +7,15 @@ the mxnet wheel ships). Forward and backward take one pass each over the data,
 as Gluon's built-in pooling does, where composing MXNet operators
 (:func:`cnn_base.functional.pool2d_nchw`) takes one pass per window element.
 
-``make`` builds the library (``scripts/build_native.py``), and
-``import cnn_base`` loads it when it is there and up to date with its source.
-Without a C++ compiler everything still works: the blocks then pool with
-MXNet operators, with the same results, more slowly. The environment variable
+The library is built once per user, on first use (or by ``make``, or
+``cnn-base build-native``), into a cache: ``$CNN_BASE_CACHE``, else
+``$XDG_CACHE_HOME/cnn_base``, else ``~/.cache/cnn_base``; nothing is written
+where the package is installed. Its file name holds a hash of every
+``csrc/*.cc`` and ``csrc/*.h``, the compile flags, the compiler and the mxnet
+version, so a changed source, compiler or mxnet gets a library of its own and
+a stale one is never loaded. Without a C++ compiler everything still works:
+the blocks then pool with MXNet operators, with the same results, more slowly
+(one line on stderr says so, once). The environment variable
 ``CNN_BASE_NATIVE=0`` (or :func:`set_enabled`) turns the kernel off.
 
 The operator runs on CPU arrays of float16 (computed in float32), float32 or
@@ -18,29 +23,45 @@ float64; the blocks use MXNet
 operators for anything else (GPU contexts, other dtypes). A model exported
 with it needs ``import cnn_base`` before ``SymbolBlock.imports`` reads it.
 """
+import hashlib
 import os
+import platform
 import shutil
 import subprocess
-import warnings
+import sys
+import threading
+import uuid
 from pathlib import Path
 
 import mxnet as mx
 
-__all__ = ["NativeBuildError", "OP_NAME", "SOURCE", "LIBRARY", "build", "load", "loaded",
-           "enabled", "set_enabled", "status"]
+try:
+    import fcntl
+except ImportError:     # not POSIX: concurrent builds still cannot corrupt (temp file + rename)
+    fcntl = None
+
+__all__ = ["NativeBuildError", "OP_NAME", "SOURCE_DIR", "build", "load", "loaded", "enabled",
+           "set_enabled", "status", "cache_dir", "library_path", "compiler"]
 
 OP_NAME = "cnn_base_pool2d"
-SOURCE = Path(__file__).with_name("csrc") / "pool2d.cc"
-LIBRARY = Path(__file__).with_name("_build") / "libcnn_base_pool2d.so"
+SOURCE_DIR = Path(__file__).with_name("csrc")
 _MXNET_DIR = Path(mx.__file__).parent
 _FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# a clone (or an editable install of one) has the Makefile beside the package
+_IN_CLONE = (_PACKAGE_ROOT / "Makefile").exists() and (_PACKAGE_ROOT / "setup.cfg").exists()
 
+# "tried": load() ran (it runs on the first question to loaded/enabled/status);
+# "build_failed": a build on first use failed, so load() does not compile again in this process.
 # CNN_BASE_NATIVE=0 keeps the library from loading (see load), so "enabled" starts True.
-_state = {"loaded": False, "enabled": True, "reason": "not loaded yet"}
+_state = {"loaded": False, "enabled": True, "reason": "not loaded yet", "tried": False,
+          "build_failed": False, "warned": False}
+_lock = threading.RLock()     # one load or build-and-load at a time in this process
+_compiler_ids = {}
 
 
 class NativeBuildError(RuntimeError):
-    """The C++ pooling kernel could not be compiled; the message holds the compiler's output."""
+    """The C++ pooling kernel could not be built; the message says why (the compiler's output)."""
 
 
 def compiler():
@@ -53,74 +74,225 @@ def compiler():
     return None
 
 
-def _up_to_date(library=LIBRARY):
-    return library.exists() and library.stat().st_mtime >= SOURCE.stat().st_mtime
+def cache_dir():
+    """Where built libraries go: ``$CNN_BASE_CACHE``, else ``$XDG_CACHE_HOME/cnn_base``, else
+    ``~/.cache/cnn_base`` (a relative ``$XDG_CACHE_HOME`` is ignored, as the XDG spec says)."""
+    if os.environ.get("CNN_BASE_CACHE"):
+        return Path(os.environ["CNN_BASE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "cnn_base"
 
 
-def build(force=False, library=LIBRARY):
-    """Compile ``csrc/pool2d.cc`` with MXNet's ``lib_api`` into ``library``; return its path.
+def _sources():
+    """Every C++ file the library is made of (compiled) or reads (headers), sorted by name."""
+    return sorted(SOURCE_DIR.glob("*.cc")), sorted(SOURCE_DIR.glob("*.h"))
 
-    Nothing is compiled when the library is newer than its source, unless
-    ``force``. Raises :class:`NativeBuildError` when no compiler is found or
-    the compiler fails.
+
+def _compiler_id(cxx):
+    """``cxx`` and the first line of ``cxx --version``, asked once per process and compiler."""
+    if cxx not in _compiler_ids:
+        try:
+            done = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
+            first = (done.stdout.strip().splitlines() or [""])[0]
+        except (OSError, subprocess.SubprocessError):
+            first = "does not run"
+        _compiler_ids[cxx] = f"{cxx}: {first}"
+    return _compiler_ids[cxx]
+
+
+def _command(cxx, output, extra_flags=()):
+    cc_files, _ = _sources()
+    return [cxx, *_FLAGS, *extra_flags, "-I", str(SOURCE_DIR), "-I", str(_MXNET_DIR / "include"),
+            *map(str, cc_files), str(_MXNET_DIR / "src" / "lib_api.cc"), "-o", str(output)]
+
+
+def library_path(extra_flags=()):
+    """The cache file of the library for today's sources, flags, compiler and mxnet version.
+
+    Its name holds a hash of all of them (never of modification times); the file
+    exists only once that exact library has been built.
     """
-    library = Path(library)
-    if not force and _up_to_date(library):
-        return library
+    digest = hashlib.sha256()
+    cc_files, headers = _sources()
+    for path in cc_files + headers:
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    cxx = compiler()
+    # paths stay out: the same sources and mxnet in another venv make the same library
+    for part in (_FLAGS + tuple(extra_flags),
+                 (_compiler_id(cxx) if cxx else "no compiler", f"mxnet {mx.__version__}",
+                  platform.machine(), sys.platform)):
+        digest.update("\0".join(part).encode() + b"\0\0")
+    return cache_dir() / f"libcnn_base-{digest.hexdigest()[:20]}.so"
+
+
+def build(force=False, library=None, extra_flags=()):
+    """Compile every ``csrc/*.cc`` with MXNet's ``lib_api`` into one library; return its path.
+
+    ``library``: where to put it; by default the per-user cache file of
+    :func:`library_path`, which is then loaded (so :func:`status` reports it at
+    once). Nothing is compiled when that file exists, unless ``force``.
+    ``extra_flags``: more compiler flags (e.g. a sanitizer's), part of the cache
+    file's hash; such a library is built but not loaded. The compiler writes a
+    temporary file that is renamed into place, and builds of the same cache file
+    take turns (a file lock, ``.build.lock`` in the cache), so processes building
+    at once cannot corrupt it and the second reuses the first's library.
+    Every failure (no compiler, compiler errors, a folder that cannot be
+    written) raises :class:`NativeBuildError`.
+    """
+    extra_flags = tuple(extra_flags)
+    default = library is None
+    library = library_path(extra_flags) if default else Path(library)
+    if not force and library.exists():
+        return _loaded_after_build(library, default, extra_flags)
     cxx = compiler()
     if cxx is None:
-        raise NativeBuildError("no C++ compiler found (looked for $CXX, c++, g++, clang++); "
-                               "pooling will use MXNet operators instead")
-    library.parent.mkdir(parents=True, exist_ok=True)
-    partial = library.with_name(library.name + ".tmp")
-    command = [cxx, *_FLAGS, "-I", str(_MXNET_DIR / "include"), str(SOURCE),
-               str(_MXNET_DIR / "src" / "lib_api.cc"), "-o", str(partial)]
+        raise NativeBuildError("no C++ compiler found (looked for $CXX, c++, g++, clang++)")
+    if not _sources()[0]:
+        raise NativeBuildError(f"no kernel sources (*.cc) in {SOURCE_DIR}: the package is "
+                               "incomplete; reinstall it")
+    try:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(library.parent / ".build.lock", "w") if default else None
+    except OSError as error:
+        raise NativeBuildError(f"cannot write in {library.parent}: {error.strerror or error}"
+                               f"{_CACHE_ADVICE if default else ''}") from None
+    try:
+        if lock is not None and fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)    # another process building it: wait, then reuse
+        if force or not library.exists():
+            _compile(cxx, library, extra_flags)
+    finally:
+        if lock is not None:
+            lock.close()                        # closing releases the lock
+    return _loaded_after_build(library, default, extra_flags)
+
+
+_CACHE_ADVICE = "; set CNN_BASE_CACHE to a folder you can write"
+
+
+def _compile(cxx, library, extra_flags):
+    partial = library.with_name(f".{library.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    command = _command(cxx, partial, extra_flags)
     try:
         done = subprocess.run(command, capture_output=True, text=True)
     except OSError as error:
         raise NativeBuildError(f"could not run the C++ compiler {cxx!r}: {error}") from None
-    if done.returncode != 0:
+    try:
+        if done.returncode != 0:
+            raise NativeBuildError(f"{' '.join(command)} failed with exit code "
+                                   f"{done.returncode}:\n{done.stderr.strip()}")
+        try:
+            os.replace(partial, library)    # atomic: a reader never sees half a library
+        except OSError as error:
+            raise NativeBuildError(f"cannot write {library}: {error.strerror or error}") from None
+    finally:
         partial.unlink(missing_ok=True)
-        raise NativeBuildError(f"{' '.join(command)} failed with exit code {done.returncode}:\n"
-                               f"{done.stderr.strip()}")
-    partial.replace(library)      # atomic: a reader never sees half a library
+
+
+def _loaded_after_build(library, default, extra_flags):
+    """The default library, just built or found, is loaded at once (unless CNN_BASE_NATIVE=0)."""
+    if default and not extra_flags:
+        with _lock:
+            if not _state["loaded"] and os.environ.get("CNN_BASE_NATIVE", "1") != "0":
+                _state["build_failed"] = False
+                _load_file(library)
     return library
 
 
-def load(library=LIBRARY):
+def _command_name():
+    """How this kind of install runs the build-native command: in a clone, from its .venv."""
+    return ".venv/bin/cnn-base build-native" if _IN_CLONE else "cnn-base build-native"
+
+
+def _warn_once(message):
+    """One line on stderr, once per process: the kernel is not used, why, and what to do."""
+    if not _state["warned"]:
+        _state["warned"] = True
+        sys.stderr.write(f"cnn_base: {message} (CNN_BASE_NATIVE=0 silences this)\n")
+
+
+def load(library=None):
     """Load the kernel into MXNet once; return whether ``cnn_base_pool2d`` is now available.
 
-    A missing or out-of-date library is not loaded (:func:`status` says why);
-    loading is skipped when ``CNN_BASE_NATIVE=0``.
+    By default the cache file of :func:`library_path` is loaded, built first if it
+    is missing (once per process: a failed build says why on stderr, in one line,
+    and the blocks pool with MXNet operators). An explicit ``library`` is only
+    loaded, never built. Loading is skipped when ``CNN_BASE_NATIVE=0``. The first
+    question to :func:`loaded`, :func:`enabled` or :func:`status` calls this, as
+    ``import cnn_base`` does.
     """
-    if _state["loaded"]:
-        return True
-    library = Path(library)
-    if os.environ.get("CNN_BASE_NATIVE", "1") == "0":
-        _state["reason"] = "turned off by CNN_BASE_NATIVE=0"
-    elif not _up_to_date(library):
-        state = f"is older than {SOURCE.name}" if library.exists() else "is not built"
-        _state["reason"] = f"{library} {state} (run `make` or `python scripts/build_native.py`)"
-    else:
+    with _lock:
+        _state["tried"] = True
+        if _state["loaded"]:
+            return True
+        if os.environ.get("CNN_BASE_NATIVE", "1") == "0":
+            _state["reason"] = "turned off by CNN_BASE_NATIVE=0"
+            return False
+        if library is not None:
+            library = Path(library)
+            if not library.exists():
+                _state["reason"] = f"{library} does not exist"
+                return False
+            return _load_file(library)
+        if _state["build_failed"]:
+            return False
         try:
-            mx.library.load(str(library.resolve()), verbose=False)
-        except mx.base.MXNetError as error:
-            _state["reason"] = f"{library} failed to load: {str(error).splitlines()[0]}"
-            warnings.warn(f"cnn_base: {_state['reason']}; pooling uses MXNet operators",
-                          RuntimeWarning, stacklevel=2)
-        else:
-            _state["loaded"] = True
-            _state["reason"] = f"loaded from {library}"
+            library = library_path()
+            if library.exists():
+                return _load_file(library)
+            if sys.stderr is not None and sys.stderr.isatty():
+                sys.stderr.write(f"cnn_base: compiling the C++ pooling kernel into "
+                                 f"{library.parent} (once)\n")
+            build(library=None)     # loads it
+        except NativeBuildError as error:
+            _state["build_failed"] = True
+            first = str(error).splitlines()[0]
+            if compiler() is None:
+                _state["reason"] = "not built: no C++ compiler found"
+                _warn_once("no C++ compiler ($CXX, c++, g++ or clang++), so pooling uses MXNet "
+                           "operators (same results, slower); install one and the kernel "
+                           f"builds on the next import, or now with `{_command_name()}`")
+            elif first.startswith("cannot write"):
+                _state["reason"] = f"not built: {first}"
+                _warn_once("the C++ pooling kernel could not be built, so pooling uses MXNet "
+                           f"operators (same results, slower): {first}")
+            else:
+                _state["reason"] = "not built: the compiler failed"
+                _warn_once("the C++ pooling kernel failed to compile, so pooling uses MXNet "
+                           f"operators (same results, slower); `{_command_name()}` shows "
+                           "the compiler's messages")
+        return _state["loaded"]
+
+
+def _load_file(library):
+    """Register the operator from ``library``; a library MXNet refuses is said once, on stderr."""
+    try:
+        mx.library.load(str(library.resolve()), verbose=False)
+    except mx.base.MXNetError as error:
+        _state["reason"] = f"{library} failed to load: {str(error).splitlines()[0]}"
+        _warn_once(f"{_state['reason']}; pooling uses MXNet operators")
+    else:
+        _state["loaded"] = True
+        _state["reason"] = f"loaded from {library}"
     return _state["loaded"]
+
+
+def _first_use():
+    if not _state["tried"]:
+        load()
 
 
 def loaded():
     """Whether the operator is registered in this process."""
+    _first_use()
     return _state["loaded"]
 
 
 def enabled():
     """Whether the blocks use the kernel when it applies (loaded and not turned off)."""
+    _first_use()
     return _state["loaded"] and _state["enabled"]
 
 
@@ -139,11 +311,10 @@ def set_enabled(flag):
 
 def status():
     """One line: which pooling the blocks use, and why."""
+    _first_use()
     if enabled():
         return f"C++ kernel ({OP_NAME}, {_state['reason']})"
     if _state["loaded"]:
         return "MXNet operators (the C++ kernel is loaded but turned off)"
     return f"MXNet operators (C++ kernel: {_state['reason']})"
 
-
-load()    # registers cnn_base_pool2d when the kernel is built; see status()

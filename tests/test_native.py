@@ -101,10 +101,10 @@ def kernel_turned_off():
 # ---------------------------------------------------------------- built and loaded
 
 def test_kernel_is_built_and_loaded_where_a_compiler_exists():
-    if not os.environ.get("CI"):
-        pytest.skip("only required on CI, where the Makefile builds the kernel before the tests")
+    if os.environ.get("CNN_BASE_NATIVE") == "0":
+        pytest.skip("CNN_BASE_NATIVE=0 is set: the kernel is turned off on purpose")
     if native.compiler() is None:
-        pytest.skip("no C++ compiler on this CI machine: the MXNet-op fallback is expected")
+        pytest.skip("no C++ compiler on this machine: the MXNet-op fallback is expected")
     assert native.loaded(), native.status()
     assert native.enabled(), native.status()
 

@@ -1,13 +1,17 @@
-"""Build cnn_base's C++ pooling kernel (``make`` runs this): ``cnn_base/_build/libcnn_base_pool2d.so``.
+"""Build cnn_base's C++ pooling kernel into the per-user cache (make runs this).
 
-    cnn-base build-native              # compile if the library is missing or older than its source
+    cnn-base build-native              # compile unless this exact library is in the cache
     cnn-base build-native --force      # compile anyway
     cnn-base build-native --optional   # no compiler or a failed compile: say so, exit 0
 
-The work is done by ``cnn_base.native.build``. Without ``--optional`` a failed
-build is one line on stderr (the compiler's messages follow it) and exit status 1;
-with it, the blocks simply pool with MXNet operators. Bad arguments: one line on
-stderr, exit status 2.
+``import cnn_base`` builds the kernel by itself on first use; this command does
+it now and shows the compiler's messages when it fails. The work is done by
+``cnn_base.native.build``; the library goes to ``cnn_base.native.library_path()``
+(in ``$CNN_BASE_CACHE``, else ``$XDG_CACHE_HOME/cnn_base``, else
+``~/.cache/cnn_base``). Without ``--optional`` a failed build is one line on
+stderr (the compiler's messages follow it) and exit status 1; with it, the
+blocks simply pool with MXNet operators. Bad arguments: one line on stderr,
+exit status 2.
 """
 import sys
 
@@ -31,8 +35,9 @@ def main(argv=None):
 
     from cnn_base import native     # after parsing: a bad flag costs no MXNet import
 
-    before = native.LIBRARY.stat().st_mtime_ns if native.LIBRARY.exists() else None
     try:
+        library = native.library_path()
+        before = library.stat().st_mtime_ns if library.exists() else None
         path = native.build(force=args.force)
     except native.NativeBuildError as error:
         first, _, rest = str(error).partition("\n")
