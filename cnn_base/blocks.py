@@ -24,7 +24,7 @@ from mxnet.gluon import HybridBlock, nn
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
+from .functional import (check_conv2d_input, check_pool2d_input, check_pool_args, conv2d,
                          native_applies, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
@@ -232,7 +232,7 @@ class Pool2D(HybridBlock):
         self._pool_size = as_pair("pool_size", pool_size)
         self._strides = self._pool_size if strides is None else as_pair("strides", strides)
         self._padding = as_pair("padding", padding, minimum=0)
-        check_pool_padding(self._pool_size, self._padding)
+        check_pool_args(self._pool_size, self._strides, self._padding)
         self._mode = check_choice("mode", mode, POOL_MODES)
         check_choice("layout", layout, LAYOUTS)
         self._ceil_mode = as_bool("ceil_mode", ceil_mode)
