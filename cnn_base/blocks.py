@@ -16,10 +16,12 @@ names the problem instead of MXNet's shape-inference dump). Only the NCHW
 layout is supported.
 """
 import functools
+import sys
+import weakref
 
 import mxnet as mx
 from mxnet import nd, sym
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock, Parameter, nn
 
 from . import native
 
@@ -32,6 +34,53 @@ __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
 
 LAYOUTS = ("NCHW",)
 ACTIVATIONS = ("relu", "sigmoid", "softrelu", "softsign", "tanh")
+
+
+class _ConvWeight(Parameter):
+    """A Conv2D weight that says why its in_channels could not be inferred.
+
+    Inside a hybridized parent, Gluon infers a deferred in_channels from the
+    parent's whole graph; when the input that reaches the conv is smaller than
+    its kernel, the graph has no windows, in_channels comes back 0, and Gluon
+    would fail later with "invalid shape: (c_o, 0, k_h, k_w)". Here that
+    inferred shape is refused at once with the imperative path's message.
+    """
+
+    conv = None          # weakref to the Conv2D owning this weight
+
+    @property
+    def shape(self):
+        return Parameter.shape.fget(self)
+
+    @shape.setter
+    def shape(self, new_shape):
+        conv = self.conv() if self.conv is not None else None
+        if conv is not None and new_shape is not None and len(new_shape) == 4 and \
+                new_shape[1] == 0 and conv._symbol_input is not None:
+            conv._refuse_small_input(_shape_seen_by_parent(conv._symbol_input))
+        Parameter.shape.fset(self, new_shape)
+
+
+def _shape_seen_by_parent(x):
+    """The shape of the Symbol ``x`` in the hybridized parent's current shape inference.
+
+    Gluon passes a child nothing during a parent's deferred shape inference,
+    so the input shapes are read from the frame of HybridBlock._infer_attrs
+    that is running it (None if there is none).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code is not HybridBlock._infer_attrs.__code__:
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        shapes = {i.name: a.shape for i, a in zip(frame.f_locals["inputs"],
+                                                  frame.f_locals["args_without_none"])}
+        known = {name: shapes[name] for name in x.list_arguments() if name in shapes}
+        _, out_shapes, _ = x.infer_shape_partial(**known)
+        return tuple(out_shapes[0])
+    except Exception:              # a best effort for the message only
+        return None
 
 
 class Conv2D(HybridBlock):
@@ -111,10 +160,13 @@ class Conv2D(HybridBlock):
             self.weight = self.params.get(
                 "weight", shape=(self._channels, in_channels // self._groups) + self._kernel_size,
                 init=weight_initializer, allow_deferred_init=True)
+            self.weight.__class__ = _ConvWeight        # explains a failed in_channels inference
+            self.weight.conv = weakref.ref(self)
             self.bias = (self.params.get("bias", shape=(self._channels,), init=bias_initializer,
                                          allow_deferred_init=True) if use_bias else None)
             self.act = (nn.Activation(activation, prefix=activation + "_")
                         if activation is not None else None)
+        self._symbol_input = None
 
     def _alias(self):
         return "conv"
@@ -137,7 +189,19 @@ class Conv2D(HybridBlock):
         if not isinstance(x, sym.Symbol):
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation)
+        else:
+            self._symbol_input = x         # for _ConvWeight's message
         return super().forward(x, *args)
+
+    def _refuse_small_input(self, input_shape):
+        """The imperative path's ValueError for an input too small for the kernel."""
+        k_eff = tuple(self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
+        name = "dilated kernel" if max(self._dilation) > 1 else "kernel"
+        seen = ("an input of unknown size" if input_shape is None or len(input_shape) != 4
+                else f"input of height and width {tuple(input_shape[2:])}")
+        raise ValueError(f"{self.name}: {seen} is too small for the {name} {k_eff} with "
+                         f"padding {self._padding}: after padding each side must be at least "
+                         f"the {name}'s, so in_channels cannot be inferred")
 
     def hybrid_forward(self, F, x, weight, bias=None):
         Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,

@@ -305,11 +305,16 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     grid = _grid(F, X, k, s, pad_width)
     if mode == "max":
         return _max_of_taps(F, X, k, s, pad_width, grid)
-    taps = _window_taps(F, _zero_padded(F, X, pad_width), k, s, grid)
+    # Each cell is divided by p_h * p_w before the sum, so that no partial sum of
+    # finite values can overflow (float16's 65504 * 4 would: the kernel sums
+    # float16 in float32).
+    cells = k[0] * k[1]
+    taps = _window_taps(F, _zero_padded(F, X * (1.0 / cells), pad_width), k, s, grid)
     Y = F.add_n(*taps) if len(taps) > 1 else taps[0]
     if not any(extra) and (count_include_pad or not any(p)):
-        return Y / (k[0] * k[1])      # every window holds exactly p_h * p_w counted cells
-    return F.broadcast_div(Y, _cell_counts(F, X, k, s, p, extra, count_include_pad, grid))
+        return Y                      # every window holds exactly p_h * p_w counted cells
+    counts = _cell_counts(F, X, k, s, p, extra, count_include_pad, grid)
+    return F.broadcast_mul(Y, cells / counts)
 
 
 def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
