@@ -42,8 +42,10 @@ class _ConvWeight(Parameter):
     Inside a hybridized parent, Gluon infers a deferred in_channels from the
     parent's whole graph; when the input that reaches the conv is smaller than
     its kernel, the graph has no windows, in_channels comes back 0, and Gluon
-    would fail later with "invalid shape: (c_o, 0, k_h, k_w)". Here that
-    inferred shape is refused at once with the imperative path's message.
+    would fail later with "invalid shape: (c_o, 0, k_h, k_w)" (or, when the
+    gather still yields a channel count, in the forward with "Shape
+    inconsistent"). Here that inference is refused at once with the
+    imperative path's message.
     """
 
     conv = None          # weakref to the Conv2D owning this weight
@@ -55,9 +57,10 @@ class _ConvWeight(Parameter):
     @shape.setter
     def shape(self, new_shape):
         conv = self.conv() if self.conv is not None else None
-        if conv is not None and new_shape is not None and len(new_shape) == 4 and \
-                new_shape[1] == 0 and conv._symbol_input is not None:
-            conv._refuse_small_input(_shape_seen_by_parent(conv._symbol_input))
+        if conv is not None and new_shape is not None and conv._symbol_input is not None:
+            seen = _shape_seen_by_parent(conv._symbol_input)
+            if new_shape[1] == 0 or not conv._fits(seen):
+                conv._refuse_small_input(seen)
         Parameter.shape.fset(self, new_shape)
 
 
@@ -192,6 +195,13 @@ class Conv2D(HybridBlock):
         else:
             self._symbol_input = x         # for _ConvWeight's message
         return super().forward(x, *args)
+
+    def _fits(self, input_shape):
+        """Whether an input of ``input_shape`` (or None: unknown) holds at least one window."""
+        if input_shape is None or len(input_shape) != 4 or 0 in input_shape:
+            return True
+        return all(input_shape[2 + a] + 2 * self._padding[a] >=
+                   self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
 
     def _refuse_small_input(self, input_shape):
         """The imperative path's ValueError for an input too small for the kernel."""
