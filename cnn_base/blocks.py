@@ -257,6 +257,10 @@ class Pool2D(HybridBlock):
     changes); inside a hybridized parent, whose context a block cannot see,
     the kernel is used when MXNet has no GPU.
 
+    Unlike Gluon's built-in, a max window holding NaN gives NaN (its gradient
+    goes to the first NaN), as NumPy and PyTorch do; the README's table of
+    special values lists every difference.
+
     Parameters
     ----------
     pool_size : int or tuple of 2 ints, default (2, 2)
@@ -264,8 +268,9 @@ class Pool2D(HybridBlock):
     strides : int or tuple of 2 ints or None, default None
         None means ``pool_size``.
     padding : int or tuple of 2 ints, default 0
-        Added on each side; smaller than ``pool_size``. Max pooling pads with
-        the lowest float (never a window's max), average pooling with zeros.
+        Added on each side; smaller than ``pool_size``. Padded cells take no
+        part in a max (a window of only padding gives the dtype's lowest
+        value); average pooling pads with zeros.
     mode : {'max', 'avg'}, default 'max'
     layout : str, default 'NCHW'
         Only 'NCHW'.
@@ -353,7 +358,7 @@ class MaxPool2D(Pool2D):
     strides : int or tuple of 2 ints or None, default None
         None means ``pool_size``.
     padding : int or tuple of 2 ints, default 0
-        Smaller than ``pool_size``; padded cells never win the max.
+        Smaller than ``pool_size``; padded cells take no part in the max.
     layout : str, default 'NCHW'
         Only 'NCHW'.
     ceil_mode : bool, default False

@@ -1,4 +1,4 @@
-"""Differential fuzzing of cnn_base's pools: C++ kernel vs MXNet-op path vs NumPy vs Gluon (vs PyTorch).
+"""Differential fuzzing of the pools: C++ kernel vs MXNet-op path vs NumPy vs Gluon (vs PyTorch).
 
 Every case is drawn from a seed: an input shape, pooling settings (window,
 stride, padding, ceil_mode, count_include_pad), a dtype (float16/32/64),
@@ -178,7 +178,8 @@ def _close_float16_sums(a, ref, X, case):
     biggest, _ = pool2d_batch_np(np.abs(X.astype(np.float64)), None, mode="max",
                                  **dict(case.kwargs(), count_include_pad=None))
     # a window without input cells reports the lowest float: no slack there
-    slack = case.pool_size[0] * case.pool_size[1] * 2.0 ** -10 * np.maximum(np.nan_to_num(biggest), 0)
+    slack = (case.pool_size[0] * case.pool_size[1] * 2.0 ** -10 *
+             np.maximum(np.nan_to_num(biggest), 0))
     finite = np.isfinite(ref)
     return bool(np.array_equal(a[~finite], ref[~finite].astype(a.dtype), equal_nan=True) and
                 (np.abs(a[finite] - ref[finite]) <= 2e-2 * np.abs(ref[finite]) + 2e-3 +

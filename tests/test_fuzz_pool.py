@@ -1,4 +1,4 @@
-"""A bounded, seeded slice of the pooling fuzz (tests/fuzz_pool.py); `make fuzz` runs the long one."""
+"""A bounded, seeded slice of the pooling fuzz (tests/fuzz_pool.py); `make fuzz` runs more."""
 import pytest
 
 import fuzz_pool
@@ -8,7 +8,8 @@ import fuzz_pool
 def test_fuzz_slice_kernel_ops_numpy_and_gluon_agree(seed):
     report = fuzz_pool.run(seed=seed, cases=60)
     assert report.cases == 60
-    assert report.checks >= 2 * 60 * 0.9 if report.kernel else report.checks >= 60
+    backends = 2 if report.kernel else 1          # kernel and MXNet-op path, or ops alone
+    assert report.checks >= backends * 60         # every case compared each way to NumPy
     assert not report.failures, "\n".join(report.failures[:20])
 
 

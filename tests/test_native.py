@@ -538,7 +538,8 @@ def test_huge_pool_size_is_refused_in_python_before_the_kernel_sees_it():
 
 @needs_kernel
 @pytest.mark.parametrize("attrs, message", [
-    (dict(kernel=(2 ** 40, 2 ** 40), stride=(1, 1), pad=(2 ** 39, 0)), "kernel must be two integers"),
+    (dict(kernel=(2 ** 40, 2 ** 40), stride=(1, 1), pad=(2 ** 39, 0)),
+     "kernel must be two integers"),
     (dict(kernel=(2, 2), stride=(2 ** 64 + 1, 1), pad=(0, 0)), "stride must be two integers"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(-1, 0)), "pad must be two integers"),
     (dict(kernel=(2, 2), stride=("1e3", 1), pad=(0, 0)), "stride must be two integers"),

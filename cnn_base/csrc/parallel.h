@@ -7,22 +7,27 @@
  *
  * What it buys. An OpenMP region ends only when every thread of its team has
  * done its share. The pooling kernel used to ask for one thread per processor
- * (2 here) on every call; MXNet's own operators ask for half the processors on
- * x86 (1 here), so with one other busy process on a 2-core machine one of our
- * two threads had to wait for a core the busy process held, for a whole
- * scheduling period: ~23 ms per call whatever its size, where the work takes
- * 0.1-1 ms (measured; OMP_NUM_THREADS=1 or OMP_WAIT_POLICY=passive hid it).
- * So the policy is:
+ * on every call, whatever the size and whatever else the machine was doing:
+ * with one other busy process on a 2-core machine, one of its two threads had
+ * to wait for the core the busy process held, for a whole scheduling period,
+ * ~23 ms per call, where the work takes 0.1-1 ms (OMP_NUM_THREADS=1 hid it;
+ * so did OMP_WAIT_POLICY=passive, whose sleeping workers the scheduler wakes
+ * sooner). MXNet's operators and ours share one OpenMP runtime (the system
+ * libgomp: libmxnet.so links it, and so does our library), so the runtime was
+ * not the cause; the thread count was. The policy:
  *
- * - the ceiling is the one MXNet's operators use (src/engine/openmp.cc):
- *   MXNET_OMP_MAX_THREADS, else OMP_NUM_THREADS, else the processors halved on
- *   x86 (MXNet counts hyper-threads as half a core), at least 1;
+ * - the ceiling follows the variables MXNet's operators read
+ *   (src/engine/openmp.cc): MXNET_OMP_MAX_THREADS, else OMP_NUM_THREADS, else
+ *   the processors this process may use (MXNet halves that on x86, assuming
+ *   hyper-threads; the next rule makes the whole count safe instead);
+ * - never more threads than processors idle right now (the run-queue count in
+ *   /proc/loadavg, re-read at most every kRecheckNs): a thread sent to a busy
+ *   core makes the whole region wait for it. On an idle machine this changes
+ *   nothing; with one busy process on 2 cores it means one thread;
  * - work too small to pay for a team runs on the calling thread: no team, no
- *   barrier, nothing to wait for (kMinWorkPerThread);
- * - never more threads than processors idle right now (the kernel's
- *   run-queue count in /proc/loadavg, read at most every kRecheckNs): a thread
- *   sent to a busy core makes the whole region wait for it. On an idle
- *   machine this changes nothing.
+ *   barrier, nothing to wait for (kMinWorkPerThread).
+ *
+ * The kernel runs one parallel region per operator call, never one per plane.
  *
  * A future kernel (a conv, say) includes this header and calls threads_for
  * with its own cost per item, so every kernel follows the same policy.
@@ -41,9 +46,11 @@
 
 namespace cnn_base {
 
-// Below this much work per thread (about one element read or written per
-// unit) a thread costs more to wake and wait for than it saves.
-constexpr int64_t kMinWorkPerThread = int64_t(1) << 17;
+// Below this much work per thread (units of about one element read or
+// written) a thread costs more to wake and wait for than it saves: PyTorch's
+// grain size for its CPU loops (at::internal::GRAIN_SIZE), some 10-50 us of
+// pooling here. A 1x1x8x8 pool is 80 units; (32, 6, 28, 28) k2 s2 is 190k.
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 15;
 // How long a reading of the run queue is trusted.
 constexpr int64_t kRecheckNs = 20 * 1000 * 1000;
 
@@ -76,16 +83,12 @@ inline int runnable_now() {
 
 }  // namespace detail
 
-// Sets the ceiling as MXNet's operators do; the library's initialize() calls it.
+// Sets the ceiling from the variables MXNet's operators read; the library's
+// initialize() calls it.
 inline int init_threads() {
   int n = detail::env_threads("MXNET_OMP_MAX_THREADS");
   if (n == 0) n = detail::env_threads("OMP_NUM_THREADS");
-  if (n == 0) {
-    n = omp_get_num_procs();
-#if defined(__i386__) || defined(__x86_64__)
-    n /= 2;
-#endif
-  }
+  if (n == 0) n = omp_get_num_procs();
   n = std::max(1, n);
   detail::ceiling().store(n);
   return n;
