@@ -16,15 +16,17 @@ names the problem instead of MXNet's shape-inference dump). Only the NCHW
 layout is supported.
 """
 import functools
+import sys
+import weakref
 
 import mxnet as mx
 from mxnet import nd, sym
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock, Parameter, nn
 
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
+from .functional import (check_conv2d_input, check_pool2d_input, check_pool_args, conv2d,
                          native_applies, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
@@ -32,6 +34,56 @@ __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
 
 LAYOUTS = ("NCHW",)
 ACTIVATIONS = ("relu", "sigmoid", "softrelu", "softsign", "tanh")
+
+
+class _ConvWeight(Parameter):
+    """A Conv2D weight that says why its in_channels could not be inferred.
+
+    Inside a hybridized parent, Gluon infers a deferred in_channels from the
+    parent's whole graph; when the input that reaches the conv is smaller than
+    its kernel, the graph has no windows, in_channels comes back 0, and Gluon
+    would fail later with "invalid shape: (c_o, 0, k_h, k_w)" (or, when the
+    gather still yields a channel count, in the forward with "Shape
+    inconsistent"). Here that inference is refused at once with the
+    imperative path's message.
+    """
+
+    conv = None          # weakref to the Conv2D owning this weight
+
+    @property
+    def shape(self):
+        return Parameter.shape.fget(self)
+
+    @shape.setter
+    def shape(self, new_shape):
+        conv = self.conv() if self.conv is not None else None
+        if conv is not None and new_shape is not None and conv._symbol_input is not None:
+            seen = _shape_seen_by_parent(conv._symbol_input)
+            if new_shape[1] == 0 or not conv._fits(seen):
+                conv._refuse_small_input(seen)
+        Parameter.shape.fset(self, new_shape)
+
+
+def _shape_seen_by_parent(x):
+    """The shape of the Symbol ``x`` in the hybridized parent's current shape inference.
+
+    Gluon passes a child nothing during a parent's deferred shape inference,
+    so the input shapes are read from the frame of HybridBlock._infer_attrs
+    that is running it (None if there is none).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code is not HybridBlock._infer_attrs.__code__:
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        shapes = {i.name: a.shape for i, a in zip(frame.f_locals["inputs"],
+                                                  frame.f_locals["args_without_none"])}
+        known = {name: shapes[name] for name in x.list_arguments() if name in shapes}
+        _, out_shapes, _ = x.infer_shape_partial(**known)
+        return tuple(out_shapes[0])
+    except Exception:              # a best effort for the message only
+        return None
 
 
 class Conv2D(HybridBlock):
@@ -111,10 +163,13 @@ class Conv2D(HybridBlock):
             self.weight = self.params.get(
                 "weight", shape=(self._channels, in_channels // self._groups) + self._kernel_size,
                 init=weight_initializer, allow_deferred_init=True)
+            self.weight.__class__ = _ConvWeight        # explains a failed in_channels inference
+            self.weight.conv = weakref.ref(self)
             self.bias = (self.params.get("bias", shape=(self._channels,), init=bias_initializer,
                                          allow_deferred_init=True) if use_bias else None)
             self.act = (nn.Activation(activation, prefix=activation + "_")
                         if activation is not None else None)
+        self._symbol_input = None
 
     def _alias(self):
         return "conv"
@@ -137,7 +192,26 @@ class Conv2D(HybridBlock):
         if not isinstance(x, sym.Symbol):
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation)
+        else:
+            self._symbol_input = x         # for _ConvWeight's message
         return super().forward(x, *args)
+
+    def _fits(self, input_shape):
+        """Whether an input of ``input_shape`` (or None: unknown) holds at least one window."""
+        if input_shape is None or len(input_shape) != 4 or 0 in input_shape:
+            return True
+        return all(input_shape[2 + a] + 2 * self._padding[a] >=
+                   self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
+
+    def _refuse_small_input(self, input_shape):
+        """The imperative path's ValueError for an input too small for the kernel."""
+        k_eff = tuple(self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
+        name = "dilated kernel" if max(self._dilation) > 1 else "kernel"
+        seen = ("an input of unknown size" if input_shape is None or len(input_shape) != 4
+                else f"input of height and width {tuple(input_shape[2:])}")
+        raise ValueError(f"{self.name}: {seen} is too small for the {name} {k_eff} with "
+                         f"padding {self._padding}: after padding each side must be at least "
+                         f"the {name}'s, so in_channels cannot be inferred")
 
     def hybrid_forward(self, F, x, weight, bias=None):
         Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
@@ -183,6 +257,10 @@ class Pool2D(HybridBlock):
     changes); inside a hybridized parent, whose context a block cannot see,
     the kernel is used when MXNet has no GPU.
 
+    Unlike Gluon's built-in, a max window holding NaN gives NaN (its gradient
+    goes to the first NaN), as NumPy and PyTorch do; the README's table of
+    special values lists every difference.
+
     Parameters
     ----------
     pool_size : int or tuple of 2 ints, default (2, 2)
@@ -190,8 +268,9 @@ class Pool2D(HybridBlock):
     strides : int or tuple of 2 ints or None, default None
         None means ``pool_size``.
     padding : int or tuple of 2 ints, default 0
-        Added on each side; smaller than ``pool_size``. Max pooling pads with
-        the lowest float (never a window's max), average pooling with zeros.
+        Added on each side; smaller than ``pool_size``. Padded cells take no
+        part in a max (a window of only padding gives the dtype's lowest
+        value); average pooling pads with zeros.
     mode : {'max', 'avg'}, default 'max'
     layout : str, default 'NCHW'
         Only 'NCHW'.
@@ -232,7 +311,7 @@ class Pool2D(HybridBlock):
         self._pool_size = as_pair("pool_size", pool_size)
         self._strides = self._pool_size if strides is None else as_pair("strides", strides)
         self._padding = as_pair("padding", padding, minimum=0)
-        check_pool_padding(self._pool_size, self._padding)
+        check_pool_args(self._pool_size, self._strides, self._padding)
         self._mode = check_choice("mode", mode, POOL_MODES)
         check_choice("layout", layout, LAYOUTS)
         self._ceil_mode = as_bool("ceil_mode", ceil_mode)
@@ -279,7 +358,7 @@ class MaxPool2D(Pool2D):
     strides : int or tuple of 2 ints or None, default None
         None means ``pool_size``.
     padding : int or tuple of 2 ints, default 0
-        Smaller than ``pool_size``; padded cells never win the max.
+        Smaller than ``pool_size``; padded cells take no part in the max.
     layout : str, default 'NCHW'
         Only 'NCHW'.
     ceil_mode : bool, default False

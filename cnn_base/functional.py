@@ -14,9 +14,9 @@ the channel-last input instead, which spares the transpose of im2col's columns.
 channel is pooled on its own (blog section 4.3). The p_h * p_w elements of every
 window are gathered as p_h * p_w arrays ("taps") of the output's shape, by
 im2col or, when windows overlap, by strided slices of the padded input, and
-combined with elementwise maximum or addition. Max pooling pads with the lowest
-float, so padding never wins a max; average pooling divides by the number of
-cells Gluon counts. ``pool2d_native`` gives the same results from the C++
+combined: a max by ``where``, tap after tap, so that NaN wins, ties keep the
+first cell and padding never counts; an average by addition, divided by the
+number of cells Gluon counts. ``pool2d_native`` gives the same results from the C++
 kernel of :mod:`cnn_base.native`, which runs pool2d's loop in one pass.
 
 Every function takes ``F`` first (``mxnet.nd`` or ``mxnet.sym``), as a
@@ -35,9 +35,12 @@ from .ops import POOL_MODES
 
 __all__ = ["conv2d", "pool2d_nchw", "pool2d_native"]
 
-# Gluon's max pooling starts from the float's lowest value, not -inf: a window
-# made only of padding (possible with ceil_mode) then yields this value.
-_LOWEST = float(np.finfo(np.float32).min)
+# The largest pool_size, strides or padding accepted: the C++ kernel's
+# attribute limit (kMaxAttr in csrc/pool2d.cc), so that every size the blocks
+# accept fits the kernel's 64-bit index arithmetic.
+MAX_POOL_ARG = 2 ** 31 - 1
+# MXNet's dimensions are 32-bit: an input side plus its padding must fit.
+MAX_DIM = 2 ** 32 - 1
 
 
 def _pair_args(kernel_size, strides, padding, dilation=1, kernel_name="kernel_size"):
@@ -236,7 +239,7 @@ def _pool_args(X, pool_size, strides, padding, mode, ceil_mode, count_include_pa
     check_choice("mode", mode, POOL_MODES)
     ceil_mode = as_bool("ceil_mode", ceil_mode)
     count_include_pad = as_bool("count_include_pad", count_include_pad)
-    check_pool_padding(k, p)
+    check_pool_args(k, s, p)
     if isinstance(X, nd.NDArray):
         check_pool2d_input(X, k, p)
     return k, s, p, ceil_mode, count_include_pad
@@ -274,9 +277,12 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     Gluon's divisor for average pooling counts the window's cells that lie
     inside the padded input (``count_include_pad=True``) or inside the input
     itself (``False``); cells past the padded edge (``ceil_mode``) never count,
-    and a window without any counted cell gives 0. Max pooling of a window that
-    holds only padding gives the lowest float32, as Gluon's does for float32
-    input (for float64 input Gluon gives the lowest float64).
+    and a window without any counted cell gives 0. A max is over the window's
+    input cells only; a window holding only padding gives the dtype's lowest
+    finite value, as Gluon's does. A window holding NaN gives NaN and its
+    gradient goes to the first NaN in row-major order (NumPy's and PyTorch's
+    rule; Gluon's built-in skips NaN); otherwise the gradient goes to the first
+    maximal cell, whose value the max is (a -0.0/+0.0 tie keeps the first).
 
     Examples
     --------
@@ -296,18 +302,19 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     # windows that ceil() would; those cells never count in an average.
     extra = (s[0] - 1, s[1] - 1) if ceil_mode else (0, 0)
     pad_width = (p[0], p[0] + extra[0], p[1], p[1] + extra[1])
-    Xp = _padded(F, X, pad_width, _LOWEST) if mode == "max" else _zero_padded(F, X, pad_width)
     grid = _grid(F, X, k, s, pad_width)
-    taps = _window_taps(F, Xp, k, s, grid)
     if mode == "max":
-        Y = taps[0]
-        for tap in taps[1:]:
-            Y = F.maximum(Y, tap)
-        return Y
+        return _max_of_taps(F, X, k, s, pad_width, grid)
+    # Each cell is divided by p_h * p_w before the sum, so that no partial sum of
+    # finite values can overflow (float16's 65504 * 4 would: the kernel sums
+    # float16 in float32).
+    cells = k[0] * k[1]
+    taps = _window_taps(F, _zero_padded(F, X * (1.0 / cells), pad_width), k, s, grid)
     Y = F.add_n(*taps) if len(taps) > 1 else taps[0]
     if not any(extra) and (count_include_pad or not any(p)):
-        return Y / (k[0] * k[1])      # every window holds exactly p_h * p_w counted cells
-    return F.broadcast_div(Y, _cell_counts(F, X, k, s, p, extra, count_include_pad, grid))
+        return Y                      # every window holds exactly p_h * p_w counted cells
+    counts = _cell_counts(F, X, k, s, p, extra, count_include_pad, grid)
+    return F.broadcast_mul(Y, cells / counts)
 
 
 def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
@@ -337,6 +344,68 @@ def native_applies(X):
     """Whether the C++ kernel can pool the NDArray ``X``: float16/32/64 on a CPU context."""
     return X.context.device_type == "cpu" and np.dtype(X.dtype) in (np.float16, np.float32,
                                                                      np.float64)
+
+
+def _max_of_taps(F, X, k, s, pad_width, grid):
+    """Max pooling by the kernel's rules, from the window's taps in row-major order.
+
+    Each tap replaces the running max Y only when it is larger, or NaN where Y
+    is not: so a window holding NaN gives NaN, ties keep the earlier cell
+    (-0.0 before +0.0 keeps -0.0), and ``where`` sends the gradient to exactly
+    that first cell. (``F.maximum`` would lose the gradient at NaN, give +0.0
+    on a signed-zero tie, and let padding beat -inf.) Padding cells take no
+    part: a tap of padding never replaces Y, and a Y that is still padding is
+    always replaced; a window with no input cell gives the dtype's lowest
+    value, as Gluon's.
+    """
+    padded = any(pad_width)
+    taps = _window_taps(F, _padded(F, X, pad_width, 0.0), k, s, grid)
+    if padded:
+        # 1 where a tap is an input cell, per window: (1, 1, h', w') each
+        probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+        inside = _window_taps(F, _padded(F, F.ones_like(probe), pad_width, 0.0), k, s, grid)
+        Y_inside = inside[0]
+    Y = taps[0]
+    for t in range(1, len(taps)):
+        keep = (Y >= taps[t]) + (Y != Y)
+        if padded:
+            keep = F.broadcast_add(F.broadcast_mul(keep, Y_inside), 1.0 - inside[t])
+            Y_inside = F.maximum(Y_inside, inside[t])
+        Y = F.where(keep, Y, taps[t])
+    if padded:
+        Y = F.where(F.broadcast_like(Y_inside, Y), Y,
+                    F.broadcast_like(_lowest_like(F, Y_inside), Y))
+    return Y
+
+
+def lowest(dtype):
+    """The lowest finite value of a float dtype: what a max window without input cells gives.
+
+    >>> lowest('float16'), lowest(np.float64) == -np.finfo(np.float64).max
+    (-65504.0, True)
+    """
+    return float(np.finfo(np.dtype(dtype)).min)
+
+
+def _lowest_like(F, like):
+    """An array like ``like`` (a float array) filled with its dtype's lowest finite value.
+
+    In a symbolic graph the dtype is not known when the graph is written, and
+    MXNet's legacy operators have no "lowest of this dtype"; so the dtype is
+    told apart by arithmetic in it: only float64 sees 1 + 1e-10 as larger than
+    1, and only float16 overflows 65504 * 2. MXNet reads scalars near 1e308
+    inexactly, so float64's -(2 - 2**-52) * 2**1023 is built from exact powers
+    of two.
+    """
+    one = F.ones_like(like)
+    is_float64 = (one + 1e-10) != one
+    is_float16 = (one * 131008.0) == (one * 262016.0)         # both inf only in float16
+    lowest64 = one * -1.9999999999999998                       # -(2 - 2**-52)
+    for _ in range(10):
+        lowest64 = lowest64 * 2.0 ** 100
+    lowest64 = lowest64 * 2.0 ** 23
+    return F.where(is_float64, lowest64,
+                   F.where(is_float16, one * lowest(np.float16), one * lowest(np.float32)))
 
 
 def _window_taps(F, Xp, k, s, grid):
@@ -384,6 +453,23 @@ def check_pool_padding(pool_size, padding):
                          f"{tuple(pool_size)} on each axis")
 
 
+def check_pool_args(pool_size, strides, padding):
+    """Pooling settings (pairs of ints) the C++ kernel can hold, padding smaller than the window.
+
+    Each must be at most ``MAX_POOL_ARG`` (2**31 - 1), the kernel's own limit.
+
+    >>> check_pool_args((2, 2), (2 ** 64 + 1, 1), (0, 0))
+    Traceback (most recent call last):
+    ...
+    ValueError: strides must be at most 2147483647 (2**31 - 1), got (18446744073709551617, 1)
+    """
+    for name, pair in (("pool_size", pool_size), ("strides", strides), ("padding", padding)):
+        if max(pair) > MAX_POOL_ARG:
+            raise ValueError(f"{name} must be at most {MAX_POOL_ARG} (2**31 - 1), "
+                             f"got {tuple(pair)}")
+    check_pool_padding(pool_size, padding)
+
+
 def _check_fits(X, window, padding, dilation, window_name):
     h, w = X.shape[2:]
     k_eff = tuple(dilation[a] * (window[a] - 1) + 1 for a in range(2))
@@ -416,4 +502,8 @@ def check_conv2d_input(X, in_channels, groups, kernel_size, padding, dilation):
 def check_pool2d_input(X, pool_size, padding):
     """Call-time checks of a pooling input."""
     check_ndarray("input", X, 4, "(batch, channels, height, width)")
+    h, w = X.shape[2:]
+    if max(h + 2 * padding[0], w + 2 * padding[1]) > MAX_DIM:
+        raise ValueError(f"input of height and width {(h, w)} with padding {tuple(padding)} "
+                         f"on each side is larger than MXNet's largest dimension {MAX_DIM}")
     _check_fits(X, pool_size, padding, (1, 1), "pooling window")
