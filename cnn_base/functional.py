@@ -465,7 +465,10 @@ def global_pool2d(F, X, mode="max", layout="NCHW"):
         check_pool2d_input(X, (1, 1), (0, 0), layout)
     plane_axes = (1, 2) if layout == "NHWC" else (2, 3)
     if mode == "avg":
-        return F.mean(X, axis=plane_axes, keepdims=True)
+        # sum / (h * w), not F.mean: mean's backward divides what is already in the
+        # gradient by h * w again under grad_req='add' (mxnet 1.9.1)
+        cells = F.sum(F.ones_like(_plane(F, X, layout)), axis=(2, 3), keepdims=True)
+        return F.broadcast_div(F.sum(X, axis=plane_axes, keepdims=True), cells)
     # the plane as one axis: (N, h * w, c) or (N, c, h * w)
     axis = plane_axes[0]
     cells = F.reshape(X, (0, -3, 0) if layout == "NHWC" else (0, 0, -3))

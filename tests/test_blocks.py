@@ -467,6 +467,111 @@ def test_pooling_repr_lists_its_settings(block, text):
     assert repr(block) == text
 
 
+@pytest.mark.parametrize("block, text", [
+    (cb.MaxPool2D(layout="NHWC"),
+     "MaxPool2D(size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, layout=NHWC)"),
+    (cb.AvgPool2D(3, layout="NHWC"),
+     "AvgPool2D(size=(3, 3), stride=(3, 3), padding=(0, 0), ceil_mode=False, layout=NHWC, "
+     "count_include_pad=True)"),
+])
+def test_pooling_repr_names_a_layout_other_than_nchw(block, text):
+    assert repr(block) == text
+
+
+# --- global pooling --------------------------------------------------------------------------
+
+GLOBAL_PAIRS = [pytest.param(cb.GlobalMaxPool2D, nn.GlobalMaxPool2D, np.max, id="max"),
+                pytest.param(cb.GlobalAvgPool2D, nn.GlobalAvgPool2D, np.mean, id="avg")]
+
+
+@LAYOUT
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+@pytest.mark.parametrize("ours_cls, builtin_cls, reduce_np", GLOBAL_PAIRS)
+def test_global_pooling_equals_gluon_and_numpy_for_changing_input_sizes(
+        ours_cls, builtin_cls, reduce_np, hybridize, layout):
+    ours, builtin = ours_cls(layout=layout), builtin_cls(layout=layout)
+    if hybridize:
+        ours.hybridize()
+        builtin.hybridize()
+    plane_axes = (1, 2) if layout == "NHWC" else (2, 3)
+    for shape in [(2, 3, 5, 7), (1, 4, 1, 9), (3, 2, 6, 6)]:    # one graph, three sizes
+        X = nd.random.normal(shape=_shape_to(layout, shape))
+        dY = nd.random.normal(shape=builtin(X).shape)
+        Y, dX, _ = _forward_backward(ours, X, dY)
+        Y_ref, dX_ref, _ = _forward_backward(builtin, X, dY)
+        assert Y.shape == _shape_to(layout, shape[:2] + (1, 1))
+        np.testing.assert_allclose(Y, Y_ref, **FWD)
+        np.testing.assert_allclose(dX, dX_ref, **GRAD)
+        np.testing.assert_allclose(Y, reduce_np(X.asnumpy(), axis=plane_axes, keepdims=True),
+                                   **FWD)
+
+
+@LAYOUT
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_global_max_pooling_gives_the_gradient_to_the_first_tie_and_skips_nan_as_gluon(
+        hybridize, layout):
+    # plane 0: all ties; plane 1: NaN first, then the max 3 twice; plane 2: only NaN
+    X = _to(layout, nd.array([[[[1, 1], [1, 1]], [[np.nan, 3], [3, 2]],
+                               [[np.nan, np.nan], [np.nan, np.nan]]]]))
+    ours, builtin = cb.GlobalMaxPool2D(layout), nn.GlobalMaxPool2D(layout)
+    if hybridize:
+        ours.hybridize()
+    Y, dX, _ = _forward_backward(ours, X, nd.ones(builtin(X).shape))
+    Y_ref, dX_ref, _ = _forward_backward(builtin, X, nd.ones(builtin(X).shape))
+    np.testing.assert_array_equal(_from(layout, Y).ravel(), [1, 3, np.finfo(np.float32).min])
+    np.testing.assert_array_equal(_from(layout, dX)[0], [[[1, 0], [0, 0]], [[0, 1], [0, 0]],
+                                                         [[0, 0], [0, 0]]])
+    np.testing.assert_array_equal(Y, Y_ref)
+    # The all-NaN plane's output is the lowest float, which no cell holds: ours sends its
+    # gradient nowhere, as Gluon's NHWC pooling does; Gluon's NCHW pooling (oneDNN) sends it
+    # to the plane's first cell. Everywhere else all three agree.
+    dX_ref = _from(layout, dX_ref)
+    np.testing.assert_array_equal(dX_ref[0, 2], [[layout == "NCHW", 0], [0, 0]])
+    np.testing.assert_array_equal(_from(layout, dX)[0, :2], dX_ref[0, :2])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("ours_cls, builtin_cls", [(cb.GlobalMaxPool2D, nn.GlobalMaxPool2D),
+                                                   (cb.GlobalAvgPool2D, nn.GlobalAvgPool2D)])
+def test_global_pooling_repr_equals_gluon_repr(ours_cls, builtin_cls, layout):
+    assert repr(ours_cls(layout)) == repr(builtin_cls(layout))
+    assert repr(ours_cls(layout=layout)) == repr(builtin_cls(layout=layout))
+
+
+def test_global_pools_are_pool2d_with_gluons_alias_and_prefix():
+    block = cb.GlobalAvgPool2D(prefix="head_")
+    assert isinstance(block, cb.Pool2D)
+    assert block.prefix == "head_"
+    assert cb.GlobalMaxPool2D().name.startswith("pool")
+
+
+@LAYOUT
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("make", [
+    lambda layout: cb.Conv2D(3, (2, 3), padding=1, groups=1, in_channels=2, layout=layout),
+    lambda layout: cb.MaxPool2D(3, 2, 1, layout=layout),
+    lambda layout: cb.AvgPool2D(2, 1, 1, count_include_pad=False, layout=layout),
+    lambda layout: cb.GlobalMaxPool2D(layout),
+    lambda layout: cb.GlobalAvgPool2D(layout),
+], ids=["conv", "maxpool", "avgpool", "globalmax", "globalavg"])
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_input_gradient_accumulates_with_grad_req_add(make, layout, hybridize):
+    block = make(layout)
+    block.initialize(init.Normal(0.5))
+    if hybridize:
+        block.hybridize()
+    X = nd.random.normal(shape=_shape_to(layout, (2, 2, 5, 6)))
+    dY = nd.random.normal(shape=block(X).shape)
+    _, once, _ = _forward_backward(block, X, dY)
+    X.attach_grad(grad_req="add")
+    for _ in range(2):
+        with autograd.record():
+            Y = block(X)
+        Y.backward(dY)
+    np.testing.assert_allclose(X.grad.asnumpy(), 2 * once, **GRAD)
+
+
 # --- composing into a network ----------------------------------------------------------------
 
 
@@ -537,9 +642,14 @@ def test_lenet_of_our_blocks_trains_exports_and_matches_its_gluon_twin(tmp_path)
      r"groups=2 must divide in_channels=3 evenly"),
     (dict(channels=4, kernel_size=3, in_channels=-1), ValueError,
      r"in_channels must be >= 0, got -1"),
-    (dict(channels=4, kernel_size=3, layout="NHWC"), ValueError,
-     r"layout must be one of 'NCHW', got 'NHWC'"),
-    (dict(channels=4, kernel_size=3, layout=None), TypeError, r"layout must be one of 'NCHW'"),
+    (dict(channels=4, kernel_size=3, layout="NCW"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'NCW'"),
+    (dict(channels=4, kernel_size=3, layout="NCDHW"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'NCDHW'"),
+    (dict(channels=4, kernel_size=3, layout="nhwc"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'nhwc'"),
+    (dict(channels=4, kernel_size=3, layout=None), TypeError,
+     r"layout must be one of 'NCHW', 'NHWC'"),
     (dict(channels=4, kernel_size=3, activation="relux"), ValueError,
      r"activation must be one of .*'relu'.*, got 'relux'"),
     (dict(channels=4, kernel_size=3, use_bias="yes"), TypeError,
@@ -558,7 +668,14 @@ def test_conv2d_refuses_bad_arguments_when_built(kwargs, error, message):
     (cb.AvgPool2D, dict(padding=(1, -1)), ValueError, r"padding must be >= 0, got \(1, -1\)"),
     (cb.MaxPool2D, dict(pool_size=2, padding=2), ValueError,
      r"padding \(2, 2\) must be smaller than pool_size \(2, 2\) on each axis"),
-    (cb.MaxPool2D, dict(layout="NHWC"), ValueError, r"layout must be one of 'NCHW', got 'NHWC'"),
+    (cb.MaxPool2D, dict(layout="NCW"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'NCW'"),
+    (cb.AvgPool2D, dict(layout="NDHWC"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'NDHWC'"),
+    (cb.GlobalMaxPool2D, dict(layout="NWC"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'NWC'"),
+    (cb.GlobalAvgPool2D, dict(layout="NCDHW"), ValueError,
+     r"layout must be one of 'NCHW', 'NHWC', got 'NCDHW'"),
     (cb.AvgPool2D, dict(ceil_mode="yes"), TypeError, r"ceil_mode must be True or False"),
     (cb.AvgPool2D, dict(count_include_pad=None), TypeError,
      r"count_include_pad must be True or False, got NoneType None"),
@@ -596,6 +713,21 @@ def _conv_with_3_channels():
     (lambda: cb.AvgPool2D(3, padding=(0, 1)), nd.ones((1, 1, 2, 5)), ValueError,
      r"input of height and width \(2, 5\) is too small for the pooling window \(3, 3\): "
      r"after padding \(0, 1\) it is \(2, 7\)"),
+    (lambda: cb.GlobalAvgPool2D(), nd.ones((2, 3, 4)), ValueError,
+     r"input must be 4-D \(batch, channels, height, width\), got shape \(2, 3, 4\)"),
+    # NHWC: the channels are the last axis, height and width the middle ones
+    (lambda: cb.Conv2D(2, 3, layout="NHWC"), nd.ones((3, 8, 8)), ValueError,
+     r"input must be 4-D \(batch, height, width, channels\), got shape \(3, 8, 8\)"),
+    (lambda: cb.Conv2D(2, 3, in_channels=3, layout="NHWC"), nd.ones((1, 8, 8, 4)), ValueError,
+     r"input has 4 channels but the layer expects in_channels=3"),
+    (lambda: cb.Conv2D(4, 3, groups=2, layout="NHWC"), nd.ones((1, 8, 8, 3)), ValueError,
+     r"input has 3 channels, which groups=2 does not divide evenly"),
+    (lambda: cb.Conv2D(2, 5, layout="NHWC"), nd.ones((1, 3, 9, 1)), ValueError,
+     r"input of height and width \(3, 9\) is too small for the kernel \(5, 5\)"),
+    (lambda: cb.MaxPool2D(3, layout="NHWC"), nd.ones((1, 2, 5, 3)), ValueError,
+     r"input of height and width \(2, 5\) is too small for the pooling window \(3, 3\)"),
+    (lambda: cb.GlobalMaxPool2D("NHWC"), nd.ones((4, 4)), ValueError,
+     r"input must be 4-D \(batch, height, width, channels\)"),
 ])
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 def test_bad_input_at_call_time_names_the_problem(make, X, error, message, hybridize):
