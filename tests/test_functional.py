@@ -71,21 +71,24 @@ def test_conv2d_symbol_graph_equals_ndarray_result(x_shape, w_shape, kwargs, lay
                                .asnumpy(), **FWD)
 
 
+@LAYOUT
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_TABLE + [
     ((2, 8, 6, 7), (6, 4, 3, 2), dict(strides=(2, 1), padding=(1, 2), dilation=(1, 2),
                                       groups=2)),
     ((1, 4, 5, 5), (3, 4, 1, 1), dict()),
 ])
 def test_conv2d_gathered_and_im2col_rows_give_the_same_outputs_and_gradients(x_shape, w_shape,
-                                                                            kwargs):
-    # in_channels picks the route: None gathers the rows, 1 (fewer than 4 per group) im2col's
+                                                                            kwargs, layout):
+    # in_channels picks the route: None gathers the rows, 1 (fewer than 4 per group in NCHW,
+    # fewer than 2 in NHWC) im2col's
     names = ("X", "K", "b")
     arrays = [nd.random.normal(shape=s) for s in (x_shape, w_shape, w_shape[:1])]
+    arrays[:2] = [_to(layout, a) for a in arrays[:2]]
     dY = None
     results = []
     for in_channels in (None, 1):
         Y = conv2d(sym, *(sym.var(n) for n in names), kernel_size=w_shape[2:],
-                   channels=w_shape[0], in_channels=in_channels, **kwargs)
+                   channels=w_shape[0], in_channels=in_channels, layout=layout, **kwargs)
         block = mx.gluon.SymbolBlock(Y, [sym.var(n) for n in names])
         inputs = [a.copy() for a in arrays]
         for a in inputs:
