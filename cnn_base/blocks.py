@@ -22,6 +22,7 @@ of MXNet's shape-inference dump).
 import functools
 
 import mxnet as mx
+import numpy as np
 from mxnet import nd, sym
 from mxnet.gluon import HybridBlock, nn
 
@@ -417,9 +418,19 @@ class _GlobalPool2D(Pool2D):
 
     def __init__(self, mode, layout="NCHW", **kwargs):
         super().__init__((1, 1), None, 0, mode, layout, ceil_mode=True, **kwargs)
+        self._by_product = True
+
+    def forward(self, x, *args):
+        # The fast mean (a matrix product) takes no float16 on CPU: float16 input
+        # gets sum and divide, and a hybridized block rebuilds its graph for it.
+        by_product = isinstance(x, sym.Symbol) or np.dtype(x.dtype) != np.float16
+        if by_product != self._by_product:
+            self._by_product = by_product
+            self._clear_cached_op()
+        return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):
-        return global_pool2d(F, x, self._mode, self._layout)
+        return global_pool2d(F, x, self._mode, self._layout, self._by_product)
 
     def __repr__(self):
         # Gluon's _Pooling.__repr__, word for word

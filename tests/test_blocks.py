@@ -531,6 +531,26 @@ def test_global_max_pooling_gives_the_gradient_to_the_first_tie_and_skips_nan_as
     np.testing.assert_array_equal(_from(layout, dX)[0, :2], dX_ref[0, :2])
 
 
+@LAYOUT
+@pytest.mark.parametrize("dtype, tol", [("float16", dict(rtol=2e-3, atol=2e-3)),
+                                        ("float64", dict(rtol=1e-12, atol=1e-12))])
+@pytest.mark.parametrize("ours_cls, builtin_cls, reduce_np", GLOBAL_PAIRS)
+def test_global_pooling_keeps_float16_and_float64_and_equals_numpy(ours_cls, builtin_cls,
+                                                                   reduce_np, dtype, tol, layout):
+    # float16 means go by sum and divide (no float16 matrix product on CPU), and a
+    # hybridized block switches its graph between float32 and float16 input
+    block = ours_cls(layout)
+    block.hybridize()
+    for dt in ("float32", dtype):
+        X = nd.random.normal(shape=_shape_to(layout, (2, 3, 5, 4))).astype(dt)
+        Y = block(X)
+        assert Y.dtype == np.dtype(dt)
+        axes = (1, 2) if layout == "NHWC" else (2, 3)
+        np.testing.assert_allclose(Y.asnumpy().astype("float64"), reduce_np(
+            X.asnumpy().astype("float64"), axis=axes, keepdims=True),
+            **(tol if dt == dtype else FWD))
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("ours_cls, builtin_cls", [(cb.GlobalMaxPool2D, nn.GlobalMaxPool2D),
                                                    (cb.GlobalAvgPool2D, nn.GlobalAvgPool2D)])

@@ -259,6 +259,23 @@ def test_global_pool2d_equals_numpy_and_its_symbol_graph(mode, reduce_np, layout
 
 
 @LAYOUT
+@pytest.mark.parametrize("by_product", [True, False], ids=["product", "sum"])
+def test_global_avg_pool2d_by_product_or_by_sum_gives_the_mean_and_its_gradient(by_product,
+                                                                                 layout):
+    X = _to(layout, nd.random.normal(shape=(2, 3, 5, 4), dtype="float64"))
+    X.attach_grad()
+    with autograd.record():
+        Y = global_pool2d(nd, X, "avg", layout, by_product=by_product)
+    dY = nd.random.normal(shape=Y.shape, dtype="float64")
+    Y.backward(dY)
+    axes = (1, 2) if layout == "NHWC" else (2, 3)
+    np.testing.assert_allclose(Y.asnumpy(), X.asnumpy().mean(axis=axes, keepdims=True),
+                               rtol=1e-12)
+    np.testing.assert_allclose(X.grad.asnumpy(), np.broadcast_to(dY.asnumpy() / 20, X.shape),
+                               rtol=1e-12)
+
+
+@LAYOUT
 def test_global_pool2d_equals_pool2d_nchw_with_the_window_the_whole_plane(layout):
     X = _to(layout, nd.random.normal(shape=(2, 3, 5, 4)))
     for mode in ("max", "avg"):
