@@ -423,7 +423,7 @@ class _GlobalPool2D(Pool2D):
     def forward(self, x, *args):
         # The fast mean (a matrix product) takes no float16 on CPU: float16 input
         # gets sum and divide, and a hybridized block rebuilds its graph for it.
-        by_product = isinstance(x, sym.Symbol) or np.dtype(x.dtype) != np.float16
+        by_product = not (isinstance(x, nd.NDArray) and np.dtype(x.dtype) == np.float16)
         if by_product != self._by_product:
             self._by_product = by_product
             self._clear_cached_op()

@@ -422,10 +422,11 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
 def _native_channel_last(F, op, X, **settings):
     """The NCHW kernel ``op`` on an NHWC batch: transposed in, pooled, transposed back.
 
-    The two transposes cost a pass over the input and one over the output
-    each way, what buys the kernel's one-pass pooling for NHWC (measured
-    against Gluon's own NHWC pooling in the README). The transpose's backward
-    adds into the input's gradient, so no ``identity`` is needed.
+    The transposes add a pass over the input and one over the output, forward
+    and backward, to the kernel's one pass; that is still faster than the
+    MXNet-operator pooling of NHWC (README: NHWC timings against Gluon's own
+    NHWC pooling). The transpose's backward honours ``grad_req='add'``, so
+    no ``identity`` is needed.
     """
     Y = op(F.transpose(X, axes=(0, 3, 1, 2)), **settings)
     return F.transpose(Y, axes=(0, 2, 3, 1))
@@ -458,11 +459,13 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     that the window needs no size. A symbolic graph does not know h and w,
     and pool2d's p_h * p_w taps (or the C++ kernel's window attribute) would
     bake one size into it; with the window covering the plane there is
-    exactly one window, so its max or mean is a reduction over the plane's
-    axes, which any input size passes through. Max pooling, as Gluon's,
-    skips NaN (NaN becomes the lowest float first) and sends the gradient to
-    the first largest cell of the plane in row-major order (``argmax`` +
-    ``pick``; ``F.max``'s backward would give it to every tie).
+    exactly one window, so its max or mean is one reduction over the plane,
+    which any input size passes through (the mean as a matrix product, see
+    ``_plane_mean``). Max pooling, as Gluon's, skips NaN (NaN becomes the
+    lowest float first) and sends the gradient to the first largest cell of
+    the plane in row-major order (``argmax`` + ``pick``; ``F.max``'s backward
+    would give it to every tie). ``argmax`` returns float32 positions, exact
+    for planes of up to 2 ** 24 cells.
 
     Examples
     --------
@@ -478,13 +481,12 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     check_choice("layout", layout, LAYOUTS)
     if isinstance(X, nd.NDArray):
         check_pool2d_input(X, (1, 1), (0, 0), layout)
-    plane_axes = (1, 2) if layout == "NHWC" else (2, 3)
     if mode == "avg":
         if by_product is None:
             by_product = not isinstance(X, nd.NDArray) or np.dtype(X.dtype) != np.float16
         return (_plane_mean if by_product else _plane_mean_by_sum)(F, X, layout)
     # the plane as one axis: (N, h * w, c) or (N, c, h * w)
-    axis = plane_axes[0]
+    axis = 1 if layout == "NHWC" else 2
     cells = F.reshape(X, (0, -3, 0) if layout == "NHWC" else (0, 0, -3))
     cells = F.where(cells == cells, cells, F.ones_like(cells) * _LOWEST)    # NaN never wins
     Y = F.pick(cells, F.argmax(cells, axis=axis), axis=axis, keepdims=True)

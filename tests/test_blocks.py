@@ -733,6 +733,8 @@ def _conv_with_3_channels():
     (lambda: cb.AvgPool2D(3, padding=(0, 1)), nd.ones((1, 1, 2, 5)), ValueError,
      r"input of height and width \(2, 5\) is too small for the pooling window \(3, 3\): "
      r"after padding \(0, 1\) it is \(2, 7\)"),
+    (lambda: cb.GlobalMaxPool2D(), np.ones((1, 3, 4, 4)), TypeError,
+     r"input must be an mxnet NDArray"),
     (lambda: cb.GlobalAvgPool2D(), nd.ones((2, 3, 4)), ValueError,
      r"input must be 4-D \(batch, channels, height, width\), got shape \(2, 3, 4\)"),
     # NHWC: the channels are the last axis, height and width the middle ones
