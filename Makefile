@@ -14,7 +14,7 @@ SUPPORTED := 3.10 3.11 3.12
 WANT := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0], sys.executable)' 2>/dev/null)
 WANT_MINOR := $(basename $(firstword $(WANT)))
 
-.PHONY: demo test venv notebooks benchmark clean FORCE
+.PHONY: demo test venv notebooks benchmark lenet fuzz sanitize clean FORCE
 .DEFAULT_GOAL := venv
 
 # Checked before anything is installed (make clean needs no Python): one line, then make stops.
@@ -56,6 +56,34 @@ test: $(STAMP) $(NATIVE)
 
 benchmark: $(STAMP) $(NATIVE)
 	$(BIN)/cnn-base benchmark --json $(OUT)/benchmark.json
+
+# d2l-zh v1 §5.5: LeNet on Fashion-MNIST, 5 epochs, batch 256, lr 0.9, our blocks then Gluon's
+lenet: $(STAMP) $(NATIVE)
+	$(BIN)/cnn-base train-lenet --block both --epochs 5 --batch-size 256 --lr 0.9 \
+		--json $(OUT)/lenet.json --plot $(OUT)/lenet.png
+
+# The long differential fuzz of the pools (tests/fuzz_pool.py; make test runs a slice).
+FUZZ_CASES ?= 5000
+FUZZ_SEED  ?= 1
+fuzz: $(STAMP) $(NATIVE)
+	$(BIN)/python tests/fuzz_pool.py --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
+
+# The kernel built with AddressSanitizer + UndefinedBehaviorSanitizer (any finding
+# aborts), and a fuzz slice run on it. Python is not built with ASan, so the ASan
+# runtime is preloaded; leak checking is off (Python's own allocations would fill it).
+CXX        ?= g++
+SAN_LIB    := cnn_base/_build/sanitize/libcnn_base_pool2d.so
+SAN_CASES  ?= 300
+sanitize: $(STAMP)
+	mkdir -p $(dir $(SAN_LIB))
+	MX=$$($(BIN)/python -c 'import mxnet, os; print(os.path.dirname(mxnet.__file__))') && \
+	$(CXX) -shared -fPIC -std=c++17 -O1 -g -fno-omit-frame-pointer -fopenmp \
+	    -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -I $$MX/include $(wildcard cnn_base/csrc/*.cc) $$MX/src/lib_api.cc -o $(SAN_LIB)
+	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	CNN_BASE_NATIVE=0 $(BIN)/python tests/fuzz_pool.py --library $(SAN_LIB) \
+	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,notebooks]'

@@ -12,7 +12,11 @@ Layers of the package, each importing only from those above it:
 - ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape (the chapter's exercises)
 - ``context``: ``'auto'``/``'cpu(N)'``/``'gpu(N)'`` -> a checked ``mx.Context``
 - ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
+- ``data``: Fashion-MNIST's IDX files found and read with NumPy, Gluon DataLoaders in a seeded order
+- ``models``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
+- ``training``: d2l's ``train_ch5`` on one context or several, with exact checkpoint/resume
 - ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
+- ``lenet_figures``: a LeNet run's loss and accuracy curves, test images with their predicted labels
 
 ``import cnn_base`` imports them all (and MXNet) and loads the C++ kernel, except in
 the ``cnn-base`` command (or ``python -m cnn_base``): there the names load on first
@@ -38,7 +42,7 @@ with warnings.catch_warnings():
 
 # The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
 _REEXPORTED = ("ops", "functional", "blocks", "shapes", "examples", "exercises", "context",
-               "train", "figures")
+               "train", "data", "models", "training", "figures", "lenet_figures")
 _SUBMODULES = ("native", "benchmark", "cli") + _REEXPORTED
 _names = None     # every re-exported name, once _import_all has run
 

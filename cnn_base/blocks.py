@@ -9,37 +9,94 @@ the same numbers. None of them calls ``F.Convolution`` or ``F.Pooling``.
 Constructors, parameter names and shapes are Gluon's, so ``save_parameters``
 files move between these blocks and ``gluon.nn``'s in both directions, and
 either kind composes into ``nn.HybridSequential`` models, hybridizes and exports.
+:class:`GlobalMaxPool2D` and :class:`GlobalAvgPool2D` are :class:`Pool2D` with
+the window = the whole plane.
 
-Arguments are checked when a block is built (``ValueError``/``TypeError``
-naming the argument and the value), inputs when it is called (a message that
-names the problem instead of MXNet's shape-inference dump). Only the NCHW
-layout is supported.
+Every block takes Gluon's 2-D layouts, 'NCHW' (the default) and 'NHWC'
+(channels last; Conv2D's weight is then Gluon's (channels, k_h, k_w,
+in_channels / groups)), and refuses any other. Arguments are checked when a
+block is built (``ValueError``/``TypeError`` naming the argument and the
+value), inputs when it is called (a message that names the problem instead
+of MXNet's shape-inference dump).
 """
 import functools
+import sys
+import weakref
 
 import mxnet as mx
+import numpy as np
 from mxnet import nd, sym
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock, Parameter, nn
 
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
-                         native_applies, pool2d_native, pool2d_nchw)
+from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
+                         conv2d, global_pool2d, native_applies, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
-__all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
+__all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
 
-LAYOUTS = ("NCHW",)
 ACTIVATIONS = ("relu", "sigmoid", "softrelu", "softsign", "tanh")
+
+
+class _ConvWeight(Parameter):
+    """A Conv2D weight that says why its in_channels could not be inferred.
+
+    Inside a hybridized parent, Gluon infers a deferred in_channels from the
+    parent's whole graph; when the input that reaches the conv is smaller than
+    its kernel, the graph has no windows, in_channels comes back 0, and Gluon
+    would fail later with "invalid shape: (c_o, 0, k_h, k_w)" (or, when the
+    gather still yields a channel count, in the forward with "Shape
+    inconsistent"). Here that inference is refused at once with the
+    imperative path's message.
+    """
+
+    conv = None          # weakref to the Conv2D owning this weight
+
+    @property
+    def shape(self):
+        return Parameter.shape.fget(self)
+
+    @shape.setter
+    def shape(self, new_shape):
+        conv = self.conv() if self.conv is not None else None
+        if conv is not None and new_shape is not None and conv._symbol_input is not None:
+            seen = _shape_seen_by_parent(conv._symbol_input)
+            if new_shape[conv._layout.index("C")] == 0 or not conv._fits(seen):
+                conv._refuse_small_input(seen)
+        Parameter.shape.fset(self, new_shape)
+
+
+def _shape_seen_by_parent(x):
+    """The shape of the Symbol ``x`` in the hybridized parent's current shape inference.
+
+    Gluon passes a child nothing during a parent's deferred shape inference,
+    so the input shapes are read from the frame of HybridBlock._infer_attrs
+    that is running it (None if there is none).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code is not HybridBlock._infer_attrs.__code__:
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        shapes = {i.name: a.shape for i, a in zip(frame.f_locals["inputs"],
+                                                  frame.f_locals["args_without_none"])}
+        known = {name: shapes[name] for name in x.list_arguments() if name in shapes}
+        _, out_shapes, _ = x.infer_shape_partial(**known)
+        return tuple(out_shapes[0])
+    except Exception:              # a best effort for the message only
+        return None
 
 
 class Conv2D(HybridBlock):
     r"""2-D convolution layer computed by the chapter's cross-correlation (im2col + matmul).
 
-    The same constructor, parameters and output as ``gluon.nn.Conv2D``; only
-    the NCHW layout. If ``in_channels`` is 0, the weight's input-channel size
-    is found on the first call (deferred initialization), as with the built-in.
+    The same constructor, parameters and output as ``gluon.nn.Conv2D``, in the
+    NCHW or NHWC layout. If ``in_channels`` is 0, the weight's input-channel
+    size is found on the first call (deferred initialization), as with the
+    built-in.
 
     Parameters
     ----------
@@ -55,8 +112,8 @@ class Conv2D(HybridBlock):
     groups : int, default 1
         Input and output channels split into ``groups`` independent
         convolutions; it must divide ``channels`` and ``in_channels``.
-    layout : str, default 'NCHW'
-        Only 'NCHW'.
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+        Where the channels are in the input, the output and the weight.
     activation : str or None, default None
         One of 'relu', 'sigmoid', 'softrelu', 'softsign', 'tanh', applied to the output.
     use_bias : bool, default True
@@ -66,16 +123,19 @@ class Conv2D(HybridBlock):
         c_i; 0 defers it to the first call.
 
     Inputs:
-        - **data**: (batch_size, in_channels, height, width).
+        - **data**: (batch_size, in_channels, height, width); NHWC:
+          (batch_size, height, width, in_channels).
 
     Outputs:
-        - **out**: (batch_size, channels, out_height, out_width) with::
+        - **out**: (batch_size, channels, out_height, out_width); NHWC:
+          (batch_size, out_height, out_width, channels), with::
 
               out_height = floor((height+2*padding[0]-dilation[0]*(kernel_size[0]-1)-1)/stride[0])+1
               out_width = floor((width+2*padding[1]-dilation[1]*(kernel_size[1]-1)-1)/stride[1])+1
 
-    Parameters of the block: ``weight`` (channels, in_channels / groups, k_h, k_w)
-    and ``bias`` (channels,), named as in ``gluon.nn.Conv2D``.
+    Parameters of the block: ``weight`` (channels, in_channels / groups, k_h, k_w),
+    for NHWC (channels, k_h, k_w, in_channels / groups), and ``bias``
+    (channels,): named and shaped as in ``gluon.nn.Conv2D``.
 
     Examples
     --------
@@ -87,6 +147,13 @@ class Conv2D(HybridBlock):
     (1, 1, 4, 4)
     >>> conv
     Conv2D(1 -> 1, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
+
+    Channels last, with Gluon's NHWC weight:
+
+    >>> conv = Conv2D(4, kernel_size=(3, 2), layout="NHWC")
+    >>> conv.initialize()
+    >>> conv(nd.ones((1, 8, 8, 3))).shape, conv.weight.shape
+    ((1, 6, 7, 4), (4, 3, 2, 3))
     """
 
     def __init__(self, channels, kernel_size, strides=(1, 1), padding=(0, 0), dilation=(1, 1),
@@ -99,7 +166,7 @@ class Conv2D(HybridBlock):
         self._padding = as_pair("padding", padding, minimum=0)
         self._dilation = as_pair("dilation", dilation)
         self._groups = as_int("groups", groups)
-        check_choice("layout", layout, LAYOUTS)
+        self._layout = check_choice("layout", layout, LAYOUTS)
         in_channels = as_int("in_channels", in_channels, minimum=0)
         check_divides("groups", self._groups, "channels", self._channels)
         if in_channels:
@@ -109,26 +176,35 @@ class Conv2D(HybridBlock):
             check_choice("activation", activation, ACTIVATIONS)
         with self.name_scope():
             self.weight = self.params.get(
-                "weight", shape=(self._channels, in_channels // self._groups) + self._kernel_size,
+                "weight", shape=self._weight_shape(in_channels),
                 init=weight_initializer, allow_deferred_init=True)
+            self.weight.__class__ = _ConvWeight        # explains a failed in_channels inference
+            self.weight.conv = weakref.ref(self)
             self.bias = (self.params.get("bias", shape=(self._channels,), init=bias_initializer,
                                          allow_deferred_init=True) if use_bias else None)
             self.act = (nn.Activation(activation, prefix=activation + "_")
                         if activation is not None else None)
+        self._symbol_input = None
 
     def _alias(self):
         return "conv"
 
+    def _weight_shape(self, in_channels):
+        """Gluon's weight shape: (c_o, c_i / groups, k_h, k_w); NHWC (c_o, k_h, k_w, c_i / groups)."""
+        if self._layout == "NHWC":
+            return (self._channels,) + self._kernel_size + (in_channels // self._groups,)
+        return (self._channels, in_channels // self._groups) + self._kernel_size
+
     @property
     def in_channels(self):
         """c_i, or 0 while deferred initialization has not seen an input."""
-        return self.weight.shape[1] * self._groups
+        return self.weight.shape[self._layout.index("C")] * self._groups
 
     def infer_shape(self, x, *args):
         """Set the weight's input-channel size from the input (deferred initialization)."""
         check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
-                           self._padding, self._dilation)
-        self.weight.shape = (self._channels, x.shape[1] // self._groups) + self._kernel_size
+                           self._padding, self._dilation, self._layout)
+        self.weight.shape = self._weight_shape(x.shape[self._layout.index("C")])
 
     def forward(self, x, *args):
         # Calls with data (imperative or hybridized) are checked here, before
@@ -136,19 +212,43 @@ class Conv2D(HybridBlock):
         # hybridized parent this block only sees Symbols, and MXNet checks.
         if not isinstance(x, sym.Symbol):
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
-                               self._padding, self._dilation)
+                               self._padding, self._dilation, self._layout)
+        else:
+            self._symbol_input = x         # for _ConvWeight's message
         return super().forward(x, *args)
+
+    def _fits(self, input_shape):
+        """Whether an input of ``input_shape`` (or None: unknown) holds at least one window."""
+        if input_shape is None or len(input_shape) != 4 or 0 in input_shape:
+            return True
+        spatial = (self._layout.index("H"), self._layout.index("W"))
+        return all(input_shape[spatial[a]] + 2 * self._padding[a] >=
+                   self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
+
+    def _refuse_small_input(self, input_shape):
+        """The imperative path's ValueError for an input too small for the kernel."""
+        k_eff = tuple(self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
+        name = "dilated kernel" if max(self._dilation) > 1 else "kernel"
+        seen = ("an input of unknown size" if input_shape is None or len(input_shape) != 4
+                else "input of height and width "
+                f"{tuple(input_shape[self._layout.index(a)] for a in 'HW')}")
+        raise ValueError(f"{self.name}: {seen} is too small for the {name} {k_eff} with "
+                         f"padding {self._padding}: after padding each side must be at least "
+                         f"the {name}'s, so in_channels cannot be inferred")
 
     def hybrid_forward(self, F, x, weight, bias=None):
         Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
                    self._dilation, self._groups, channels=self._channels,
-                   in_channels=self.in_channels or None)
+                   in_channels=self.in_channels or None, layout=self._layout)
         return self.act(Y) if self.act is not None else Y
 
     def __repr__(self):
         # As Gluon's: the left of the arrow is the weight's input-channel size,
-        # in_channels / groups, or None before deferred initialization.
-        s = f"{self.__class__.__name__}({self.weight.shape[1] or None} -> {self._channels}, " \
+        # in_channels / groups, or None before deferred initialization. (Gluon
+        # prints the weight's axis 1 for NHWC too, which is then k_h; we print
+        # in_channels / groups, and the layout when it is not NCHW.)
+        c_i = self.in_channels // self._groups
+        s = f"{self.__class__.__name__}({c_i or None} -> {self._channels}, " \
             f"kernel_size={self._kernel_size}, stride={self._strides}"
         if self._padding != (0, 0):
             s += f", padding={self._padding}"
@@ -158,6 +258,8 @@ class Conv2D(HybridBlock):
             s += f", groups={self._groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self._layout != "NCHW":
+            s += f", layout={self._layout}"
         if self.act is not None:
             s += f", {self.act}"
         return s + ")"
@@ -183,6 +285,10 @@ class Pool2D(HybridBlock):
     changes); inside a hybridized parent, whose context a block cannot see,
     the kernel is used when MXNet has no GPU.
 
+    Unlike Gluon's built-in, a max window holding NaN gives NaN (its gradient
+    goes to the first NaN), as NumPy and PyTorch do; the README's table of
+    special values lists every difference.
+
     Parameters
     ----------
     pool_size : int or tuple of 2 ints, default (2, 2)
@@ -190,21 +296,24 @@ class Pool2D(HybridBlock):
     strides : int or tuple of 2 ints or None, default None
         None means ``pool_size``.
     padding : int or tuple of 2 ints, default 0
-        Added on each side; smaller than ``pool_size``. Max pooling pads with
-        the lowest float (never a window's max), average pooling with zeros.
+        Added on each side; smaller than ``pool_size``. Padded cells take no
+        part in a max (a window of only padding gives the dtype's lowest
+        value); average pooling pads with zeros.
     mode : {'max', 'avg'}, default 'max'
-    layout : str, default 'NCHW'
-        Only 'NCHW'.
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+        Where the channels are, in the input and the output.
     ceil_mode : bool, default False
         Use ceil instead of floor in the output-size formula.
     count_include_pad : bool, default True
         Average pooling: whether padded cells count in each window's divisor.
 
     Inputs:
-        - **data**: (batch_size, channels, height, width).
+        - **data**: (batch_size, channels, height, width); NHWC:
+          (batch_size, height, width, channels).
 
     Outputs:
-        - **out**: (batch_size, channels, out_height, out_width) with::
+        - **out**: (batch_size, channels, out_height, out_width); NHWC:
+          (batch_size, out_height, out_width, channels), with::
 
               out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
               out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
@@ -232,9 +341,9 @@ class Pool2D(HybridBlock):
         self._pool_size = as_pair("pool_size", pool_size)
         self._strides = self._pool_size if strides is None else as_pair("strides", strides)
         self._padding = as_pair("padding", padding, minimum=0)
-        check_pool_padding(self._pool_size, self._padding)
+        check_pool_args(self._pool_size, self._strides, self._padding)
         self._mode = check_choice("mode", mode, POOL_MODES)
-        check_choice("layout", layout, LAYOUTS)
+        self._layout = check_choice("layout", layout, LAYOUTS)
         self._ceil_mode = as_bool("ceil_mode", ceil_mode)
         self._count_include_pad = as_bool("count_include_pad", count_include_pad)
         self._use_native = False
@@ -247,7 +356,7 @@ class Pool2D(HybridBlock):
             # Inside a hybridized parent: the input's context is not known here.
             use_native = native.enabled() and _num_gpus() == 0
         else:
-            check_pool2d_input(x, self._pool_size, self._padding)
+            check_pool2d_input(x, self._pool_size, self._padding, self._layout)
             use_native = native.enabled() and native_applies(x)
         if use_native != self._use_native:
             self._use_native = use_native
@@ -257,11 +366,12 @@ class Pool2D(HybridBlock):
     def hybrid_forward(self, F, x):
         pool = pool2d_native if self._use_native else pool2d_nchw
         return pool(F, x, self._pool_size, self._strides, self._padding, self._mode,
-                    self._ceil_mode, self._count_include_pad)
+                    self._ceil_mode, self._count_include_pad, self._layout)
 
     def _settings(self):
-        return (f"size={self._pool_size}, stride={self._strides}, padding={self._padding}, "
-                f"ceil_mode={self._ceil_mode}")
+        s = (f"size={self._pool_size}, stride={self._strides}, padding={self._padding}, "
+             f"ceil_mode={self._ceil_mode}")
+        return s + (f", layout={self._layout}" if self._layout != "NCHW" else "")
 
     def __repr__(self):
         s = f"{self.__class__.__name__}({self._settings()}, mode={self._mode}"
@@ -271,7 +381,7 @@ class Pool2D(HybridBlock):
 
 
 class MaxPool2D(Pool2D):
-    """Max pooling, a peer of ``gluon.nn.MaxPool2D`` (same constructor, NCHW only).
+    """Max pooling, a peer of ``gluon.nn.MaxPool2D`` (same constructor, NCHW or NHWC).
 
     Parameters
     ----------
@@ -279,16 +389,15 @@ class MaxPool2D(Pool2D):
     strides : int or tuple of 2 ints or None, default None
         None means ``pool_size``.
     padding : int or tuple of 2 ints, default 0
-        Smaller than ``pool_size``; padded cells never win the max.
-    layout : str, default 'NCHW'
-        Only 'NCHW'.
+        Smaller than ``pool_size``; padded cells take no part in the max.
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
     ceil_mode : bool, default False
 
     Inputs:
-        - **data**: (batch_size, channels, height, width).
+        - **data**: (batch_size, channels, height, width); NHWC: channels last.
 
     Outputs:
-        - **out**: (batch_size, channels, out_height, out_width) with::
+        - **out**: (batch_size, channels, out_height, out_width); NHWC: channels last; with::
 
               out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
               out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
@@ -321,7 +430,7 @@ class MaxPool2D(Pool2D):
 
 
 class AvgPool2D(Pool2D):
-    """Average pooling, a peer of ``gluon.nn.AvgPool2D`` (same constructor, NCHW only).
+    """Average pooling, a peer of ``gluon.nn.AvgPool2D`` (same constructor, NCHW or NHWC).
 
     Parameters
     ----------
@@ -331,17 +440,16 @@ class AvgPool2D(Pool2D):
     padding : int or tuple of 2 ints, default 0
         Zeros, fewer than ``pool_size`` on each side.
     ceil_mode : bool, default False
-    layout : str, default 'NCHW'
-        Only 'NCHW'.
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
     count_include_pad : bool, default True
         Whether padded cells count in a window's divisor. Cells that a
         ``ceil_mode`` window reaches past the padding never count.
 
     Inputs:
-        - **data**: (batch_size, channels, height, width).
+        - **data**: (batch_size, channels, height, width); NHWC: channels last.
 
     Outputs:
-        - **out**: (batch_size, channels, out_height, out_width) with::
+        - **out**: (batch_size, channels, out_height, out_width); NHWC: channels last; with::
 
               out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
               out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
@@ -374,3 +482,97 @@ class AvgPool2D(Pool2D):
     def __repr__(self):
         return (f"{self.__class__.__name__}({self._settings()}, "
                 f"count_include_pad={self._count_include_pad})")
+
+
+class _GlobalPool2D(Pool2D):
+    """Pool2D with the window = the whole plane: one max or mean per sample and channel.
+
+    The settings are Gluon's for global pooling (window and stride (1, 1),
+    ``ceil_mode``, no padding), kept for ``repr``; the pooling itself is
+    :func:`cnn_base.functional.global_pool2d`. A hybridized graph, an exported
+    one and a parent's graph do not know the input's height and width, so a
+    window of that size cannot be written into them; the whole plane's window
+    is one max or mean over the plane's axes, which takes any size. So the
+    global pools never use the C++ kernel, whose window is fixed when the
+    graph is built.
+    """
+
+    def __init__(self, mode, layout="NCHW", **kwargs):
+        super().__init__((1, 1), None, 0, mode, layout, ceil_mode=True, **kwargs)
+        self._by_product = True
+
+    def forward(self, x, *args):
+        # The fast mean (a matrix product) takes no float16 on CPU: float16 input
+        # gets sum and divide, and a hybridized block rebuilds its graph for it.
+        by_product = not (isinstance(x, nd.NDArray) and np.dtype(x.dtype) == np.float16)
+        if by_product != self._by_product:
+            self._by_product = by_product
+            self._clear_cached_op()
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x):
+        return global_pool2d(F, x, self._mode, self._layout, self._by_product)
+
+    def __repr__(self):
+        # Gluon's _Pooling.__repr__, word for word
+        return (f"{self.__class__.__name__}(size={self._pool_size}, stride={self._strides}, "
+                f"padding={self._padding}, ceil_mode={self._ceil_mode}, global_pool=True, "
+                f"pool_type={self._mode}, layout={self._layout})")
+
+
+class GlobalMaxPool2D(_GlobalPool2D):
+    """Global max pooling, a peer of ``gluon.nn.GlobalMaxPool2D``: the max of every plane.
+
+    Parameters
+    ----------
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+
+    Inputs:
+        - **data**: (batch_size, channels, height, width); NHWC: channels last.
+
+    Outputs:
+        - **out**: (batch_size, channels, 1, 1); NHWC: (batch_size, 1, 1, channels).
+
+    The gradient goes to the first largest cell of each plane (row-major), as
+    with Gluon's; NaN is skipped, and a plane of NaN gives the lowest float32.
+
+    Examples
+    --------
+    >>> X = nd.arange(16).reshape((1, 1, 4, 4))
+    >>> GlobalMaxPool2D()(nd.concat(X, X + 1, dim=1)).reshape((-1,))
+    <BLANKLINE>
+    [15. 16.]
+    <NDArray 2 @cpu(0)>
+    >>> GlobalMaxPool2D(layout="NHWC")
+    GlobalMaxPool2D(size=(1, 1), stride=(1, 1), padding=(0, 0), ceil_mode=True, \
+global_pool=True, pool_type=max, layout=NHWC)
+    """
+
+    def __init__(self, layout="NCHW", **kwargs):
+        super().__init__("max", layout, **kwargs)
+
+
+class GlobalAvgPool2D(_GlobalPool2D):
+    """Global average pooling, a peer of ``gluon.nn.GlobalAvgPool2D``: the mean of every plane.
+
+    Parameters
+    ----------
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+
+    Inputs:
+        - **data**: (batch_size, channels, height, width); NHWC: channels last.
+
+    Outputs:
+        - **out**: (batch_size, channels, 1, 1); NHWC: (batch_size, 1, 1, channels).
+
+    Examples
+    --------
+    >>> X = nd.arange(16).reshape((1, 4, 4, 1))
+    >>> GlobalAvgPool2D(layout="NHWC")(X)
+    <BLANKLINE>
+    [[[[7.5]]]]
+    <NDArray 1x1x1x1 @cpu(0)>
+    """
+
+    def __init__(self, layout="NCHW", **kwargs):
+        super().__init__("avg", layout, **kwargs)

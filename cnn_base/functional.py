@@ -1,4 +1,4 @@
-"""The chapter's corr2d and pool2d on NCHW batches, written once for NDArray and Symbol.
+"""The chapter's corr2d and pool2d on NCHW or NHWC batches, written once for NDArray and Symbol.
 
 ``ops.corr2d`` lays every window of a 2-D ``X`` out as a column (im2col) and
 multiplies all columns by the kernel read as a row. Here the same two steps run
@@ -14,10 +14,17 @@ the channel-last input instead, which spares the transpose of im2col's columns.
 channel is pooled on its own (blog section 4.3). The p_h * p_w elements of every
 window are gathered as p_h * p_w arrays ("taps") of the output's shape, by
 im2col or, when windows overlap, by strided slices of the padded input, and
-combined with elementwise maximum or addition. Max pooling pads with the lowest
-float, so padding never wins a max; average pooling divides by the number of
-cells Gluon counts. ``pool2d_native`` gives the same results from the C++
+combined: a max by ``where``, tap after tap, so that NaN wins, ties keep the
+first cell and padding never counts; an average by addition, divided by the
+number of cells Gluon counts. ``pool2d_native`` gives the same results from the C++
 kernel of :mod:`cnn_base.native`, which runs pool2d's loop in one pass.
+
+Every function also takes Gluon's ``layout``: 'NCHW' (channels first, the
+default) or 'NHWC' (channels last). An NHWC batch is already the channel-last
+layout that conv2d gathers its rows from, so its convolution needs no
+transpose at all; its pooling slices the height and width axes in place (the
+C++ kernel, which pools NCHW planes, gets the batch transposed).
+:func:`global_pool2d` pools with the window = the whole plane.
 
 Every function takes ``F`` first (``mxnet.nd`` or ``mxnet.sym``), as a
 ``HybridBlock.hybrid_forward`` does, so the blocks of :mod:`cnn_base.blocks`
@@ -33,11 +40,17 @@ from ._checks import as_bool, as_int, as_pair, check_choice, check_ndarray
 from . import native
 from .ops import POOL_MODES
 
-__all__ = ["conv2d", "pool2d_nchw", "pool2d_native"]
+__all__ = ["LAYOUTS", "conv2d", "pool2d_nchw", "pool2d_native", "global_pool2d"]
 
-# Gluon's max pooling starts from the float's lowest value, not -inf: a window
-# made only of padding (possible with ceil_mode) then yields this value.
-_LOWEST = float(np.finfo(np.float32).min)
+# The layouts of Gluon's 2-D blocks: channels first or channels last.
+LAYOUTS = ("NCHW", "NHWC")
+
+# The largest pool_size, strides or padding accepted: the C++ kernel's
+# attribute limit (kMaxAttr in csrc/pool2d.cc), so that every size the blocks
+# accept fits the kernel's 64-bit index arithmetic.
+MAX_POOL_ARG = 2 ** 31 - 1
+# MXNet's dimensions are 32-bit: an input side plus its padding must fit.
+MAX_DIM = 2 ** 32 - 1
 
 
 def _pair_args(kernel_size, strides, padding, dilation=1, kernel_name="kernel_size"):
@@ -45,30 +58,46 @@ def _pair_args(kernel_size, strides, padding, dilation=1, kernel_name="kernel_si
             as_pair("padding", padding, minimum=0), as_pair("dilation", dilation))
 
 
-def _padded(F, X, pad_width, value):
-    """Pad the last two axes by ``pad_width`` = (top, bottom, left, right) with ``value``."""
+def _padded(F, X, pad_width, value, layout="NCHW"):
+    """Pad the height and width by ``pad_width`` = (top, bottom, left, right) with ``value``.
+
+    MXNet's ``pad`` leaves the first two axes alone, so an NHWC batch is
+    padded as (N, 1, h, w, c) and turned back.
+    """
     if not any(pad_width):
         return X
+    if layout == "NHWC":
+        Xp = F.pad(F.expand_dims(X, axis=1), mode="constant",
+                   pad_width=(0, 0, 0, 0) + tuple(pad_width) + (0, 0), constant_value=value)
+        return F.reshape(Xp, (0, -3, 0, 0))
     return F.pad(X, mode="constant", pad_width=(0, 0, 0, 0) + tuple(pad_width),
                  constant_value=value)
 
 
-def _zero_padded(F, X, pad_width):
-    """Zero padding; symmetric padding goes through im2col with a 1x1 window.
+def _plane(F, X, layout="NCHW"):
+    """The first sample's first channel, (1, 1, h, w), without gradient: a size probe."""
+    if layout == "NHWC":
+        probe = F.slice(X, begin=(0, None, None, 0), end=(1, None, None, 1))
+        return F.transpose(F.BlockGrad(probe), axes=(0, 3, 1, 2))
+    return F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+
+
+def _zero_padded(F, X, pad_width, layout="NCHW"):
+    """Zero padding; symmetric padding of NCHW goes through im2col with a 1x1 window.
 
     im2col of a 1x1 window is the zero-padded input itself, laid out flat, and
     MXNet's im2col (forward and backward) is faster than its ``pad`` on CPU.
     """
     top, bottom, left, right = pad_width
-    if (top, left) != (bottom, right) or not any(pad_width):
-        return _padded(F, X, pad_width, 0.0)
+    if (top, left) != (bottom, right) or not any(pad_width) or layout == "NHWC":
+        return _padded(F, X, pad_width, 0.0, layout)
     flat = F.im2col(X, kernel=(1, 1), pad=(top, left))           # (N, c, h_p * w_p)
     probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
     return F.reshape_like(flat, _padded(F, probe, pad_width, 0.0), lhs_begin=2, lhs_end=None,
                           rhs_begin=2, rhs_end=None)
 
 
-def _grid(F, X, window, strides, pad_width):
+def _grid(F, X, window, strides, pad_width, layout="NCHW"):
     """A (1, 1, h', w') array with the output's spatial shape, for ``reshape_like``.
 
     In a symbolic graph the input size is unknown, so h' and w' cannot be
@@ -76,8 +105,7 @@ def _grid(F, X, window, strides, pad_width):
     with a negative end has exactly ``floor((h_padded - k) / s) + 1`` rows,
     the output height, whatever the input size. It carries no gradient.
     """
-    probe = F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None))
-    probe = _padded(F, F.BlockGrad(probe), pad_width, 0.0)
+    probe = _padded(F, _plane(F, X, layout), pad_width, 0.0)
     end = tuple(-(k - 1) or None for k in window)
     return F.slice(probe, begin=(None, None, 0, 0), end=(None, None) + end,
                    step=(1, 1) + tuple(strides))
@@ -146,18 +174,46 @@ def _gathered_rows(F, X, k, s, p, d):
     return F.take(cells, index), grid
 
 
+# With one input channel per group, an NHWC conv2d goes through the NCHW route
+# (im2col) and transposes: gathering rows of one float each is slower than the
+# transposes (measured on CPU: about 1.5x slower at c_i = 1, even at 2, faster from 3).
+_NHWC_GATHER_MIN_CHANNELS = 2
+
+
+def _conv2d_channel_last(F, X, weight, bias, k, s, p, d, groups, c_o):
+    """conv2d of an NHWC batch X (N, h, w, c_i) with NHWC kernels (c_o, k_h, k_w, c_i / groups).
+
+    The input is already channel-last, so every cell of the padded input is a
+    row of its c_i channels as it stands: ``take`` gathers each window's cells
+    in (i, j) order, which is the kernels' own (k_h, k_w, c_i) order, and the
+    product's (N * h' * w', c_o) rows are the NHWC output as they stand. No
+    transpose of the data anywhere, where the NCHW route transposes the input
+    in and the output back.
+    """
+    Xp = _padded(F, X, (p[0], p[0], p[1], p[1]), 0.0, "NHWC")       # (N, h_p, w_p, c_i)
+    probe = F.slice(Xp, begin=(None, None, None, 0), end=(None, None, None, 1))
+    index, grid = _window_index(F, F.transpose(probe, axes=(0, 3, 1, 2)), k, s, d)
+    cells = F.reshape(F.reshape(Xp, (-3, 0, 0)), (-3, 0))          # (N * h_p * w_p, c_i)
+    rows = F.take(cells, index)                                     # (N * L, k_h * k_w, c_i)
+    Y = _grouped(F, rows, weight, bias, c_o, groups, flatten=True)  # (N * L, c_o)
+    # (N * h' * w', c_o) -> (N, h', w', c_o), the sizes taken from grid (N, 1, h', w')
+    return F.reshape_like(Y, F.reshape(grid, (0, -3, 0)), lhs_begin=0, lhs_end=1,
+                          rhs_begin=0, rhs_end=None)
+
+
 def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
-           groups=1, channels=None, in_channels=None):
-    """2-D cross-correlation of an NCHW batch: the chapter's im2col + matrix multiply.
+           groups=1, channels=None, in_channels=None, layout="NCHW"):
+    """2-D cross-correlation of an NCHW or NHWC batch: the chapter's im2col + matrix multiply.
 
     Parameters
     ----------
     F : module
         ``mxnet.nd`` or ``mxnet.sym``.
     X : NDArray or Symbol
-        Input of shape (N, c_i, h, w).
+        Input of shape (N, c_i, h, w), or (N, h, w, c_i) with ``layout='NHWC'``.
     weight : NDArray or Symbol
-        Kernels of shape (c_o, c_i / groups, k_h, k_w).
+        Kernels of shape (c_o, c_i / groups, k_h, k_w), or Gluon's NHWC
+        weight (c_o, k_h, k_w, c_i / groups) with ``layout='NHWC'``.
     bias : NDArray or Symbol or None, default None
         Shape (c_o,), added to every position of its output channel.
     kernel_size : int or pair of ints, default None
@@ -171,10 +227,12 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     in_channels : int, default None
         c_i; read from ``X`` when it is an NDArray. It only picks the faster
         way to lay out the windows (see Notes); None means "many".
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+        Where the channels are, in ``X``, ``weight`` and the output.
 
     Returns
     -------
-    NDArray or Symbol of shape (N, c_o, h', w') with
+    NDArray or Symbol of shape (N, c_o, h', w') (NHWC: (N, h', w', c_o)) with
     ``h' = floor((h + 2 * p_h - d_h * (k_h - 1) - 1) / s_h) + 1``, ``w'`` alike.
 
     Notes
@@ -187,6 +245,8 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     from the channel-last input by ``take`` (cells in (i, j) order, channels
     innermost); with fewer, ``F.im2col`` gives the columns
     (N, c_i * k_h * k_w, h' * w') and a transpose turns them into rows.
+    An NHWC batch is gathered as it stands, being channel-last already,
+    except with one channel per group (then it is transposed to NCHW and back).
 
     Examples
     --------
@@ -199,18 +259,35 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     [[[[19. 25.]
        [37. 43.]]]]
     <NDArray 1x1x2x2 @cpu(0)>
+
+    The same in NHWC, with the kernel as (c_o, k_h, k_w, c_i):
+
+    >>> conv2d(nd, X.transpose((0, 2, 3, 1)), K.transpose((0, 2, 3, 1)), layout="NHWC")[0, :, :, 0]
+    <BLANKLINE>
+    [[19. 25.]
+     [37. 43.]]
+    <NDArray 2x2 @cpu(0)>
     """
+    check_choice("layout", layout, LAYOUTS)
+    c_axis = layout.index("C")                  # of X and of the weight alike
     if isinstance(weight, nd.NDArray):
-        kernel_size = weight.shape[2:] if kernel_size is None else kernel_size
+        if kernel_size is None:
+            kernel_size = weight.shape[1:3] if layout == "NHWC" else weight.shape[2:]
         channels = weight.shape[0] if channels is None else channels
     if kernel_size is None or channels is None:
         raise TypeError("conv2d needs kernel_size and channels when weight is a Symbol")
     k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
     c_o, groups = as_int("channels", channels), as_int("groups", groups)
     if isinstance(X, nd.NDArray):
-        check_conv2d_input(X, weight.shape[1] * groups if isinstance(weight, nd.NDArray) else 0,
-                           groups, k, p, d)
-        in_channels = X.shape[1]
+        check_conv2d_input(X, weight.shape[c_axis] * groups if isinstance(weight, nd.NDArray)
+                           else 0, groups, k, p, d, layout)
+        in_channels = X.shape[c_axis]
+    if layout == "NHWC":
+        if in_channels is None or in_channels // groups >= _NHWC_GATHER_MIN_CHANNELS:
+            return _conv2d_channel_last(F, X, weight, bias, k, s, p, d, groups, c_o)
+        Y = conv2d(F, F.transpose(X, axes=(0, 3, 1, 2)), F.transpose(weight, axes=(0, 3, 1, 2)),
+                   bias, k, s, p, d, groups, c_o, in_channels)
+        return F.transpose(Y, axes=(0, 2, 3, 1))
 
     if in_channels is None or in_channels // groups >= _GATHER_MIN_CHANNELS:
         rows, grid = _gathered_rows(F, X, k, s, p, d)              # (N * L, k_h * k_w, c_i)
@@ -229,21 +306,23 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
 
 
-def _pool_args(X, pool_size, strides, padding, mode, ceil_mode, count_include_pad):
+def _pool_args(X, pool_size, strides, padding, mode, ceil_mode, count_include_pad,
+               layout="NCHW"):
     """Checked pooling settings (k, s, p as pairs; the two flags as bools); checks an NDArray X."""
     k, s, p, _ = _pair_args(pool_size, pool_size if strides is None else strides, padding,
                             kernel_name="pool_size")
     check_choice("mode", mode, POOL_MODES)
     ceil_mode = as_bool("ceil_mode", ceil_mode)
     count_include_pad = as_bool("count_include_pad", count_include_pad)
-    check_pool_padding(k, p)
+    check_pool_args(k, s, p)
+    check_choice("layout", layout, LAYOUTS)
     if isinstance(X, nd.NDArray):
-        check_pool2d_input(X, k, p)
+        check_pool2d_input(X, k, p, layout)
     return k, s, p, ceil_mode, count_include_pad
 
 
 def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
-                count_include_pad=True):
+                count_include_pad=True, layout="NCHW"):
     """Max or average pooling of every channel of an NCHW batch: the chapter's pool2d, batched.
 
     Parameters
@@ -251,7 +330,7 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     F : module
         ``mxnet.nd`` or ``mxnet.sym``.
     X : NDArray or Symbol
-        Input of shape (N, c, h, w).
+        Input of shape (N, c, h, w), or (N, h, w, c) with ``layout='NHWC'``.
     pool_size : int or pair of ints
         (p_h, p_w), the window.
     strides : int or pair of ints or None, default None
@@ -263,10 +342,13 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
         Round the output size up: the last window may run past the padded edge.
     count_include_pad : bool, default True
         Average pooling only: whether padded cells count in the divisor.
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+        Where the channels are, in ``X`` and the output. The name
+        ``pool2d_nchw`` stays for NHWC too: it is the MXNet-operator pooling.
 
     Returns
     -------
-    NDArray or Symbol of shape (N, c, h', w') with
+    NDArray or Symbol of shape (N, c, h', w') (NHWC: (N, h', w', c)) with
     ``h' = floor((h + 2 * pad_h - p_h) / s_h) + 1`` (``ceil`` with ``ceil_mode``).
 
     Notes
@@ -274,9 +356,12 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     Gluon's divisor for average pooling counts the window's cells that lie
     inside the padded input (``count_include_pad=True``) or inside the input
     itself (``False``); cells past the padded edge (``ceil_mode``) never count,
-    and a window without any counted cell gives 0. Max pooling of a window that
-    holds only padding gives the lowest float32, as Gluon's does for float32
-    input (for float64 input Gluon gives the lowest float64).
+    and a window without any counted cell gives 0. A max is over the window's
+    input cells only; a window holding only padding gives the dtype's lowest
+    finite value, as Gluon's does. A window holding NaN gives NaN and its
+    gradient goes to the first NaN in row-major order (NumPy's and PyTorch's
+    rule; Gluon's built-in skips NaN); otherwise the gradient goes to the first
+    maximal cell, whose value the max is (a -0.0/+0.0 tie keeps the first).
 
     Examples
     --------
@@ -290,28 +375,30 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
     <NDArray 1x1x2x2 @cpu(0)>
     """
     k, s, p, ceil_mode, count_include_pad = _pool_args(X, pool_size, strides, padding, mode,
-                                                       ceil_mode, count_include_pad)
+                                                       ceil_mode, count_include_pad, layout)
 
     # ceil_mode: s - 1 more rows/columns at the far side make floor() count the
     # windows that ceil() would; those cells never count in an average.
     extra = (s[0] - 1, s[1] - 1) if ceil_mode else (0, 0)
     pad_width = (p[0], p[0] + extra[0], p[1], p[1] + extra[1])
-    Xp = _padded(F, X, pad_width, _LOWEST) if mode == "max" else _zero_padded(F, X, pad_width)
-    grid = _grid(F, X, k, s, pad_width)
-    taps = _window_taps(F, Xp, k, s, grid)
+    grid = _grid(F, X, k, s, pad_width, layout)
     if mode == "max":
-        Y = taps[0]
-        for tap in taps[1:]:
-            Y = F.maximum(Y, tap)
-        return Y
+        return _max_of_taps(F, X, k, s, pad_width, grid, layout)
+    # Each cell is divided by p_h * p_w before the sum, so that no partial sum of
+    # finite values can overflow (float16's 65504 * 4 would: the kernel sums
+    # float16 in float32).
+    cells = k[0] * k[1]
+    taps = _window_taps(F, _zero_padded(F, X * (1.0 / cells), pad_width, layout), k, s, grid,
+                        layout)
     Y = F.add_n(*taps) if len(taps) > 1 else taps[0]
     if not any(extra) and (count_include_pad or not any(p)):
-        return Y / (k[0] * k[1])      # every window holds exactly p_h * p_w counted cells
-    return F.broadcast_div(Y, _cell_counts(F, X, k, s, p, extra, count_include_pad, grid))
+        return Y                      # every window holds exactly p_h * p_w counted cells
+    counts = _cell_counts(F, X, k, s, p, extra, count_include_pad, grid, layout)
+    return F.broadcast_mul(Y, cells / counts)
 
 
 def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
-                  count_include_pad=True):
+                  count_include_pad=True, layout="NCHW"):
     """:func:`pool2d_nchw` by the C++ kernel of :mod:`cnn_base.native`: the same results, one pass.
 
     The arguments, rules and output are :func:`pool2d_nchw`'s; the input must
@@ -319,18 +406,135 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
     float32). The kernel's backward overwrites
     its output instead of adding to it, so the input first goes through
     ``identity``, whose backward honours ``grad_req='add'``; inside a graph
-    MXNet runs that identity in place, for free.
+    MXNet runs that identity in place, for free. The kernel pools NCHW
+    planes, so an NHWC batch is transposed to NCHW and the output back (see
+    :func:`_native_channel_last`).
     """
     if not native.loaded():
         raise RuntimeError(f"the C++ pooling kernel is not available: {native.status()}")
     k, s, p, ceil_mode, count_include_pad = _pool_args(X, pool_size, strides, padding, mode,
-                                                       ceil_mode, count_include_pad)
+                                                       ceil_mode, count_include_pad, layout)
     if isinstance(X, nd.NDArray) and not native_applies(X):
         raise ValueError(f"the C++ pooling kernel takes float16, float32 or float64 input on a "
                          f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
     op = getattr(F, native.OP_NAME)
+    if layout == "NHWC":
+        return _native_channel_last(F, op, X, kernel=k, stride=s, pad=p, mode=mode,
+                                    ceil_mode=ceil_mode, count_include_pad=count_include_pad)
     return op(F.identity(X), kernel=k, stride=s, pad=p, mode=mode, ceil_mode=ceil_mode,
               count_include_pad=count_include_pad)
+
+
+def _native_channel_last(F, op, X, **settings):
+    """The NCHW kernel ``op`` on an NHWC batch: transposed in, pooled, transposed back.
+
+    The transposes add a pass over the input and one over the output, forward
+    and backward, to the kernel's one pass; that is still faster than the
+    MXNet-operator pooling of NHWC (README: NHWC timings against Gluon's own
+    NHWC pooling). The transpose's backward honours ``grad_req='add'``, so
+    no ``identity`` is needed.
+    """
+    Y = op(F.transpose(X, axes=(0, 3, 1, 2)), **settings)
+    return F.transpose(Y, axes=(0, 2, 3, 1))
+
+
+def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
+    """Pooling with the window = the whole plane: one max or mean per sample and channel.
+
+    Parameters
+    ----------
+    F : module
+        ``mxnet.nd`` or ``mxnet.sym``.
+    X : NDArray or Symbol
+        Input of shape (N, c, h, w), or (N, h, w, c) with ``layout='NHWC'``.
+    mode : {'max', 'avg'}, default 'max'
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+    by_product : bool or None, default None
+        Average pooling: take every plane's mean by a matrix product (fast;
+        float32 and float64 only on CPU) or by sum and divide (any dtype).
+        None means the product, except for float16 NDArray input.
+
+    Returns
+    -------
+    NDArray or Symbol of shape (N, c, 1, 1) (NHWC: (N, 1, 1, c)), as Gluon's
+    global pooling.
+
+    Notes
+    -----
+    This is :func:`pool2d_nchw` with ``pool_size`` = (h, w), written so
+    that the window needs no size. A symbolic graph does not know h and w,
+    and pool2d's p_h * p_w taps (or the C++ kernel's window attribute) would
+    bake one size into it; with the window covering the plane there is
+    exactly one window, so its max or mean is one reduction over the plane,
+    which any input size passes through (the mean as a matrix product, see
+    ``_plane_mean``). Max pooling follows :func:`pool2d_nchw`'s rules: a
+    plane holding NaN gives NaN with the gradient to its first NaN (Gluon's
+    skips NaN), else the gradient goes to the first largest cell of the plane
+    in row-major order (``argmax`` + ``pick``; ``F.max``'s backward would give
+    it to every tie). ``argmax`` returns float32 positions, exact
+    for planes of up to 2 ** 24 cells.
+
+    Examples
+    --------
+    >>> X = nd.arange(16).reshape((1, 1, 4, 4))
+    >>> global_pool2d(nd, nd.concat(X, X + 1, dim=1), "max").reshape((-1,))
+    <BLANKLINE>
+    [15. 16.]
+    <NDArray 2 @cpu(0)>
+    >>> global_pool2d(nd, X.transpose((0, 2, 3, 1)), "avg", layout="NHWC").shape
+    (1, 1, 1, 1)
+    """
+    check_choice("mode", mode, POOL_MODES)
+    check_choice("layout", layout, LAYOUTS)
+    if isinstance(X, nd.NDArray):
+        check_pool2d_input(X, (1, 1), (0, 0), layout)
+    if mode == "avg":
+        if by_product is None:
+            by_product = not isinstance(X, nd.NDArray) or np.dtype(X.dtype) != np.float16
+        return (_plane_mean if by_product else _plane_mean_by_sum)(F, X, layout)
+    # the plane as one axis: (N, h * w, c) or (N, c, h * w)
+    axis = 1 if layout == "NHWC" else 2
+    cells = F.reshape(X, (0, -3, 0) if layout == "NHWC" else (0, 0, -3))
+    # pool2d's NaN rule: a plane holding NaN gives NaN, its gradient to the first NaN
+    is_nan = cells != cells
+    has_nan = F.max(is_nan, axis=axis, keepdims=True)
+    finite_or_inf = F.where(is_nan, F.ones_like(cells) * float("-inf"), cells)
+    first = F.where(has_nan, F.argmax(is_nan, axis=axis, keepdims=True),
+                    F.argmax(finite_or_inf, axis=axis, keepdims=True))
+    Y = F.pick(cells, first, axis=axis, keepdims=True)
+    return F.expand_dims(Y, axis=axis)
+
+
+def _plane_mean(F, X, layout):
+    """Every plane's mean as a matrix product: its h * w cells times a row of 1 / (h * w).
+
+    The chapter's im2col + matrix multiply with the plane as the one window.
+    What it buys (measured on CPU, forward + backward): MXNet's ``sum``/``mean``
+    over two axes is 2-5x slower than Gluon's global pooling; the product is
+    about as fast (NHWC) or faster (NCHW). It also sidesteps ``F.mean``,
+    whose backward divides what is already in the gradient by h * w again
+    under ``grad_req='add'`` (mxnet 1.9.1). MXNet's CPU matrix products take
+    float32 and float64 only; see :func:`_plane_mean_by_sum`.
+    """
+    if layout == "NHWC":
+        cells = F.reshape(X, (0, -3, 0))                                    # (N, h * w, c)
+        probe = F.BlockGrad(F.slice_axis(cells, axis=2, begin=0, end=1))   # (N, h * w, 1)
+        ones = F.ones_like(F.reshape(probe, (0, 1, -1)))                   # (N, 1, h * w)
+        row = F.broadcast_div(ones, F.sum(ones, axis=2, keepdims=True))
+        return F.expand_dims(F.batch_dot(row, cells), axis=1)              # (N, 1, 1, c)
+    cells = F.reshape(X, (-3, -3))                                          # (N * c, h * w)
+    ones = F.ones_like(F.BlockGrad(F.slice_axis(cells, axis=0, begin=0, end=1)))   # (1, h * w)
+    row = F.broadcast_div(ones, F.sum(ones))
+    Y = F.FullyConnected(cells, row, num_hidden=1, no_bias=True)            # (N * c, 1)
+    Y = F.reshape_like(Y, X, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)   # (N, c, 1)
+    return F.expand_dims(Y, axis=3)
+
+
+def _plane_mean_by_sum(F, X, layout):
+    """Every plane's mean as its sum / (h * w): any dtype (float16 too), slower than the product."""
+    plane_axes = (1, 2) if layout == "NHWC" else (2, 3)
+    cells = F.sum(F.ones_like(_plane(F, X, layout)), axis=(2, 3), keepdims=True)
+    return F.broadcast_div(F.sum(X, axis=plane_axes, keepdims=True), cells)
 
 
 def native_applies(X):
@@ -339,7 +543,72 @@ def native_applies(X):
                                                                      np.float64)
 
 
-def _window_taps(F, Xp, k, s, grid):
+def _max_of_taps(F, X, k, s, pad_width, grid, layout="NCHW"):
+    """Max pooling by the kernel's rules, from the window's taps in row-major order.
+
+    Each tap replaces the running max Y only when it is larger, or NaN where Y
+    is not: so a window holding NaN gives NaN, ties keep the earlier cell
+    (-0.0 before +0.0 keeps -0.0), and ``where`` sends the gradient to exactly
+    that first cell. (``F.maximum`` would lose the gradient at NaN, give +0.0
+    on a signed-zero tie, and let padding beat -inf.) Padding cells take no
+    part: a tap of padding never replaces Y, and a Y that is still padding is
+    always replaced; a window with no input cell gives the dtype's lowest
+    value, as Gluon's. The padding mask is worked out on one NCHW plane and,
+    for NHWC, turned to (1, h', w', 1) so that it broadcasts over the batch.
+    """
+    padded = any(pad_width)
+    taps = _window_taps(F, _padded(F, X, pad_width, 0.0, layout), k, s, grid, layout)
+    if padded:
+        # 1 where a tap is an input cell, per window: (1, 1, h', w') each
+        probe = _plane(F, X, layout)
+        inside = _window_taps(F, _padded(F, F.ones_like(probe), pad_width, 0.0), k, s, grid)
+        if layout == "NHWC":
+            inside = [F.transpose(t, axes=(0, 2, 3, 1)) for t in inside]
+        Y_inside = inside[0]
+    Y = taps[0]
+    for t in range(1, len(taps)):
+        keep = (Y >= taps[t]) + (Y != Y)
+        if padded:
+            keep = F.broadcast_add(F.broadcast_mul(keep, Y_inside), 1.0 - inside[t])
+            Y_inside = F.maximum(Y_inside, inside[t])
+        Y = F.where(keep, Y, taps[t])
+    if padded:
+        Y = F.where(F.broadcast_like(Y_inside, Y), Y,
+                    F.broadcast_like(_lowest_like(F, Y_inside), Y))
+    return Y
+
+
+def lowest(dtype):
+    """The lowest finite value of a float dtype: what a max window without input cells gives.
+
+    >>> lowest('float16'), lowest(np.float64) == -np.finfo(np.float64).max
+    (-65504.0, True)
+    """
+    return float(np.finfo(np.dtype(dtype)).min)
+
+
+def _lowest_like(F, like):
+    """An array like ``like`` (a float array) filled with its dtype's lowest finite value.
+
+    In a symbolic graph the dtype is not known when the graph is written, and
+    MXNet's legacy operators have no "lowest of this dtype"; so the dtype is
+    told apart by arithmetic in it: only float64 sees 1 + 1e-10 as larger than
+    1, and only float16 overflows 65504 * 2. MXNet reads scalars near 1e308
+    inexactly, so float64's -(2 - 2**-52) * 2**1023 is built from exact powers
+    of two.
+    """
+    one = F.ones_like(like)
+    is_float64 = (one + 1e-10) != one
+    is_float16 = (one * 131008.0) == (one * 262016.0)         # both inf only in float16
+    lowest64 = one * -1.9999999999999998                       # -(2 - 2**-52)
+    for _ in range(10):
+        lowest64 = lowest64 * 2.0 ** 100
+    lowest64 = lowest64 * 2.0 ** 23
+    return F.where(is_float64, lowest64,
+                   F.where(is_float16, one * lowest(np.float16), one * lowest(np.float32)))
+
+
+def _window_taps(F, Xp, k, s, grid, layout="NCHW"):
     """The p_h * p_w arrays (N, c, h', w') holding each window's element (i, j).
 
     Windows that overlap (a side longer than its stride) are read in place with
@@ -347,7 +616,13 @@ def _window_taps(F, Xp, k, s, grid):
     times. Otherwise im2col lays each channel's windows out as columns, as in
     ``ops.pool2d``, and its rows are split apart. Either way the sizes come from
     negative slice ends and ``reshape_like``, never from the input's size.
+    NHWC batches, (N, h, w, c), are always sliced, on their axes 1 and 2.
     """
+    if layout == "NHWC":
+        return [F.slice(Xp, begin=(None, i, j, None),
+                        end=(None, -(k[0] - 1 - i) or None, -(k[1] - 1 - j) or None, None),
+                        step=(1,) + tuple(s) + (1,))
+                for i in range(k[0]) for j in range(k[1])]
     if k[0] > s[0] or k[1] > s[1]:
         return [F.slice(Xp, begin=(None, None, i, j),
                         end=(None, None, -(k[0] - 1 - i) or None, -(k[1] - 1 - j) or None),
@@ -362,19 +637,20 @@ def _window_taps(F, Xp, k, s, grid):
     return list(F.split(cols, num_outputs=n_taps, axis=2, squeeze_axis=True))
 
 
-def _cell_counts(F, X, k, s, p, extra, count_include_pad, grid):
+def _cell_counts(F, X, k, s, p, extra, count_include_pad, grid, layout="NCHW"):
     """Gluon's divisor of every window, (1, 1, h', w'): its cells that count, at least 1.
 
     A mask of ones (1 where a cell counts) is summed over each window, exactly
-    as the input is.
+    as the input is. For NHWC the counts come as (1, h', w', 1).
     """
-    probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+    probe = _plane(F, X, layout)
     mask = _padded(F, F.ones_like(probe), (p[0], p[0], p[1], p[1]),
                    1.0 if count_include_pad else 0.0)
     mask = _padded(F, mask, (0, extra[0], 0, extra[1]), 0.0)
     counts = F.sum(F.im2col(mask, kernel=k, stride=s), axis=1, keepdims=True)   # (1, 1, L)
-    return F.reshape_like(F.maximum(counts, 1.0), grid, lhs_begin=2, lhs_end=None,
-                          rhs_begin=2, rhs_end=None)
+    counts = F.reshape_like(F.maximum(counts, 1.0), grid, lhs_begin=2, lhs_end=None,
+                            rhs_begin=2, rhs_end=None)
+    return F.transpose(counts, axes=(0, 2, 3, 1)) if layout == "NHWC" else counts
 
 
 def check_pool_padding(pool_size, padding):
@@ -384,8 +660,29 @@ def check_pool_padding(pool_size, padding):
                          f"{tuple(pool_size)} on each axis")
 
 
-def _check_fits(X, window, padding, dilation, window_name):
-    h, w = X.shape[2:]
+def check_pool_args(pool_size, strides, padding):
+    """Pooling settings (pairs of ints) the C++ kernel can hold, padding smaller than the window.
+
+    Each must be at most ``MAX_POOL_ARG`` (2**31 - 1), the kernel's own limit.
+
+    >>> check_pool_args((2, 2), (2 ** 64 + 1, 1), (0, 0))
+    Traceback (most recent call last):
+    ...
+    ValueError: strides must be at most 2147483647 (2**31 - 1), got (18446744073709551617, 1)
+    """
+    for name, pair in (("pool_size", pool_size), ("strides", strides), ("padding", padding)):
+        if max(pair) > MAX_POOL_ARG:
+            raise ValueError(f"{name} must be at most {MAX_POOL_ARG} (2**31 - 1), "
+                             f"got {tuple(pair)}")
+    check_pool_padding(pool_size, padding)
+
+
+# How each layout names the axes of a 4-D input, for the messages of the checks.
+_AXES = {"NCHW": "(batch, channels, height, width)", "NHWC": "(batch, height, width, channels)"}
+
+
+def _check_fits(X, window, padding, dilation, window_name, layout="NCHW"):
+    h, w = (X.shape[1:3] if layout == "NHWC" else X.shape[2:])
     k_eff = tuple(dilation[a] * (window[a] - 1) + 1 for a in range(2))
     padded = (h + 2 * padding[0], w + 2 * padding[1])
     if padded[0] < k_eff[0] or padded[1] < k_eff[1]:
@@ -394,14 +691,15 @@ def _check_fits(X, window, padding, dilation, window_name):
                          f"{padded}, and each side must be at least the {window_name}'s")
 
 
-def check_conv2d_input(X, in_channels, groups, kernel_size, padding, dilation):
+def check_conv2d_input(X, in_channels, groups, kernel_size, padding, dilation, layout="NCHW"):
     """Call-time checks of a conv input, with messages that name the problem.
 
     ``in_channels`` 0 means not yet known (deferred initialization); then the
-    channel count only has to be divisible by ``groups``.
+    channel count only has to be divisible by ``groups``. ``layout`` says
+    which axis holds the channels.
     """
-    check_ndarray("input", X, 4, "(batch, channels, height, width)")
-    c = X.shape[1]
+    check_ndarray("input", X, 4, _AXES[layout])
+    c = X.shape[layout.index("C")]
     if in_channels and c != in_channels:
         raise ValueError(f"input has {c} channels but the layer expects in_channels="
                          f"{in_channels} (input shape {X.shape}); the weight was created "
@@ -410,10 +708,14 @@ def check_conv2d_input(X, in_channels, groups, kernel_size, padding, dilation):
         raise ValueError(f"input has {c} channels, which groups={groups} does not divide "
                          f"evenly (input shape {X.shape})")
     _check_fits(X, kernel_size, padding, dilation, "dilated kernel"
-                if max(dilation) > 1 else "kernel")
+                if max(dilation) > 1 else "kernel", layout)
 
 
-def check_pool2d_input(X, pool_size, padding):
+def check_pool2d_input(X, pool_size, padding, layout="NCHW"):
     """Call-time checks of a pooling input."""
-    check_ndarray("input", X, 4, "(batch, channels, height, width)")
-    _check_fits(X, pool_size, padding, (1, 1), "pooling window")
+    check_ndarray("input", X, 4, _AXES[layout])
+    h, w = (X.shape[1:3] if layout == "NHWC" else X.shape[2:])
+    if max(h + 2 * padding[0], w + 2 * padding[1]) > MAX_DIM:
+        raise ValueError(f"input of height and width {(h, w)} with padding {tuple(padding)} "
+                         f"on each side is larger than MXNet's largest dimension {MAX_DIM}")
+    _check_fits(X, pool_size, padding, (1, 1), "pooling window", layout)

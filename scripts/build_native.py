@@ -1,4 +1,4 @@
-"""Build cnn_base's C++ pooling kernel (``make`` runs this): ``cnn_base/_build/libcnn_base_pool2d.so``.
+"""Build cnn_base's C++ pooling kernel into the per-user cache now (make runs this; first use does too).
 
 The same as ``cnn-base build-native``; the code is ``cnn_base.cli.build_native``.
 ``python scripts/build_native.py --help`` lists the options.

@@ -1,7 +1,8 @@
 """Plain-NumPy references and float64 finite differences the tests compare against."""
 import numpy as np
 
-# Gluon's max pooling starts from float32's lowest value, not -inf.
+# A max window holding only padding gives its dtype's lowest finite value (Gluon's rule);
+# this is float32's.
 LOWEST = float(np.finfo(np.float32).min)
 
 
@@ -38,18 +39,24 @@ def _pair(v):
 
 
 def pool2d_batch_np(X, dY, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
-                    count_include_pad=True):
-    """Gluon's pooling of an NCHW batch and its input gradient for head gradient ``dY``
+                    count_include_pad=True, lowest=None):
+    """cnn_base's pooling of an NCHW batch and its input gradient for head gradient ``dY``
     (None: no gradient), window by window in float64, after MXNet's src/operator/nn/pool.h.
 
-    Max: padding never wins, a window of only padding gives float32's lowest value, and the
-    gradient goes to the first maximal cell in row-major order. Average: the divisor counts
-    the cells inside the padded input (count_include_pad) or inside the input.
+    Max: over the window's input cells only (padding takes no part); a window holding NaN
+    gives NaN and its gradient goes to the first NaN in row-major order (np.argmax's rule);
+    otherwise the first maximal cell gets the gradient and gives the value (so a -0.0/+0.0
+    tie keeps the first). A window of only padding gives ``lowest`` (default: the lowest
+    finite value of X's dtype; pass the original dtype's when X was widened to float64).
+    Average: the divisor counts the cells inside the padded input (count_include_pad) or
+    inside the input.
     """
     k = _pair(pool_size)
     s = k if strides is None else _pair(strides)
     p = _pair(padding)
     H, W = X.shape[2:]
+    if lowest is None:
+        lowest = float(np.finfo(X.dtype).min)
 
     def out_len(n, a):
         span = n + 2 * p[a] - k[a]
@@ -65,11 +72,11 @@ def pool2d_batch_np(X, dY, pool_size, strides=None, padding=0, mode="max", ceil_
         top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
         window = X[:, :, top:max(bottom, top), left:max(right, left)]
         if window.size == 0:
-            Y[:, :, i, j] = LOWEST if mode == "max" else 0.0
+            Y[:, :, i, j] = lowest if mode == "max" else 0.0
         elif mode == "max":
             flat = window.reshape(window.shape[:2] + (-1,))
-            Y[:, :, i, j] = flat.max(axis=2)
-            first = flat.argmax(axis=2)               # first maximal cell, row-major
+            first = flat.argmax(axis=2)               # first NaN, else first maximal cell
+            Y[:, :, i, j] = np.take_along_axis(flat, first[:, :, None], axis=2)[:, :, 0]
             for n, c in np.ndindex(*X.shape[:2]):
                 a, b = divmod(int(first[n, c]), window.shape[3])
                 if dY is not None:

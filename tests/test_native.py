@@ -14,8 +14,8 @@ from mxnet.gluon import HybridBlock, nn
 
 import cnn_base as cb
 from cnn_base import native
-from cnn_base.functional import pool2d_native, pool2d_nchw
-from reference import LOWEST, central_difference, pool2d_batch_np
+from cnn_base.functional import lowest, pool2d_native, pool2d_nchw
+from reference import central_difference, pool2d_batch_np
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
                                   reason=f"C++ pooling kernel not loaded: {native.status()}")
@@ -124,28 +124,20 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
     np.testing.assert_allclose(dX.asnumpy(), dX_ops.asnumpy(), **TOL[dtype])
 
     Y_ref, dX_ref = pool2d_batch_np(X.asnumpy().astype(np.float64),
-                                    dY.asnumpy().astype(np.float64), **kw)
+                                    dY.asnumpy().astype(np.float64), **kw,
+                                    lowest=lowest(dtype))
     np.testing.assert_allclose(Y.asnumpy(), Y_ref, **TOL[dtype])
     np.testing.assert_allclose(dX.asnumpy(), dX_ref, **TOL[dtype])
-
-
-def _max_of_only_padding(input_shape, kw):
-    """Whether some max-pooling window of this setting holds no input cell."""
-    return kw["mode"] == "max" and bool(
-        (pool2d_batch_np(np.zeros(input_shape), None, **kw)[0] == LOWEST).any())
 
 
 def _gluon_compares(input_shape, kw, dtype):
     """Whether Gluon's pooling can serve as the reference for this setting and dtype.
 
-    In float64 Gluon gives float64's lowest value for a max window without input cells,
-    where cnn_base gives float32's lowest in every dtype (documented; checked against NumPy
-    above). In float32, oneDNN behind Gluon's AvgPool2D refuses the (2, 2, 8, 9) ceil_mode
-    rows ("could not create a descriptor for a pooling forward propagation primitive").
+    In float32, oneDNN behind Gluon's AvgPool2D refuses the (2, 2, 8, 9) ceil_mode rows
+    ("could not create a descriptor for a pooling forward propagation primitive"; pinned
+    against NumPy in test_gluon_faults).
     """
-    if dtype == "float64":
-        return not _max_of_only_padding(input_shape, kw)
-    return not (kw["mode"] == "avg" and input_shape == (2, 2, 8, 9))
+    return dtype == "float64" or not (kw["mode"] == "avg" and input_shape == (2, 2, 8, 9))
 
 
 GLUON_CASES = [pytest.param(shape, kw, dtype, id=f"{dtype}-{_case_id((shape, kw))}")
@@ -165,24 +157,24 @@ def test_kernel_output_and_gradient_equal_gluons_builtin_pooling(input_shape, kw
     np.testing.assert_allclose(dX.asnumpy(), dX_ref.asnumpy(), **TOL[dtype])
 
 
-@needs_kernel
-def test_kernel_window_of_only_padding_gives_float32_lowest_and_no_gradient():
-    X = nd.random.normal(shape=(1, 1, 4, 4), dtype="float64")
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_window_of_only_padding_gives_the_dtypes_lowest_and_no_gradient(dtype):
+    X = nd.random.normal(shape=(1, 1, 4, 4)).astype(dtype)
     # pool 3, stride 3, padding 2, ceil_mode: the last row and column of windows start in
     # the bottom/right padding
-    dY = nd.ones((1, 1, 3, 3), dtype="float64")
-    Y, dX, _ = _forward_backward(lambda x: pool2d_native(nd, x, 3, 3, 2, "max", ceil_mode=True),
-                                 X, dY)
+    dY = nd.ones((1, 1, 3, 3), dtype=dtype)
+    Y, dX, _ = _forward_backward(cb.MaxPool2D(3, 3, 2, ceil_mode=True), X, dY)
     Y = Y.asnumpy()[0, 0]
-    assert Y.shape == (3, 3)
-    np.testing.assert_array_equal(Y[2, :], LOWEST)
-    np.testing.assert_array_equal(Y[:, 2], LOWEST)
-    assert np.all(Y[:2, :2] > LOWEST)
+    assert Y.shape == (3, 3) and Y.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(Y[2, :], lowest(dtype))
+    np.testing.assert_array_equal(Y[:, 2], lowest(dtype))
+    assert np.all(Y[:2, :2] > lowest(dtype))
     assert dX.asnumpy().sum() == 4.0          # only the four windows with input cells route
 
 
 # (input shape, pooling arguments) for finite differences: no window without input cells,
-# whose float32-lowest output would swamp the differences
+# whose lowest-float output would swamp the differences
 FD_TABLE = [
     ((1, 2, 5, 6), dict(pool_size=(3, 2), strides=(2, 1), padding=(1, 1))),
     ((2, 1, 6, 7), dict(pool_size=3, strides=2, padding=1, ceil_mode=True)),
@@ -524,3 +516,215 @@ def test_kernel_float16_average_rounds_to_nearest_even_like_numpy():
     cols = x32[:, :, 0::2, :] + x32[:, :, 1::2, :]
     expected = ((cols[:, :, :, 0::2] + cols[:, :, :, 1::2]) * np.float32(0.5)) * np.float32(0.5)
     np.testing.assert_array_equal(Y.view(np.uint16), expected.astype(np.float16).view(np.uint16))
+
+
+# ---------------------------------------------------------------- edge cases (issue 13)
+# Every case of the differential fuzz's report, by name; both paths (pool_backend) where
+# the case is about numbers. The seeded fuzz itself runs in test_fuzz_pool.py.
+
+def _pool_both_ways(block, X, dY):
+    """Y and dX of ``block`` on the NumPy array X with head gradient dY (NumPy)."""
+    x = nd.array(X, dtype=X.dtype)
+    return [a.asnumpy() for a in _forward_backward(block, x, nd.array(dY, dtype=dY.dtype))[:2]]
+
+
+def test_huge_pool_size_is_refused_in_python_before_the_kernel_sees_it():
+    # was: terminate called after throwing an instance of 'std::bad_alloc' (exit 134)
+    with pytest.raises(ValueError, match=r"pool_size must be at most 2147483647.*1099511627776"):
+        cb.MaxPool2D(2 ** 40, padding=2 ** 39)
+    with pytest.raises(ValueError, match=r"padding must be at most 2147483647"):
+        cb.AvgPool2D(2 ** 31 - 1, padding=2 ** 31)
+
+
+@needs_kernel
+@pytest.mark.parametrize("attrs, message", [
+    (dict(kernel=(2 ** 40, 2 ** 40), stride=(1, 1), pad=(2 ** 39, 0)),
+     "kernel must be two integers"),
+    (dict(kernel=(2, 2), stride=(2 ** 64 + 1, 1), pad=(0, 0)), "stride must be two integers"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(-1, 0)), "pad must be two integers"),
+    (dict(kernel=(2, 2), stride=("1e3", 1), pad=(0, 0)), "stride must be two integers"),
+])
+def test_operator_refuses_attributes_that_overflow_with_an_mxnet_error(attrs, message):
+    with pytest.raises(mx.base.MXNetError, match=message):
+        getattr(nd, native.OP_NAME)(nd.ones((1, 1, 1, 1)), mode="max", **attrs).wait_to_read()
+
+
+def test_abort_case_of_the_issue_exits_cleanly_in_a_fresh_process():
+    code = ("import cnn_base as cb; from mxnet import nd\n"
+            "try:\n    cb.MaxPool2D(2**40, padding=2**39)(nd.ones((1, 1, 1, 1)))\n"
+            "except ValueError as e:\n    print('ValueError', e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ValueError pool_size must be at most")
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_kernel_pools_the_largest_accepted_window_and_padding_without_huge_buffers(mode):
+    # pool 2**31 - 1 with padding 2**30 over a 1x1 input: one window; the kernel's buffers
+    # are a row of the input and of the output, never the padded width
+    block = cb.Pool2D(2 ** 31 - 1, padding=2 ** 30, mode=mode)
+    X = np.full((1, 2, 1, 1), 3.0, dtype=np.float32)
+    Y, dX = _pool_both_ways(block, X, np.ones((1, 2, 1, 1), np.float32))
+    # the average divides by the whole window: it lies inside the padded input
+    expected = 3.0 if mode == "max" else 3.0 / (2 ** 31 - 1) ** 2
+    np.testing.assert_allclose(Y.ravel(), expected, rtol=1e-6)
+    np.testing.assert_allclose(dX.ravel(), 1.0 if mode == "max" else expected / 3.0, rtol=1e-6)
+
+
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("window, first_nan", [
+    ([np.nan, 1, 2, 3], 0),            # was: kernel NaN with no gradient; Gluon 3
+    ([1, np.nan, 2, 3], 1),            # was: kernel 2, wrong under any rule
+    ([3, 2, 1, np.nan], 3),            # was: kernel 3
+    ([np.nan, np.nan, np.inf, 1], 0),  # two NaNs: the gradient goes to the first
+    ([-np.inf, 5, np.nan, np.inf], 2),
+])
+def test_maxpool_nan_window_gives_nan_and_grad_to_first_nan(window, first_nan, dtype):
+    X = np.array(window, dtype=dtype).reshape(1, 1, 2, 2)
+    Y, dX = _pool_both_ways(cb.MaxPool2D(2), X, np.full((1, 1, 1, 1), 2.0, dtype))
+    assert np.isnan(Y).all()
+    expected = np.zeros(4)
+    expected[first_nan] = 2.0
+    np.testing.assert_array_equal(dX.ravel(), expected)
+
+
+@pytest.mark.usefixtures("pool_backend")
+def test_maxpool_nan_among_infinities_sends_the_gradient_to_the_first_nan():
+    # was: window 3x2 over [[2, nan], [1, inf], [inf, nan]] sent dX to the second inf
+    X = np.array([[2, np.nan], [1, np.inf], [np.inf, np.nan]]).reshape(1, 1, 3, 2)
+    Y, dX = _pool_both_ways(cb.MaxPool2D((3, 2)), X, np.ones((1, 1, 1, 1)))
+    assert np.isnan(Y).all()
+    np.testing.assert_array_equal(dX.reshape(3, 2), [[0, 1], [0, 0], [0, 0]])
+
+
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_maxpool_nan_rule_matches_numpy_on_a_random_batch_with_nans(dtype):
+    X = np.random.normal(size=(2, 3, 7, 8)).astype(dtype)
+    X[np.random.rand(*X.shape) < 0.15] = np.nan
+    kw = dict(pool_size=3, strides=2, padding=1, ceil_mode=True)
+    dY = np.random.normal(size=(2, 3, 4, 5)).astype(dtype)
+    Y, dX = _pool_both_ways(cb.MaxPool2D(**kw), X, dY)
+    Y_ref, dX_ref = pool2d_batch_np(X.astype(np.float64), dY.astype(np.float64), **kw,
+                                    lowest=lowest(dtype))
+    np.testing.assert_array_equal(Y, Y_ref.astype(dtype))          # NaN where NaN
+    np.testing.assert_allclose(dX, dX_ref, **(FP16 if dtype == "float16" else TOL[dtype]))
+
+
+@pytest.mark.usefixtures("pool_backend")
+def test_float64_padding_never_wins_the_max_of_very_negative_inputs():
+    # was: float32's lowest from the padding, -3.4e38, and no gradient, in both paths
+    X = np.full((1, 1, 4, 4), -1e300)
+    Y, dX = _pool_both_ways(cb.MaxPool2D(3, strides=1, padding=1), X, np.ones((1, 1, 4, 4)))
+    np.testing.assert_array_equal(Y, -1e300)
+    assert dX.sum() == 16.0
+
+
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_maxpool_window_of_minus_infinity_with_padding_gives_minus_inf_and_grad_to_first_cell(
+        dtype):
+    # was (float16): kernel -inf with dX at the first cell, MXNet-op path no gradient;
+    # Gluon gives the dtype's lowest instead (see test_gluon_max_of_minus_infinity_is_lowest)
+    X = np.full((1, 1, 2, 2), -np.inf, dtype=dtype)
+    Y, dX = _pool_both_ways(cb.MaxPool2D(2, strides=2, padding=1), X,
+                            np.ones((1, 1, 2, 2), dtype))
+    np.testing.assert_array_equal(Y, -np.inf)
+    np.testing.assert_array_equal(dX, np.ones((1, 1, 2, 2)))   # each window's only input cell
+
+
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+@pytest.mark.parametrize("rows", [[[-0.0, 0.0], [-1.0, -1.0]], [[0.0, -0.0], [-1.0, -1.0]],
+                                  [[-1.0, 0.0], [-0.0, -1.0]], [[-1.0, -0.0], [0.0, -1.0]]])
+def test_maxpool_signed_zero_tie_keeps_the_first_cells_sign_as_gluon(rows, hybridize):
+    # was: the MXNet-op path returned +0.0 where Gluon and the kernel give -0.0
+    X = nd.array([[rows]])
+    ours, builtin = cb.MaxPool2D(2), nn.MaxPool2D(2)
+    if hybridize:
+        ours.hybridize()
+        builtin.hybridize()
+    Y, Y_ref = ours(X).asnumpy(), builtin(X).asnumpy()
+    first_zero = [v for row in rows for v in row if v == 0][0]
+    assert np.signbit(Y[0, 0, 0, 0]) == np.signbit(first_zero) == np.signbit(Y_ref[0, 0, 0, 0])
+
+
+@pytest.mark.usefixtures("pool_backend")
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_float16_extremes_pool_without_overflow_in_both_paths(mode):
+    X = np.array([65504, 65504, -65504, 65504], dtype=np.float16).reshape(1, 1, 2, 2)
+    Y, _ = _pool_both_ways(cb.Pool2D(2, mode=mode), X, np.ones((1, 1, 1, 1), np.float16))
+    np.testing.assert_array_equal(Y.ravel(), [65504.0 if mode == "max" else 32752.0])
+
+
+def test_float16_pooling_memory_grows_by_rows_not_by_float32_copies_of_planes():
+    # was: +1.9 GiB of peak memory at one thread for a 0.5 GiB float16 plane
+    if not native.loaded():
+        pytest.skip(f"the C++ pooling kernel is not available: {native.status()}")
+    code = ("import resource, numpy as np, cnn_base as cb; from mxnet import nd, autograd\n"
+            "X = nd.ones((1, 1, 4096, 4096), dtype='float16'); X.attach_grad()\n"
+            "block = cb.MaxPool2D(2); block(X).wait_to_read()\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "with autograd.record():\n    Y = block(X)\n"
+            "Y.backward(); X.grad.wait_to_read()\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert done.returncode == 0, done.stderr
+    grown_mib = float(done.stdout.split()[-1])
+    # X and dX are 32 MiB each, Y and dY 8 MiB: whole-plane float32 copies would add
+    # 64 + 16 MiB per thread for the forward and 160 MiB per thread for the backward
+    assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB"
+
+
+# ---------------------------------------------------------------- Gluon's own faults, pinned
+# "Number for number" with Gluon cannot hold here: Gluon is wrong, NumPy (and PyTorch) agree
+# with us. The README lists these.
+
+def test_gluon_max_pooling_skips_nan_where_we_give_nan():
+    X = nd.array([[[[np.nan, 1], [2, 3]]]])
+    assert nn.MaxPool2D(2)(X).asscalar() == 3.0          # Gluon hides the NaN
+    assert np.isnan(cb.MaxPool2D(2)(X).asscalar())
+    assert np.isnan(np.max(X.asnumpy()))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_gluon_max_of_minus_infinity_is_the_dtypes_lowest_where_we_give_minus_inf(dtype):
+    X = nd.full((1, 1, 3, 3), -np.inf, dtype=dtype)
+    assert nn.MaxPool2D(3, padding=1)(X)[0, 0, 0, 0].asscalar() == lowest(dtype)
+    assert cb.MaxPool2D(3, padding=1)(X)[0, 0, 0, 0].asscalar() == -np.inf
+
+
+@pytest.mark.usefixtures("pool_backend")
+def test_gluon_float32_average_backward_divisor_fault_for_the_last_ceil_mode_window():
+    # (1,1,8,1), pool (5,1), strides (4,2), pad (1,0), ceil_mode, count_include_pad:
+    # oneDNN gives dX[7] = 0.4; NumPy, float64 Gluon and PyTorch give 0.7
+    kw = dict(pool_size=(5, 1), strides=(4, 2), padding=(1, 0), ceil_mode=True)
+    X = np.arange(8, dtype=np.float32).reshape(1, 1, 8, 1)
+    dY = np.ones((1, 1, 3, 1), np.float32)
+    _, dX = _pool_both_ways(cb.AvgPool2D(**kw), X, dY)
+    _, dX_ref = pool2d_batch_np(X.astype(np.float64), dY.astype(np.float64), mode="avg", **kw)
+    np.testing.assert_allclose(dX, dX_ref, rtol=1e-6)
+    assert dX.ravel()[7] == pytest.approx(0.7)
+    _, dX_gluon = _pool_both_ways(nn.AvgPool2D(**kw), X, dY)
+    assert dX_gluon.ravel()[7] == pytest.approx(0.4)                # Gluon's fault
+    block64 = nn.AvgPool2D(**kw)
+    block64.cast("float64")
+    _, dX_gluon64 = _pool_both_ways(block64, X.astype(np.float64), dY.astype(np.float64))
+    assert dX_gluon64.ravel()[7] == pytest.approx(0.7)
+
+
+@pytest.mark.usefixtures("pool_backend")
+def test_gluon_refuses_a_float32_ceil_mode_average_that_we_compute():
+    kw = dict(pool_size=(3, 2), strides=2, padding=1, ceil_mode=True, count_include_pad=False)
+    X = np.random.normal(size=(2, 2, 8, 9)).astype(np.float32)
+    dY = np.random.normal(size=(2, 2, 5, 6)).astype(np.float32)
+    Y, dX = _pool_both_ways(cb.AvgPool2D(**kw), X, dY)
+    Y_ref, dX_ref = pool2d_batch_np(X.astype(np.float64), dY.astype(np.float64), mode="avg", **kw)
+    np.testing.assert_allclose(Y, Y_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dX, dX_ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(mx.base.MXNetError, match="could not create a descriptor"):
+        _pool_both_ways(nn.AvgPool2D(**kw), X, dY)          # training: forward + backward

@@ -1,0 +1,130 @@
+/*
+ * cnn_base's threading policy for its C++ kernels, in one place (header only).
+ *
+ * A kernel asks ``cnn_base::threads_for(items, cost_per_item)`` how many
+ * OpenMP threads to run its loop over ``items`` independent pieces with, and
+ * runs one ``#pragma omp parallel for num_threads(n) if (n > 1)`` per call.
+ *
+ * What it buys. An OpenMP region ends only when every thread of its team has
+ * done its share. The pooling kernel used to ask for one thread per processor
+ * on every call, whatever the size and whatever else the machine was doing:
+ * with one other busy process on a 2-core machine, one of its two threads had
+ * to wait for the core the busy process held, for a whole scheduling period,
+ * ~23 ms per call, where the work takes 0.1-1 ms (OMP_NUM_THREADS=1 hid it;
+ * so did OMP_WAIT_POLICY=passive, whose sleeping workers the scheduler wakes
+ * sooner). MXNet's operators and ours share one OpenMP runtime (the system
+ * libgomp: libmxnet.so links it, and so does our library), so the runtime was
+ * not the cause; the thread count was. The policy:
+ *
+ * - the ceiling follows the variables MXNet's operators read
+ *   (src/engine/openmp.cc): MXNET_OMP_MAX_THREADS, else OMP_NUM_THREADS, else
+ *   the processors this process may use (MXNet halves that on x86, assuming
+ *   hyper-threads; the next rule makes the whole count safe instead);
+ * - never more threads than processors idle right now (the run-queue count in
+ *   /proc/loadavg, re-read at most every kRecheckNs): a thread sent to a busy
+ *   core makes the whole region wait for it. On an idle machine this changes
+ *   nothing; with one busy process on 2 cores it means one thread;
+ * - work too small to pay for a team runs on the calling thread: no team, no
+ *   barrier, nothing to wait for (kMinWorkPerThread).
+ *
+ * The kernel runs one parallel region per operator call, never one per plane.
+ *
+ * A future kernel (a conv, say) includes this header and calls threads_for
+ * with its own cost per item, so every kernel follows the same policy.
+ */
+#ifndef CNN_BASE_PARALLEL_H_
+#define CNN_BASE_PARALLEL_H_
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+namespace cnn_base {
+
+// Below this much work per thread (units of about one element read or
+// written) a thread costs more to wake and wait for than it saves: PyTorch's
+// grain size for its CPU loops (at::internal::GRAIN_SIZE), some 10-50 us of
+// pooling here. A 1x1x8x8 pool is 80 units; (32, 6, 28, 28) k2 s2 is 190k.
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 15;
+// How long a reading of the run queue is trusted.
+constexpr int64_t kRecheckNs = 20 * 1000 * 1000;
+
+namespace detail {
+
+inline int env_threads(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(value, &end, 10);
+  return (end != value && n > 0 && n < 4096) ? static_cast<int>(n) : 0;
+}
+
+inline std::atomic<int>& ceiling() {
+  static std::atomic<int> value{1};
+  return value;
+}
+
+// Runnable tasks in the whole machine right now, the caller included; 0 when
+// unknown. /proc/loadavg's fourth field is "running/total".
+inline int runnable_now() {
+  std::FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return 0;
+  double a, b, c;
+  int running = 0, total = 0;
+  const int got = std::fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total);
+  std::fclose(f);
+  return got == 5 ? running : 0;
+}
+
+}  // namespace detail
+
+// Sets the ceiling from the variables MXNet's operators read; the library's
+// initialize() calls it.
+inline int init_threads() {
+  int n = detail::env_threads("MXNET_OMP_MAX_THREADS");
+  if (n == 0) n = detail::env_threads("OMP_NUM_THREADS");
+  if (n == 0) n = omp_get_num_procs();
+  n = std::max(1, n);
+  detail::ceiling().store(n);
+  return n;
+}
+
+inline int max_threads() { return detail::ceiling().load(std::memory_order_relaxed); }
+
+// Processors not busy with other runnable tasks (at least 1), re-read at most
+// every kRecheckNs by whichever thread asks.
+inline int idle_processors() {
+  static std::atomic<int64_t> checked_at{INT64_MIN / 2};
+  static std::atomic<int> idle{1};
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (now - checked_at.load(std::memory_order_relaxed) > kRecheckNs) {
+    checked_at.store(now, std::memory_order_relaxed);
+    const int procs = omp_get_num_procs();
+    const int running = detail::runnable_now();
+    // the asking thread is one of the running ones
+    idle.store(running > 0 ? std::max(1, procs - (running - 1)) : procs,
+               std::memory_order_relaxed);
+  }
+  return idle.load(std::memory_order_relaxed);
+}
+
+// Threads for a loop over ``items`` pieces costing ``cost_per_item`` each.
+inline int threads_for(int64_t items, int64_t cost_per_item) {
+  int64_t n = max_threads();
+  if (n <= 1 || items <= 1) return 1;
+  const int64_t per_item = std::max<int64_t>(cost_per_item, 1);
+  const int64_t work = items > INT64_MAX / per_item ? INT64_MAX : items * per_item;
+  n = std::min<int64_t>({n, items, work / kMinWorkPerThread});
+  if (n <= 1) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, idle_processors())));
+}
+
+}  // namespace cnn_base
+
+#endif  // CNN_BASE_PARALLEL_H_
