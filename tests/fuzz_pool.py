@@ -300,6 +300,44 @@ def check_case(case, report):
     return failures
 
 
+def edge_calls(report):
+    """The C++ operator's error paths and extreme sizes, called directly (for `make sanitize`):
+    every call must end in a result or an MXNetError, never in undefined behaviour."""
+    import mxnet as mx
+    from mxnet import nd
+    from cnn_base import native
+    if not native.loaded():
+        return
+    op = getattr(nd, native.OP_NAME)
+    refused = [dict(kernel=(2 ** 40, 2 ** 40), stride=(1, 1), pad=(2 ** 39, 0)),
+               dict(kernel=(2, 2), stride=(2 ** 64 + 1, 1), pad=(0, 0)),
+               dict(kernel=(2, 2), stride=(1, 1), pad=(2, 0)),
+               dict(kernel=(2, 2), stride=("9" * 30, 1), pad=(0, 0)),
+               dict(kernel="(2, 2, 2)", stride=(1, 1), pad=(0, 0))]
+    for attrs in refused:
+        report.checks += 1
+        try:
+            op(nd.ones((1, 1, 3, 3)), mode="max", **attrs).wait_to_read()
+            report.failures.append(f"edge: {attrs} was not refused")
+        except mx.base.MXNetError:
+            pass
+    big = 2 ** 31 - 1
+    for mode in ("max", "avg"):
+        for dtype in DTYPES:
+            report.checks += 1
+            x = nd.ones((1, 2, 1, 1), dtype=dtype)
+            x.attach_grad()
+            with mx.autograd.record():
+                y = op(nd.identity(x), kernel=(big, big), stride=(big, 1), pad=(2 ** 30, 2 ** 30),
+                       mode=mode, ceil_mode=True)
+            y.backward()
+            span = 1 + 2 * 2 ** 30 - big                   # as out_length in pool2d.cc
+            expected = (1, 2, -(-span // big) + 1, span + 1)
+            if y.shape != expected or not np.isfinite(x.grad.asnumpy()).all():
+                report.failures.append(f"edge: {mode} {dtype} window 2**31 - 1 gave {y.shape}, "
+                                       f"expected {expected}")
+
+
 def run(seed=0, cases=100, seconds=None, report=None):
     """Check ``cases`` cases drawn from ``seed`` (stopping after ``seconds`` if given)."""
     from cnn_base import native
@@ -339,6 +377,7 @@ def main(argv=None):
             return 2
     start = time.monotonic()
     report = run(args.seed, args.cases, args.seconds)
+    edge_calls(report)
     for line in report.failures:
         print(line)
     print(f"fuzz_pool: {report.cases} cases, {report.checks} comparisons, "
