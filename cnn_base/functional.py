@@ -461,11 +461,12 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     bake one size into it; with the window covering the plane there is
     exactly one window, so its max or mean is one reduction over the plane,
     which any input size passes through (the mean as a matrix product, see
-    ``_plane_mean``). Max pooling, as Gluon's, skips NaN (NaN becomes the
-    lowest float first) and sends the gradient to the first largest cell of
-    the plane in row-major order (``argmax`` + ``pick``; ``F.max``'s backward
-    would give it to every tie). ``argmax`` returns float32 positions, exact
-    for planes of up to 2 ** 24 cells.
+    ``_plane_mean``). Max pooling follows NumPy's and PyTorch's rule: a plane
+    holding NaN gives NaN, with the gradient to its first NaN, any other plane
+    its largest value, with the gradient to the first largest cell in
+    row-major order (``argmax`` + ``pick``; ``F.max``'s backward would give it
+    to every tie). Gluon's global max pooling skips NaN instead. ``argmax``
+    returns float32 positions, exact for planes of up to 2 ** 24 cells.
 
     Examples
     --------
@@ -488,8 +489,13 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     # the plane as one axis: (N, h * w, c) or (N, c, h * w)
     axis = 1 if layout == "NHWC" else 2
     cells = F.reshape(X, (0, -3, 0) if layout == "NHWC" else (0, 0, -3))
-    cells = F.where(cells == cells, cells, F.ones_like(cells) * _LOWEST)    # NaN never wins
-    Y = F.pick(cells, F.argmax(cells, axis=axis), axis=axis, keepdims=True)
+    # argmax is the first largest cell, but NaN must win: where a plane holds
+    # NaN, take argmax of the NaN mask (its first NaN) instead
+    is_nan = F.BlockGrad(cells != cells)
+    first_nan = F.argmax(is_nan, axis=axis)
+    has_nan = F.pick(is_nan, first_nan, axis=axis)
+    first_max = F.argmax(F.BlockGrad(cells), axis=axis)
+    Y = F.pick(cells, F.where(has_nan, first_nan, first_max), axis=axis, keepdims=True)
     return F.expand_dims(Y, axis=axis)
 
 
