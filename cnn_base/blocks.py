@@ -534,7 +534,8 @@ class GlobalMaxPool2D(_GlobalPool2D):
         - **out**: (batch_size, channels, 1, 1); NHWC: (batch_size, 1, 1, channels).
 
     The gradient goes to the first largest cell of each plane (row-major), as
-    with Gluon's; NaN is skipped, and a plane of NaN gives the lowest float32.
+    with Gluon's. A plane holding NaN gives NaN, with the gradient to its first
+    NaN (NumPy's rule, and :class:`MaxPool2D`'s); Gluon's skips NaN.
 
     Examples
     --------

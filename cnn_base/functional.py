@@ -467,12 +467,12 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     bake one size into it; with the window covering the plane there is
     exactly one window, so its max or mean is one reduction over the plane,
     which any input size passes through (the mean as a matrix product, see
-    ``_plane_mean``). Max pooling follows :func:`pool2d_nchw`'s rules: a
-    plane holding NaN gives NaN with the gradient to its first NaN (Gluon's
-    skips NaN), else the gradient goes to the first largest cell of the plane
-    in row-major order (``argmax`` + ``pick``; ``F.max``'s backward would give
-    it to every tie). ``argmax`` returns float32 positions, exact
-    for planes of up to 2 ** 24 cells.
+    ``_plane_mean``). Max pooling follows NumPy's and PyTorch's rule: a plane
+    holding NaN gives NaN, with the gradient to its first NaN, any other plane
+    its largest value, with the gradient to the first largest cell in
+    row-major order (``argmax`` + ``pick``; ``F.max``'s backward would give it
+    to every tie). Gluon's global max pooling skips NaN instead. ``argmax``
+    returns float32 positions, exact for planes of up to 2 ** 24 cells.
 
     Examples
     --------
@@ -495,13 +495,13 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     # the plane as one axis: (N, h * w, c) or (N, c, h * w)
     axis = 1 if layout == "NHWC" else 2
     cells = F.reshape(X, (0, -3, 0) if layout == "NHWC" else (0, 0, -3))
-    # pool2d's NaN rule: a plane holding NaN gives NaN, its gradient to the first NaN
-    is_nan = cells != cells
-    has_nan = F.max(is_nan, axis=axis, keepdims=True)
-    finite_or_inf = F.where(is_nan, F.ones_like(cells) * float("-inf"), cells)
-    first = F.where(has_nan, F.argmax(is_nan, axis=axis, keepdims=True),
-                    F.argmax(finite_or_inf, axis=axis, keepdims=True))
-    Y = F.pick(cells, first, axis=axis, keepdims=True)
+    # argmax is the first largest cell, but NaN must win: where a plane holds
+    # NaN, take argmax of the NaN mask (its first NaN) instead
+    is_nan = F.BlockGrad(cells != cells)
+    first_nan = F.argmax(is_nan, axis=axis)
+    has_nan = F.pick(is_nan, first_nan, axis=axis)
+    first_max = F.argmax(F.BlockGrad(cells), axis=axis)
+    Y = F.pick(cells, F.where(has_nan, first_nan, first_max), axis=axis, keepdims=True)
     return F.expand_dims(Y, axis=axis)
 
 

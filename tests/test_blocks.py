@@ -509,25 +509,43 @@ def test_global_pooling_equals_gluon_and_numpy_for_changing_input_sizes(
 
 @LAYOUT
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
-def test_global_max_pooling_gives_nan_for_a_nan_plane_and_the_gradient_to_the_first_tie_or_nan(
-        hybridize, layout):
-    # plane 0: all ties; plane 1: the max 3 twice; plane 2: NaN after the max; plane 3: only NaN
-    X = _to(layout, nd.array([[[[1, 1], [1, 1]], [[0, 3], [3, 2]], [[5, 1], [np.nan, 2]],
-                               [[np.nan, np.nan], [np.nan, np.nan]]]]))
+def test_global_max_pooling_sends_the_gradient_to_the_first_tie_as_gluon(hybridize, layout):
+    # planes: all ties; the max 3 twice; -inf everywhere
+    X = _to(layout, nd.array([[[[1, 1], [1, 1]], [[2, 3], [3, 2]],
+                               [[-np.inf, -np.inf], [-np.inf, -np.inf]]]]))
     ours, builtin = cb.GlobalMaxPool2D(layout), nn.GlobalMaxPool2D(layout)
     if hybridize:
         ours.hybridize()
-    Y, dX, _ = _forward_backward(ours, X, nd.ones(builtin(X).shape))
-    Y_ref, dX_ref, _ = _forward_backward(builtin, X, nd.ones(builtin(X).shape))
-    # pool2d's rule (NumPy's max and argmax): NaN wins, the gradient goes to the first NaN
-    np.testing.assert_array_equal(_from(layout, Y).ravel(), [1, 3, np.nan, np.nan])
+    dY = nd.ones(builtin(X).shape)
+    Y, dX, _ = _forward_backward(ours, X, dY)
+    Y_ref, dX_ref, _ = _forward_backward(builtin, X, dY)
+    np.testing.assert_array_equal(_from(layout, Y).ravel(), [1, 3, -np.inf])
     np.testing.assert_array_equal(_from(layout, dX)[0], [[[1, 0], [0, 0]], [[0, 1], [0, 0]],
-                                                         [[0, 0], [1, 0]], [[1, 0], [0, 0]]])
-    # Gluon's built-in skips NaN (5 for plane 2, the lowest float for the all-NaN plane):
-    # we differ there on purpose, and agree with it everywhere else.
-    Y_ref = _from(layout, Y_ref).ravel()
-    np.testing.assert_array_equal(Y_ref, [1, 3, 5, np.finfo(np.float32).min])
+                                                         [[1, 0], [0, 0]]])
+    # the first two planes as Gluon's; on the -inf plane Gluon's max starts from the
+    # lowest float32 and gives -3.4e38, which no cell holds (NumPy: -inf, as ours)
+    np.testing.assert_array_equal(_from(layout, Y)[0, :2], _from(layout, Y_ref)[0, :2])
     np.testing.assert_array_equal(_from(layout, dX)[0, :2], _from(layout, dX_ref)[0, :2])
+    assert _from(layout, Y_ref)[0, 2] == np.finfo(np.float32).min
+
+
+@LAYOUT
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_global_max_pooling_of_a_plane_with_nan_gives_nan_and_the_gradient_to_the_first_nan(
+        hybridize, layout):
+    # NumPy's (and MaxPool2D's) rule, even after a +inf; Gluon's global max skips NaN
+    X = _to(layout, nd.array([[[[1, np.nan], [3, np.nan]], [[np.inf, 2], [np.nan, 5]],
+                               [[np.nan, np.nan], [np.nan, np.nan]]]]))
+    block = cb.GlobalMaxPool2D(layout)
+    if hybridize:
+        block.hybridize()
+    Y, dX, _ = _forward_backward(block, X, nd.ones(_shape_to(layout, (1, 3, 1, 1))))
+    np.testing.assert_array_equal(_from(layout, Y).ravel(), np.max(
+        _from(layout, X).asnumpy(), axis=(2, 3)).ravel())
+    np.testing.assert_array_equal(_from(layout, dX)[0], [[[0, 1], [0, 0]], [[0, 0], [1, 0]],
+                                                         [[1, 0], [0, 0]]])
+    assert np.isnan(_from(layout, Y).ravel()).all()
+    assert not np.isnan(nn.GlobalMaxPool2D(layout)(X).asnumpy()).any()
 
 
 @LAYOUT
