@@ -1,0 +1,131 @@
+"""Argument parsing shared by the commands: bad input is one line on stderr and exit status 2.
+
+Every command of ``cnn-base`` (``cnn_base/cli/<command>.py``) builds its parser
+from :class:`ArgumentParser`. argparse prints its usage before an error;
+:class:`ArgumentParser` prints only ``prog: error: argument --name: what is wrong``
+so a user, or a test, reads one line. Abbreviated options (``--ite`` for
+``--iters``) are errors, not guesses. The ``*_arg`` functions are ``type=``
+converters whose errors name the rule and the value received.
+"""
+import argparse
+import contextlib
+import math
+import os
+import pathlib
+import sys
+
+__all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
+           "output_file", "output_dir", "fail", "command_prog"]
+
+# The name a parser built with prog=None shows: set by the ``cnn-base`` dispatcher
+# (e.g. "cnn-base reproduce-blog"); otherwise argparse's own default, the script's file name.
+_command_prog = None
+
+
+@contextlib.contextmanager
+def command_prog(prog):
+    """Within the ``with``, parsers built with ``prog=None`` call themselves ``prog``."""
+    global _command_prog
+    old, _command_prog = _command_prog, prog
+    try:
+        yield
+    finally:
+        _command_prog = old
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse without the usage dump: an error is one line on stderr, exit status 2.
+
+    Abbreviations of long options are off (``allow_abbrev=False``), so a typo is an error.
+    """
+
+    def __init__(self, prog=None, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(prog=prog if prog is not None else _command_prog, **kwargs)
+
+    def error(self, message):
+        fail(self.prog, message)
+
+
+def fail(prog, message, status=2):
+    """Print ``prog: error: message`` (one line) on stderr and exit with ``status``."""
+    one_line = " ".join(str(message).split())
+    sys.stderr.write(f"{prog}: error: {one_line}\n")
+    sys.exit(status)
+
+
+def nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text):
+    value = nonnegative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, got 0")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def ctx_arg(text):
+    """``--ctx``: an ``mx.Context`` via :func:`cnn_base.parse_ctx`; an unusable GPU suggests ``--ctx cpu``."""
+    from cnn_base.context import ContextUnavailableError, parse_ctx   # mxnet loads only when needed
+
+    try:
+        return parse_ctx(text)
+    except ContextUnavailableError as e:
+        raise argparse.ArgumentTypeError(f"{e}; use --ctx cpu") from None
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _make_dir(path, what):
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{str(path)!r} is a file, not a {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot create {what} {str(path)!r}: "
+                                         f"{e.strerror or e}") from None
+    if not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {what} {str(path)!r}: permission denied")
+
+
+def output_dir(text):
+    """A directory that exists (created if missing) and is writable."""
+    path = pathlib.Path(text)
+    _make_dir(path, "directory")
+    return path
+
+
+def output_file(suffixes=None):
+    """A ``type=`` converter for a file to write: its folder is created, and must be writable.
+
+    ``suffixes``: the allowed file endings (e.g. matplotlib's formats), or ``None`` for any.
+    """
+    def convert(text):
+        path = pathlib.Path(text)
+        if not text or path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file path")
+        if suffixes is not None and path.suffix.lower().lstrip(".") not in suffixes:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must end in one of {', '.join('.' + s for s in sorted(suffixes))}")
+        _make_dir(path.parent, "directory")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+        return path
+    return convert

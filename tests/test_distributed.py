@@ -1,0 +1,373 @@
+"""The parameter-server launcher (cnn_base.distributed, launch-dist) and the data split for workers.
+
+Jobs run as a user runs them: ``python scripts/launch_dist.py ... -- COMMAND`` in a
+fresh process. Every launcher a test starts carries a marker variable of its own
+(inherited by the whole job), so a test can look in the process table for anything
+the job left behind; the fixture's finalizer kills and reaps whatever is left even
+when the test fails. Workers that need no parameter server run plain Python (cheap);
+the jobs with a real dist_sync store run ``tests/dist_worker.py``.
+"""
+import io
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from cnn_base import distributed as dist
+from cnn_base.cli import launch_dist
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "scripts" / "launch_dist.py"
+WORKER = pathlib.Path(__file__).resolve().parent / "dist_worker.py"
+MARKER = "CNN_BASE_TEST_JOB"
+JOB_SECONDS = 120        # the bound on any one job (the machine is shared and slow)
+SLEEPER = ["python", "-c", "import time; time.sleep(600)"]
+
+
+class Launcher:
+    """A launcher subprocess whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, args, marker):
+        env = dict(os.environ, **{MARKER: marker})
+        self.proc = subprocess.Popen([sys.executable, str(LAUNCHER), *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env, start_new_session=True)
+        self.out, self.err = [], []
+        self._threads = [threading.Thread(target=self._collect, args=(s, lines), daemon=True)
+                         for s, lines in ((self.proc.stdout, self.out),
+                                          (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _collect(stream, lines):
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text, count=1, timeout=JOB_SECONDS):
+        """Wait until ``count`` output lines contain ``text``; fail with the output otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(text in line for line in self.out + self.err) >= count:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"no {count} line(s) with {text!r}; stdout {self.out}, stderr {self.err}")
+
+    def finish(self, timeout=JOB_SECONDS):
+        """Wait for the launcher to exit: its status, stdout lines, stderr lines."""
+        status = self.proc.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=5)
+        return status, self.out, self.err
+
+
+class Lines(io.TextIOBase):
+    """A text stream keeping its lines, and calling ``on_line(line)`` on each as it comes."""
+
+    def __init__(self, on_line=None):
+        self.lines, self._part, self._on_line = [], "", on_line
+
+    def write(self, text):
+        self._part += text
+        while "\n" in self._part:
+            line, self._part = self._part.split("\n", 1)
+            self.lines.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+        return len(text)
+
+
+@pytest.fixture
+def job():
+    """Jobs with a marker of their own; afterwards every process carrying it is killed and reaped.
+
+    ``job(*args)`` starts the launcher script; ``job.run(command, on_line=None, **kwargs)``
+    runs :func:`cnn_base.distributed.launch` in this process (no launcher start-up cost):
+    it returns the JobResult and the stdout and stderr lines.
+    """
+    marker = uuid.uuid4().hex
+    started = []
+
+    def start(*args):
+        launcher = Launcher(args, marker)
+        started.append(launcher)
+        return launcher
+
+    def run(command, on_line=None, **kwargs):
+        out, err = Lines(on_line), Lines(on_line)
+        result = dist.launch(command, env=dict(os.environ, **{MARKER: marker}), out=out,
+                             err=err, **kwargs)
+        return result, out.lines, err.lines
+
+    start.run = run
+    start.leftovers = lambda: dist.job_processes(MARKER, marker)
+    yield start
+    for launcher in started:
+        if launcher.proc.poll() is None:
+            os.killpg(launcher.proc.pid, signal.SIGKILL)
+        launcher.proc.wait(timeout=30)
+    for pid in dist.job_processes(MARKER, marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _role(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+    except OSError:
+        return None
+    roles = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"DMLC_ROLE=")]
+    return roles[0] if roles else None
+
+
+# --- jobs with a real dist_sync store ------------------------------------------------------------
+
+def test_a_dist_sync_job_sums_the_workers_pushes_and_prefixes_every_line(job):
+    status, out, err = job("--workers", 2, "--", "python", WORKER, "sum").finish()
+    assert status == 0, (out, err)
+    # each worker pushed rank + 1: the server's sum, pulled by both, is 1 + 2
+    for slot in (0, 1):
+        assert any(line.startswith(f"[worker {slot}] ready rank ") for line in out), out
+        assert f"[worker {slot}] rank 0 of 2: sum [3.0, 3.0]" in out \
+            or f"[worker {slot}] rank 1 of 2: sum [3.0, 3.0]" in out, out
+    ranks = sorted(line.split("rank ")[1][0] for line in out if ": sum " in line)
+    assert ranks == ["0", "1"]
+    # stderr keeps its stream and its prefix; the launcher's own lines say [launcher]
+    assert sorted(line.split()[1].rstrip("]") for line in err if "says hello" in line) == ["0", "1"]
+    assert all(line.startswith(("[worker ", "[server 0] ", "[scheduler] ")) for line in out), out
+    assert all(line.startswith(("[worker ", "[server 0] ", "[scheduler] ", "[launcher] "))
+               for line in err), err
+    assert "[launcher] every worker finished with status 0" in err
+    assert job.leftovers() == []
+
+
+def test_a_worker_killed_with_sigkill_stops_the_whole_job(job):
+    result, out, err = job.run(["python", WORKER, "kill"], num_workers=2, grace=2)
+    assert result.returncode == 128 + signal.SIGKILL, (out, err)
+    failed = [line for line in err if "killed by SIGKILL: stopping the job" in line]
+    assert len(failed) == 1 and failed[0].startswith("[launcher] worker "), err
+    killed = [n for n in result.nodes if not n.stopped]
+    assert len(killed) == 1 and killed[0].role == "worker" and killed[0].how == "killed by SIGKILL"
+    assert failed[0].startswith(f"[launcher] {killed[0].name} (pid {killed[0].pid}) ")
+    assert len(result.nodes) == 4        # the others: stopped by the launcher
+    assert job.leftovers() == []
+
+
+# --- the launcher's own handling: the workers are plain Python, cheap to start ----------------
+
+def test_a_crashed_server_stops_the_whole_job(job):
+    def crash_the_server(line):
+        if line.startswith("[launcher] job "):
+            servers = [pid for pid in job.leftovers() if _role(pid) == "server"]
+            os.kill(servers[0], signal.SIGSEGV)
+
+    result, out, err = job.run(SLEEPER, num_workers=2, grace=1, on_line=crash_the_server)
+    server = result.nodes[1]
+    assert server.name == "server 0" and not server.stopped
+    # once MXNet is imported, its SIGSEGV handler prints a trace and aborts: SIGABRT
+    assert server.returncode in (-signal.SIGSEGV, -signal.SIGABRT)
+    how = signal.Signals(-server.returncode).name
+    assert result.returncode == 128 - server.returncode
+    assert f"[launcher] server 0 (pid {server.pid}) killed by {how}: stopping the job" in err
+    assert [n.name for n in result.nodes if n.stopped] == ["scheduler", "worker 0", "worker 1"]
+    assert job.leftovers() == []
+
+
+def test_a_failing_worker_s_exit_status_is_the_job_s(job):
+    result, out, err = job.run(["python", "-c", "import sys; print('bye', flush=True); "
+                                                "sys.exit(3)"], num_workers=2)
+    assert result.returncode == 3, (out, err)
+    assert any(line.startswith("[launcher] worker ") and "exited with status 3: stopping the job"
+               in line for line in err), err
+    assert "[worker 0] bye" in out or "[worker 1] bye" in out
+    assert job.leftovers() == []
+
+
+GRANDCHILDREN = ("import subprocess, time; "
+                 "subprocess.Popen(['sleep', '600']); "
+                 "subprocess.Popen(['sleep', '601'], start_new_session=True); "
+                 "print('started', flush=True); time.sleep(600)")
+
+
+def test_a_job_past_its_timeout_is_stopped_with_its_workers_children(job):
+    counts = []
+
+    def count_processes(line):
+        if line.endswith("] started"):
+            counts.append(len(job.leftovers()))
+
+    result, out, err = job.run(["python", "-c", GRANDCHILDREN], num_workers=2, timeout=3,
+                               grace=1, on_line=count_processes)
+    # once both workers started their sleeps: scheduler, server, 2 x (worker + 2 sleeps)
+    assert counts[-1] == 2 + 2 * 3, (counts, out, err)
+    assert result.returncode == dist.TIMEOUT_STATUS, (out, err)
+    assert any("ran past its timeout of 3 s" in line for line in err), err
+    assert all(n.stopped and n.how == "killed by SIGTERM (stopped by the launcher)"
+               for n in result.nodes)
+    assert job.leftovers() == []
+
+
+def test_ctrl_c_on_the_launcher_stops_the_whole_job(job):
+    launcher = job("--workers", 2, "--grace", 1, "--", *SLEEPER)
+    launcher.wait_for("[launcher] job ")
+    os.kill(launcher.proc.pid, signal.SIGINT)
+    status, out, err = launcher.finish()
+    assert status == 130, (out, err)
+    assert "[launcher] received SIGINT: stopping the job" in err
+    assert sum("(stopped by the launcher)" in line for line in err) == 4, err
+    assert job.leftovers() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_on_the_launcher_stops_the_whole_job(job, signum):
+    def signal_the_launcher(line):
+        if line.startswith("[launcher] job "):     # launch() is running, its handlers are set
+            os.kill(os.getpid(), signum)
+
+    result, out, err = job.run(SLEEPER, num_workers=2, grace=1, on_line=signal_the_launcher)
+    assert result.returncode == 128 + signum
+    assert f"[launcher] received {signal.Signals(signum).name}: stopping the job" in err
+    assert all(n.stopped for n in result.nodes) and len(result.nodes) == 4
+    assert job.leftovers() == []
+
+
+# --- bad arguments: one line, status 2, nothing started ----------------------------------------
+
+@pytest.fixture
+def busy_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((dist.LOCALHOST, 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0", "--", "python", "-c", "pass"], "argument --workers: must be >= 1, got 0"),
+    (["--servers", "0", "--", "python", "-c", "pass"], "argument --servers: must be >= 1, got 0"),
+    (["--port", "70000", "--", "python", "-c", "pass"],
+     "argument --port: must be between 1 and 65535, got 70000"),
+    (["--timeout", "-1", "--", "python", "-c", "pass"], "argument --timeout: must be a positive"),
+    (["--workers", "2"], "no command to run: give the workers' command after --"),
+    (["--", "python", "no/such/script.py"], "script not found: 'no/such/script.py'"),
+    (["--", "python", "-u", "no/such/script.py"], "script not found: 'no/such/script.py'"),
+    (["--", "no/such/script.py"], "script not found: 'no/such/script.py'"),
+    (["--", "no-such-program-xyz"], "program not found on PATH: 'no-such-program-xyz'"),
+    (["--", "./no/such/program"], "program not found: './no/such/program'"),
+    (["--workers", "2", "python", "x.py"], "unrecognized arguments: python x.py"),
+])
+def test_launch_dist_bad_arguments_are_one_line_and_status_2(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        launch_dist.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_launch_dist_refuses_a_port_in_use(capsys, busy_port):
+    with pytest.raises(SystemExit) as exit_info:
+        launch_dist.main(["--port", str(busy_port), "--", "python", "-c", "pass"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f": error: port {busy_port} on 127.0.0.1 is in use (Address already in "
+                        f"use); choose another --port or leave it out for a free one\n"), err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"num_workers": 0}, ValueError, "num_workers must be >= 1, got 0"),
+    ({"num_workers": 2.0}, TypeError, "num_workers must be an int, got float 2.0"),
+    ({"num_servers": 0}, ValueError, "num_servers must be >= 1, got 0"),
+    ({"timeout": 0}, ValueError, "timeout must be a positive finite number of seconds, got 0"),
+    ({"grace": float("nan")}, ValueError, "grace must be a positive finite number"),
+    ({"port": "80"}, TypeError, "port must be an int, got str '80'"),
+])
+def test_launch_checks_its_arguments_before_starting_anything(kwargs, error, message):
+    kwargs = dict({"num_workers": 1}, **kwargs)
+    with pytest.raises(error, match=message):
+        dist.launch(["python", "-c", "pass"], **kwargs)
+
+
+def test_launch_wants_the_command_as_a_list():
+    with pytest.raises(TypeError, match="command must be a list of strings, got str"):
+        dist.launch("python x.py", 1)
+
+
+# --- the processes' environment ------------------------------------------------------------------
+
+def test_node_env_sets_the_dmlc_variables_and_drops_a_parents_job():
+    base = {"PATH": "/bin", "DMLC_RANK": "3", "DMLC_ROLE": "server", "OMP_NUM_THREADS": "5"}
+    env = dist.node_env("worker", 4321, num_workers=3, num_servers=2, base=base, job_id="abc")
+    assert {k: v for k, v in env.items() if k.startswith("DMLC_")} == {
+        "DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "4321",
+        "DMLC_NUM_SERVER": "2", "DMLC_NUM_WORKER": "3", "DMLC_NODE_HOST": "127.0.0.1"}
+    assert env["PATH"] == "/bin" and env[dist.JOB_ENV] == "abc"
+    assert env["OMP_NUM_THREADS"] == "5"          # the user's choice wins
+    assert dist.node_env("server", 1, 3, 2, base={})["OMP_NUM_THREADS"] == "1"
+    with pytest.raises(ValueError, match="role must be 'scheduler', 'server' or 'worker', got 'boss'"):
+        dist.node_env("boss", 1, 1, 1)
+
+
+@pytest.mark.parametrize("command, expected", [
+    (["python", "-c", "pass"], [sys.executable, "-c", "pass"]),
+    (["python3", "-m", "cnn_base"], [sys.executable, "-m", "cnn_base"]),
+    ([str(WORKER), "sum"], [sys.executable, str(WORKER), "sum"]),
+    (["python", "-W", "ignore", str(WORKER)], [sys.executable, "-W", "ignore", str(WORKER)]),
+    (["sh", "-c", "true"], ["sh", "-c", "true"]),
+])
+def test_resolve_command_runs_python_with_this_interpreter(command, expected):
+    assert dist.resolve_command(command) == expected
+
+
+# --- splitting the data between the workers ------------------------------------------------------
+
+@pytest.mark.parametrize("n, B, W", [
+    (10, 4, 2), (1000, 256, 2), (1024, 256, 4), (9, 6, 3), (10, 6, 3), (5, 8, 2), (3, 3, 3), (12, 4, 1),
+    (60000, 256, 2),
+])
+def test_the_workers_shares_rebuild_every_global_batch_and_the_epoch(n, B, W):
+    order = np.random.RandomState(n).permutation(n)
+    shares = [dist.shard_order(order, B, rank, W) for rank in range(W)]
+    # together: every sample once
+    assert sorted(np.concatenate(shares).tolist()) == list(range(n))
+    # batched by B / W, step k of the workers, in rank order, is global batch k
+    b = B // W
+    local = [[share[i:i + b] for i in range(0, len(share), b)] for share in shares]
+    global_batches = [order[i:i + B] for i in range(0, n, B)]
+    assert all(len(batches) == len(global_batches) for batches in local)
+    for k, batch in enumerate(global_batches):
+        assert np.concatenate([local[r][k] for r in range(W)]).tolist() == batch.tolist()
+
+
+@pytest.mark.parametrize("n, B, W, message", [
+    (100, 5, 2, "batch_size must be a multiple of the number of workers, got batch size 5 for 2"),
+    (257, 256, 2, "the last batch holds 1 of the 257 training samples .* fewer than the 2 workers"),
+    (9, 4, 4, "the last batch holds 1 of the 9"),
+    (0, 4, 2, "num_samples must be >= 1, got 0"),
+])
+def test_check_shardable_refuses_what_cannot_split_evenly(n, B, W, message):
+    with pytest.raises(ValueError, match=message):
+        dist.check_shardable(n, B, W)
+
+
+@pytest.mark.parametrize("rank, W, error, message", [
+    (2, 2, ValueError, "rank must be below num_workers \\(2\\), got 2"),
+    (-1, 2, ValueError, "rank must be >= 0, got -1"),
+    (0, 0, ValueError, "num_workers must be >= 1, got 0"),
+    (0.0, 2, TypeError, "rank must be an int, got float 0.0"),
+])
+def test_shard_order_checks_rank_and_workers(rank, W, error, message):
+    with pytest.raises(error, match=message):
+        dist.shard_order(np.arange(8), 4, rank, W)
