@@ -42,6 +42,18 @@ SIGTERM if the launcher dies without cleaning up (``PR_SET_PDEATHSIG``).
 - 124 when the job ran past ``timeout`` (as ``timeout(1)``);
 - ``128 + N`` when the launcher received signal N (130 for Ctrl-C).
 
+A worker's side
+---------------
+:class:`Workers` is a worker's place in the job: its ``rank`` (ps-lite's), the number of
+workers, its share of each epoch (:func:`shard_order`) and :meth:`Workers.sum`, the sum
+of a few numbers over all workers through the key-value store (a push and a pull of
+one extra key), so that the reported loss and accuracies are those of the global batch,
+not of one worker's shard. That sum needs ``dist_sync`` with the servers only summing
+(``update_on_kvstore=False``: each worker applies the same update to the same summed
+gradient); under ``dist_async`` the servers run the optimizer on whatever is pushed, so
+numbers cannot travel that way and each worker reports its own shard
+(``Workers.sums_over_workers`` is False). :data:`SINGLE_PROCESS` is the one-process case.
+
 Splitting the data
 ------------------
 :func:`shard_order` gives a worker its part of an epoch's order so that the workers
@@ -75,7 +87,8 @@ import numpy as np
 
 __all__ = ["LaunchError", "NodeExit", "JobResult", "JOB_ENV", "LOCALHOST", "TIMEOUT_STATUS",
            "free_port", "check_port", "resolve_command", "node_env", "threads_per_worker",
-           "launch", "job_processes", "check_shardable", "shard_order"]
+           "launch", "job_processes", "check_shardable", "shard_order", "DIST_KVSTORES",
+           "check_dist_env", "Workers", "SINGLE_PROCESS"]
 
 LOCALHOST = "127.0.0.1"
 JOB_ENV = "CNN_BASE_DIST_JOB"    # every process of a job carries JOB_ENV=<job id>
@@ -573,18 +586,23 @@ def check_shardable(num_samples, batch_size, num_workers):
     ValueError: the last batch holds 1 of the 257 training samples (batch size 256), fewer than the 2 workers: every worker needs a piece of every batch; change the batch size or the number of samples
     """
     num_samples = _check_int("num_samples", num_samples, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    num_workers = _check_int("num_workers", num_workers, 1)
-    if batch_size % num_workers:
-        raise ValueError(f"batch_size must be a multiple of the number of workers, got "
-                         f"batch size {batch_size} for {num_workers} workers (each worker "
-                         f"takes batch_size / workers samples of every batch)")
+    _local_batch_size(batch_size, num_workers)
     last = num_samples % batch_size
     if 0 < last < num_workers:
         raise ValueError(f"the last batch holds {last} of the {num_samples} training samples "
                          f"(batch size {batch_size}), fewer than the {num_workers} workers: "
                          f"every worker needs a piece of every batch; change the batch size "
                          f"or the number of samples")
+
+
+def _local_batch_size(batch_size, num_workers):
+    batch_size = _check_int("batch_size", batch_size, 1)
+    num_workers = _check_int("num_workers", num_workers, 1)
+    if batch_size % num_workers:
+        raise ValueError(f"batch_size must be a multiple of the number of workers, got "
+                         f"batch size {batch_size} for {num_workers} workers (each worker "
+                         f"takes batch_size / workers samples of every batch)")
+    return batch_size // num_workers
 
 
 def shard_order(order, batch_size, rank, num_workers):
@@ -612,3 +630,126 @@ def shard_order(order, batch_size, rank, num_workers):
         batch = order[start:start + batch_size]
         pieces.append(np.array_split(batch, num_workers)[rank])
     return np.concatenate(pieces) if pieces else order[:0]
+
+
+# --- a worker's side: rank, share, sums over the workers ------------------------------------------
+
+DIST_KVSTORES = ("dist_sync", "dist_async")
+_DMLC_NEEDED = ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER",
+                "DMLC_NUM_WORKER")
+# The key of Workers.sum; the Trainer's keys are its parameters' indices 0, 1, ... ps-lite
+# places a small key on server (key * 9973) % num_servers in a C int: keep key * 9973 < 2**31.
+SUM_KEY = 9999
+
+
+def check_dist_env(kvstore, environ=None):
+    """Raise ``ValueError`` unless this process is a worker of a parameter-server job.
+
+    Without the ``DMLC_*`` variables MXNet's ``kv.create('dist_sync')`` fails deep in
+    ps-lite; this says what is missing and how to start a job.
+
+    >>> check_dist_env('dist_sync', environ={})
+    Traceback (most recent call last):
+    ...
+    ValueError: kvstore 'dist_sync' needs a parameter-server job, but DMLC_ROLE, DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER, DMLC_NUM_WORKER are not set: start the workers with launch_dist.py (cnn-base launch-dist --workers 2 -- python ...), or set the variables by hand as the README shows
+    """
+    environ = os.environ if environ is None else environ
+    missing = [name for name in _DMLC_NEEDED if not environ.get(name)]
+    if missing:
+        raise ValueError(f"kvstore {kvstore!r} needs a parameter-server job, but "
+                         f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+                         f"start the workers with launch_dist.py (cnn-base launch-dist "
+                         f"--workers 2 -- python ...), or set the variables by hand as the "
+                         f"README shows")
+    if environ["DMLC_ROLE"] != "worker":
+        raise ValueError(f"kvstore {kvstore!r} runs in the workers, but this process has "
+                         f"DMLC_ROLE={environ['DMLC_ROLE']!r}")
+
+
+class Workers:
+    """This process's place among the workers of a job: rank, count, share, sums.
+
+    Parameters
+    ----------
+    kv : mx.kv.KVStore or None
+        The job's store (``mx.kv.create('dist_sync')``); ``None`` for one process.
+    """
+
+    def __init__(self, kv=None):
+        self.kv = kv
+        self.rank = 0 if kv is None else kv.rank
+        self.num_workers = 1 if kv is None else kv.num_workers
+        self.distributed = kv is not None and kv.type.startswith("dist")
+        self.sums_over_workers = not self.distributed or "async" not in kv.type
+        self._sum_size = None
+
+    @classmethod
+    def create(cls, kvstore):
+        """The store ``kvstore`` (``'dist_sync'`` or ``'dist_async'``) created, after :func:`check_dist_env`."""
+        if kvstore not in DIST_KVSTORES:
+            raise ValueError(f"kvstore must be one of {', '.join(DIST_KVSTORES)}, got {kvstore!r}")
+        check_dist_env(kvstore)
+        import mxnet as mx
+
+        return cls(mx.kv.create(kvstore))
+
+    @property
+    def writes_files(self):
+        """Rank 0 writes checkpoints, JSON and plots; the others only compute."""
+        return self.rank == 0
+
+    def __repr__(self):
+        if not self.distributed:
+            return "Workers(one process)"
+        return f"Workers(rank {self.rank} of {self.num_workers}, {self.kv.type})"
+
+    def share(self, order, batch_size):
+        """``order(n, seed, epoch)`` narrowed to this worker's share (:func:`shard_order`)."""
+        if not self.distributed:
+            return order
+
+        def worker_order(n, seed, epoch):
+            return shard_order(order(n, seed, epoch), batch_size, self.rank, self.num_workers)
+        return worker_order
+
+    def local_batch_size(self, batch_size):
+        """The batch each worker runs: ``batch_size / num_workers`` (which must be whole)."""
+        return _local_batch_size(batch_size, self.num_workers)
+
+    def part(self, n):
+        """This worker's slice of ``range(n)`` (e.g. of the test set): near-equal parts in rank order.
+
+        Where the numbers are not summed over workers (``dist_async``), the whole range.
+        """
+        if not self.distributed or not self.sums_over_workers:
+            return slice(0, n)
+        bounds = np.linspace(0, n, self.num_workers + 1).round().astype(int)
+        return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
+
+    def sum(self, values):
+        """``values`` (a few floats) summed over all workers; every worker gets the sums.
+
+        A push and a pull of one key of the store (the servers add the workers' pushes).
+        Every worker must call it, in the same order, with the same number of values.
+        The values travel as float32 (the servers keep float32 whatever is pushed):
+        counts up to 2**24 stay exact, a sum of losses keeps 7 significant digits.
+        Under ``dist_async`` (``sums_over_workers`` False) this worker's values come back.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if not self.distributed or not self.sums_over_workers:
+            return values
+        from mxnet import nd
+
+        if self._sum_size is None:
+            self._sum_size = values.size
+            self.kv.init(SUM_KEY, nd.zeros(values.size))
+        elif values.size != self._sum_size:
+            raise ValueError(f"Workers.sum takes {self._sum_size} values on every call, got "
+                             f"{values.size}")
+        self.kv.push(SUM_KEY, nd.array(values))
+        total = nd.zeros(values.size)
+        self.kv.pull(SUM_KEY, out=total)
+        return total.asnumpy().astype(np.float64)
+
+
+SINGLE_PROCESS = Workers(None)
