@@ -12,7 +12,11 @@ Layers of the package, each importing only from those above it:
 - ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape (the chapter's exercises)
 - ``context``: ``'auto'``/``'cpu(N)'``/``'gpu(N)'`` -> a checked ``mx.Context``
 - ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
+- ``data``: Fashion-MNIST's IDX files found and read with NumPy, Gluon DataLoaders in a seeded order
+- ``models``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
+- ``training``: d2l's ``train_ch5`` on one context or several, with exact checkpoint/resume
 - ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
+- ``lenet_figures``: a LeNet run's loss and accuracy curves, test images with their predicted labels
 """
 from . import native
 from .ops import *          # noqa: F401,F403
@@ -23,7 +27,11 @@ from .examples import *     # noqa: F401,F403
 from .exercises import *    # noqa: F401,F403
 from .context import *      # noqa: F401,F403
 from .train import *        # noqa: F401,F403
+from .data import *         # noqa: F401,F403
+from .models import *       # noqa: F401,F403
+from .training import *     # noqa: F401,F403
 from .figures import *      # noqa: F401,F403
+from .lenet_figures import *  # noqa: F401,F403
 
 native.load()    # registers cnn_base_pool2d when the kernel is built; see cnn_base.native.status()
 
