@@ -637,9 +637,11 @@ def shard_order(order, batch_size, rank, num_workers):
 DIST_KVSTORES = ("dist_sync", "dist_async")
 _DMLC_NEEDED = ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER",
                 "DMLC_NUM_WORKER")
-# The key of Workers.sum; the Trainer's keys are its parameters' indices 0, 1, ... ps-lite
-# places a small key on server (key * 9973) % num_servers in a C int: keep key * 9973 < 2**31.
-SUM_KEY = 9999
+# Workers.sum of k values uses key SUM_KEY + k; the Trainer's keys are its parameters'
+# indices 0, 1, ... ps-lite places a small key on server (key * 9973) % num_servers in a
+# C int: keep key * 9973 < 2**31.
+SUM_KEY = 9000
+_MAX_SUM_VALUES = 999
 
 
 def check_dist_env(kvstore, environ=None):
@@ -681,7 +683,8 @@ class Workers:
         self.num_workers = 1 if kv is None else kv.num_workers
         self.distributed = kv is not None and kv.type.startswith("dist")
         self.sums_over_workers = not self.distributed or "async" not in kv.type
-        self._sum_size = None
+        self._sum_keys = set()
+        self._claimed = False
 
     @classmethod
     def create(cls, kvstore):
@@ -692,6 +695,18 @@ class Workers:
         import mxnet as mx
 
         return cls(mx.kv.create(kvstore))
+
+    def claim(self):
+        """Mark the store as taken by a Trainer; a second claim is refused.
+
+        A Trainer's keys in the store are its parameters' indices (0, 1, ...); a second
+        Trainer on the same distributed store would reuse them, and the servers would
+        mix its initial values into the first one's gradients.
+        """
+        if self._claimed:
+            raise ValueError("this job's store already serves a Trainer: one training run "
+                             "per distributed job (e.g. --block custom or builtin, not both)")
+        self._claimed = True
 
     @property
     def writes_files(self):
@@ -730,25 +745,27 @@ class Workers:
         """``values`` (a few floats) summed over all workers; every worker gets the sums.
 
         A push and a pull of one key of the store (the servers add the workers' pushes).
-        Every worker must call it, in the same order, with the same number of values.
+        Every worker must call it, in the same order, with the same number of values
+        (at most 999).
         The values travel as float32 (the servers keep float32 whatever is pushed):
         counts up to 2**24 stay exact, a sum of losses keeps 7 significant digits.
         Under ``dist_async`` (``sums_over_workers`` False) this worker's values come back.
         """
         values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 1 or not 1 <= values.size <= _MAX_SUM_VALUES:
+            raise ValueError(f"values must be 1 to {_MAX_SUM_VALUES} numbers in a flat list, "
+                             f"got shape {values.shape}")
         if not self.distributed or not self.sums_over_workers:
             return values
         from mxnet import nd
 
-        if self._sum_size is None:
-            self._sum_size = values.size
-            self.kv.init(SUM_KEY, nd.zeros(values.size))
-        elif values.size != self._sum_size:
-            raise ValueError(f"Workers.sum takes {self._sum_size} values on every call, got "
-                             f"{values.size}")
-        self.kv.push(SUM_KEY, nd.array(values))
+        key = SUM_KEY + values.size
+        if key not in self._sum_keys:       # every worker gets here at the same call
+            self.kv.init(key, nd.zeros(values.size))
+            self._sum_keys.add(key)
+        self.kv.push(key, nd.array(values))
         total = nd.zeros(values.size)
-        self.kv.pull(SUM_KEY, out=total)
+        self.kv.pull(key, out=total)
         return total.asnumpy().astype(np.float64)
 
 
