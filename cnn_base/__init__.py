@@ -14,25 +14,73 @@ Layers of the package, each importing only from those above it:
 - ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
 - ``data``: Fashion-MNIST's IDX files found and read with NumPy, Gluon DataLoaders in a seeded order
 - ``models``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
-- ``training``: d2l's ``train_ch5`` on one context or several, with exact checkpoint/resume
+- ``distributed``: a parameter-server job (scheduler, servers, workers) launched on this machine,
+  a worker's share of the data and sums over the workers (``cnn_base.distributed``, not re-exported)
+- ``training``: d2l's ``train_ch5`` on one context or several, or as a worker of a
+  parameter-server job, with exact checkpoint/resume
 - ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
 - ``lenet_figures``: a LeNet run's loss and accuracy curves, test images with their predicted labels
-"""
-from . import native
-from .ops import *          # noqa: F401,F403
-from .functional import *   # noqa: F401,F403
-from .blocks import *       # noqa: F401,F403
-from .shapes import *       # noqa: F401,F403
-from .examples import *     # noqa: F401,F403
-from .exercises import *    # noqa: F401,F403
-from .context import *      # noqa: F401,F403
-from .train import *        # noqa: F401,F403
-from .data import *         # noqa: F401,F403
-from .models import *       # noqa: F401,F403
-from .training import *     # noqa: F401,F403
-from .figures import *      # noqa: F401,F403
-from .lenet_figures import *  # noqa: F401,F403
 
-native.load()    # registers cnn_base_pool2d when the kernel is built; see cnn_base.native.status()
+``import cnn_base`` imports them all (and MXNet) and loads the C++ kernel, except in
+the ``cnn-base`` command (or ``python -m cnn_base``): there the names load on first
+use, so ``--help`` and a bad flag answer without MXNet's import time.
+"""
+import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
+
+# The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
+_REEXPORTED = ("ops", "functional", "blocks", "shapes", "examples", "exercises", "context",
+               "train", "data", "models", "training", "figures", "lenet_figures")
+_SUBMODULES = ("native", "benchmark", "cli", "distributed") + _REEXPORTED
+_names = None     # every re-exported name, once _import_all has run
+
+
+def _started_as_command():
+    """Whether this process is ``cnn-base ...`` or ``python -m cnn_base ...`` being started.
+
+    While ``python -m`` looks for the module it runs, ``sys.argv[0]`` is ``"-m"``.
+    """
+    argv0 = (getattr(sys, "argv", None) or [""])[0]
+    return argv0 == "-m" or os.path.basename(argv0) == "cnn-base"
+
+
+def _import_all():
+    """Import the re-exported modules (and so MXNet) once; put their public names on cnn_base.
+
+    ``native`` comes first: importing it loads the C++ kernel (registers ``cnn_base_pool2d``).
+    """
+    global _names
+    if _names is None:
+        importlib.import_module(f"{__name__}.native")
+        names = []
+        for module_name in _REEXPORTED:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            for name in module.__all__:
+                globals()[name] = getattr(module, name)
+                names.append(name)
+        _names = names
+    return _names
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name == "__all__":
+        return list(_import_all())
+    if not name.startswith("__") and name in _import_all():
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_import_all()) | set(_SUBMODULES))
+
+
+# Lazy loading in commands only, for what it buys: they parse their arguments (and print
+# --help) without MXNet's import time. Everyone else gets every name, and the kernel
+# loaded, from `import cnn_base`, as a model exported with our pools needs.
+if not _started_as_command():
+    _import_all()

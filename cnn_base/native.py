@@ -144,3 +144,6 @@ def status():
     if _state["loaded"]:
         return "MXNet operators (the C++ kernel is loaded but turned off)"
     return f"MXNet operators (C++ kernel: {_state['reason']})"
+
+
+load()    # registers cnn_base_pool2d when the kernel is built; see status()

@@ -1,55 +1,11 @@
 """Time cnn_base's Conv2D and pools against Gluon's built-ins (forward + backward, hybridized).
 
-    python scripts/benchmark.py                      # the default table, 20 timings per layer
-    python scripts/benchmark.py --repeats 5 --json out/benchmark.json
-    python scripts/benchmark.py --pooling ops        # pool with MXNet operators, not the C++ kernel
-
-Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
-the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
-the geometric-mean ratio ours / built-in for conv and for pooling, after a line
-saying how our blocks pool (``--pooling``: ``auto`` uses the C++ kernel of
-``cnn_base.native`` when it is built, ``kernel`` insists on it, ``ops`` uses
-MXNet operators). The work is
-done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
-stderr, exit status 2.
+The same as ``cnn-base benchmark``; the code is ``cnn_base.cli.benchmark``.
+``python scripts/benchmark.py --help`` lists the options.
 """
-import json
 import sys
 
-import cnn_base.benchmark as bench
-from cnn_base import native
-from _cli import ArgumentParser, fail, nonnegative_int, output_file, positive_int
-
-
-def main(argv=None):
-    parser = ArgumentParser(prog="benchmark.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=positive_int, default=20,
-                        help="timings per layer; the median is reported (default: 20)")
-    parser.add_argument("--number", type=positive_int, default=3,
-                        help="forward+backward passes in one timing (default: 3)")
-    parser.add_argument("--warmup", type=nonnegative_int, default=3,
-                        help="untimed rounds before timing (default: 3)")
-    parser.add_argument("--json", type=output_file(("json",)), default=None, metavar="PATH",
-                        help="also write the results and geometric means to PATH (.json)")
-    parser.add_argument("--pooling", choices=("auto", "kernel", "ops"), default="auto",
-                        help="how our pools compute: the C++ kernel when built (auto), "
-                             "the kernel or fail (kernel), MXNet operators (ops)")
-    args = parser.parse_args(argv)
-    if args.pooling == "kernel" and not native.loaded():
-        fail(parser.prog, f"--pooling kernel: the C++ kernel is not available: {native.status()}")
-    native.set_enabled(args.pooling != "ops")
-    print(f"our pools compute with: {native.status()}")
-
-    results = bench.run_benchmark(repeats=args.repeats, number=args.number, warmup=args.warmup)
-    print(bench.format_table(results))
-    if args.json is not None:
-        report = {"results": results, "geometric_mean_ratio": bench.summarize(results),
-                  "pooling": native.status(),
-                  "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
-
+from cnn_base.cli.benchmark import main
 
 if __name__ == "__main__":
     sys.exit(main())

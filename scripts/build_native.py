@@ -1,45 +1,11 @@
 """Build cnn_base's C++ pooling kernel (``make`` runs this): ``cnn_base/_build/libcnn_base_pool2d.so``.
 
-    python scripts/build_native.py            # compile if the library is missing or older than its source
-    python scripts/build_native.py --force    # compile anyway
-    python scripts/build_native.py --optional # no compiler or a failed compile: say so, exit 0
-
-The work is done by ``cnn_base.native.build``. Without ``--optional`` a failed
-build is one line on stderr (the compiler's messages follow it) and exit status 1;
-with it, the blocks simply pool with MXNet operators. Bad arguments: one line on
-stderr, exit status 2.
+The same as ``cnn-base build-native``; the code is ``cnn_base.cli.build_native``.
+``python scripts/build_native.py --help`` lists the options.
 """
 import sys
 
-from _cli import ArgumentParser
-
-
-def main(argv=None):
-    parser = ArgumentParser(prog="build_native.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--force", action="store_true", help="compile even if up to date")
-    parser.add_argument("--optional", action="store_true",
-                        help="a missing compiler or failed build is not an error")
-    args = parser.parse_args(argv)
-
-    from cnn_base import native     # after parsing: a bad flag costs no MXNet import
-
-    before = native.LIBRARY.stat().st_mtime_ns if native.LIBRARY.exists() else None
-    try:
-        path = native.build(force=args.force)
-    except native.NativeBuildError as error:
-        first, _, rest = str(error).partition("\n")
-        sys.stderr.write(f"build_native.py: {'warning' if args.optional else 'error'}: {first}\n")
-        if rest:
-            sys.stderr.write(rest + "\n")
-        if args.optional:
-            sys.stderr.write("build_native.py: our pools will compute with MXNet operators "
-                             "(same results, slower)\n")
-            return 0
-        return 1
-    built = not path.exists() or path.stat().st_mtime_ns != before
-    print(f"build_native.py: {'built' if built else 'up to date:'} {path}")
-    return 0
-
+from cnn_base.cli.build_native import main
 
 if __name__ == "__main__":
     sys.exit(main())
