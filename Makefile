@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= out
 NATIVE := cnn_base/_build/libcnn_base_pool2d.so
 
-.PHONY: demo test venv notebooks benchmark clean
+.PHONY: demo test venv notebooks benchmark lenet clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP) $(NATIVE)
 
 benchmark: $(STAMP) $(NATIVE)
 	$(BIN)/python scripts/benchmark.py --json $(OUT)/benchmark.json
+
+# d2l-zh v1 §5.5: LeNet on Fashion-MNIST, 5 epochs, batch 256, lr 0.9, our blocks then Gluon's
+lenet: $(STAMP) $(NATIVE)
+	$(BIN)/python scripts/train_lenet.py --block both --epochs 5 --batch-size 256 --lr 0.9 \
+		--json $(OUT)/lenet.json --plot $(OUT)/lenet.png
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,notebooks]'

@@ -5,6 +5,7 @@ Built without ``pyplot`` like :mod:`cnn_base.figures`; write one with
 """
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ._checks import as_int
 from .data import get_fashion_mnist_labels
@@ -37,6 +38,7 @@ def history_figure(runs):
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # whole epochs
     return fig
 
 

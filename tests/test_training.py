@@ -113,6 +113,14 @@ def test_the_loss_is_the_mean_cross_entropy_of_the_epochs_samples_before_their_u
     assert result.epochs[0].loss == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_bar_progress_is_a_tqdm_bar_on_stdout(capsys):
+    train_lenet("builtin", 1, 64, 0.9, 0, "cpu", train_data=TRAIN, test_data=TEST,
+                progress="bar", log=None)
+    out = capsys.readouterr().out
+    assert "\repoch 1:   0%|" in out and "| 0/4 [" in out        # tqdm's bar, 4 batches
+    assert out.endswith("\r")                                   # erased when the epoch ends
+
+
 def test_plain_progress_prints_quarter_lines(capsys):
     lines = []
     train_lenet("builtin", 1, 16, 0.9, 0, "cpu", train_data=TRAIN, test_data=TEST,
@@ -124,14 +132,15 @@ def test_plain_progress_prints_quarter_lines(capsys):
 
 # --- checkpoints and resume ----------------------------------------------------------------------
 
-def test_a_resumed_run_ends_with_the_numbers_of_one_never_stopped(tmp_path):
-    whole = run(epochs=3)
+@pytest.mark.parametrize("ctx", ["cpu(0)", "cpu(0),cpu(1)"])
+def test_a_resumed_run_ends_with_the_numbers_of_one_never_stopped(tmp_path, ctx):
+    whole = run(epochs=3, ctx=ctx)
     np_after, py_after = np.random.get_state()[1].copy(), random.getstate()
-    run(epochs=2, checkpoint=tmp_path)
+    run(epochs=2, ctx=ctx, checkpoint=tmp_path)
     np.random.seed(123)      # another process, other generator states
     random.seed(456)
     lines = []
-    resumed = run(epochs=3, checkpoint=tmp_path, resume=True, log=lines.append)
+    resumed = run(epochs=3, ctx=ctx, checkpoint=tmp_path, resume=True, log=lines.append)
     assert lines[0] == f"resuming from {tmp_path / 'epoch-0002'} (epoch 2 of 3 done)"
     assert [e.epoch for e in resumed.epochs] == [1, 2, 3]
     np.testing.assert_allclose(numbers(resumed), numbers(whole), rtol=1e-6, atol=1e-7)
@@ -217,7 +226,7 @@ def test_on_real_data_a_short_relu_run_of_our_blocks_beats_chance_clearly():
 
 
 def test_on_real_data_our_blocks_and_gluons_give_the_same_numbers_in_d2ls_setting():
-    train, test = _real(2560)
+    train, test = _real(1280)
     runs = {block: train_lenet(block, 2, 256, 0.9, 0, "cpu", train_data=train, test_data=test,
                                progress="none", log=None) for block in ("custom", "builtin")}
     np.testing.assert_allclose(numbers(runs["custom"]), numbers(runs["builtin"]), atol=1e-4)

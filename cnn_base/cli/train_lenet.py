@@ -1,0 +1,166 @@
+"""Train d2l's LeNet on Fashion-MNIST with our Conv2D/MaxPool2D and Gluon's, side by side.
+
+    cnn-base train-lenet                                  # d2l's setting, both blocks
+    cnn-base train-lenet --block custom --epochs 2 --limit 5000 --ctx 'cpu(0),cpu(1)'
+    cnn-base train-lenet --checkpoint out/ckpt            # a checkpoint after every epoch
+    cnn-base train-lenet --checkpoint out/ckpt --resume   # ... continued after a crash
+    cnn-base train-lenet --json out/lenet.json --plot out/lenet.png
+
+With ``--block both`` (the default) the two blocks train one after the other from the
+same initial weights and in the same batch order, and the differences are printed.
+The training lives in ``cnn_base.train_lenet``; this command parses arguments, prints
+and writes files. Bad arguments, missing data or an unusable checkpoint: one line on
+stderr, exit status 2.
+"""
+import argparse
+import json
+import pathlib
+
+from cnn_base.cli._args import (ArgumentParser, fail, nonnegative_int, output_dir, output_file,
+                                positive_float, positive_int)
+
+__all__ = ["build_parser", "main"]
+
+BLOCK_NAMES = {"custom": "cnn_base.Conv2D + cnn_base.MaxPool2D",
+               "builtin": "gluon.nn.Conv2D + gluon.nn.MaxPool2D"}
+PLOT_FORMATS = {"png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"}
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "softrelu", "softsign")   # cnn_base.LENET_ACTIVATIONS
+PROGRESS = ("auto", "bar", "plain", "none")                          # cnn_base.PROGRESS_CHOICES
+
+
+def ctx_list_arg(text):
+    """``--ctx``: one context or a comma-separated list (``cpu(0),cpu(1)``), each checked."""
+    from cnn_base.context import ContextUnavailableError
+    from cnn_base.training import as_ctx_list   # mxnet loads only when needed
+
+    try:
+        return as_ctx_list(text)
+    except ContextUnavailableError as e:
+        raise argparse.ArgumentTypeError(f"{e}; use --ctx cpu") from None
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def input_dir(text):
+    """``--data``: an existing folder (the only place the IDX files are looked for)."""
+    path = pathlib.Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder" if path.exists()
+                                         else f"no folder {text!r}")
+    return path
+
+
+def build_parser(prog=None):
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--block", choices=["custom", "builtin", "both"], default="both",
+                        help="our Conv2D and MaxPool2D, Gluon's, or both one after the other "
+                             "(default: both)")
+    parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="global batch, cut across the contexts (default: 256)")
+    parser.add_argument("--lr", type=positive_float, default=0.9,
+                        help="SGD learning rate (default: 0.9)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="initial weights and every epoch's order (default: 0)")
+    parser.add_argument("--ctx", type=ctx_list_arg, default="auto",
+                        help="auto, cpu, gpu, cpu(N), gpu(N), or a comma-separated list such "
+                             "as 'cpu(0),cpu(1)' for data-parallel training (default: auto)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid",
+                        help="after every convolution and hidden Dense layer (default: sigmoid, "
+                             "as d2l)")
+    parser.add_argument("--data", metavar="DIR", type=input_dir,
+                        help="the folder of the IDX files, and the only place looked (default: "
+                             "$CNN_BASE_DATA, /usr/share/datasets/fashion-mnist, MXNet's cache, "
+                             "then Gluon's download)")
+    parser.add_argument("--limit", metavar="N", type=positive_int,
+                        help="only the first N training and N test images (quick runs)")
+    parser.add_argument("--checkpoint", metavar="DIR", type=output_dir,
+                        help="write a checkpoint there after every epoch (with --block both: "
+                             "DIR/custom and DIR/builtin)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last complete epoch in --checkpoint DIR")
+    parser.add_argument("--progress", choices=PROGRESS, default="auto",
+                        help="a tqdm bar (bar), quarter-epoch lines (plain) or nothing; auto: "
+                             "a bar on a terminal, plain lines otherwise (default: auto)")
+    parser.add_argument("--json", metavar="PATH", type=output_file({"json"}),
+                        help="write {block: {epochs: [...], ctx, batch_size, lr, seed, ...}}")
+    parser.add_argument("--plot", metavar="PATH", type=output_file(PLOT_FORMATS),
+                        help="write the loss and accuracy curves of the blocks that ran")
+    return parser
+
+
+def _checkpoint_dirs(root, blocks):
+    """Each block's checkpoint folder; a folder laid out for the other mode is refused."""
+    from cnn_base.training import latest_checkpoint
+
+    if root is None:
+        return {block: None for block in blocks}
+    if len(blocks) == 2:
+        if latest_checkpoint(root) is not None:
+            raise ValueError(f"{root} holds the checkpoint of a one-block run; resume it with "
+                             f"that --block, or choose another --checkpoint folder")
+        return {block: root / block for block in blocks}
+    both = [b for b in ("custom", "builtin") if latest_checkpoint(root / b) is not None]
+    if both:
+        raise ValueError(f"{root} holds the checkpoints of a --block both run "
+                         f"({', '.join(str(root / b) for b in both)}); resume it with --block "
+                         f"both, or choose another --checkpoint folder")
+    return {blocks[0]: root}
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume and args.checkpoint is None:
+        parser.error("argument --resume: needs --checkpoint DIR")
+
+    import matplotlib
+    matplotlib.use("Agg")   # files only, no display
+    import cnn_base as cb
+
+    blocks = ["custom", "builtin"] if args.block == "both" else [args.block]
+    try:
+        checkpoints = _checkpoint_dirs(args.checkpoint, blocks)
+        train_data = cb.fashion_mnist_dataset(True, args.data, args.limit)
+        test_data = cb.fashion_mnist_dataset(False, args.data, args.limit)
+    except (ValueError, OSError) as e:      # DataNotFoundError, IDXFormatError, a mixed layout
+        fail(parser.prog, str(e))
+    print(f"Fashion-MNIST: {len(train_data)} training and {len(test_data)} test images")
+
+    runs = {}
+    for block in blocks:
+        print(f"== {block}: LeNet with {BLOCK_NAMES[block]}, {args.activation}, batch "
+              f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
+        try:
+            runs[block] = cb.train_lenet(
+                block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
+                activation=args.activation, train_data=train_data, test_data=test_data,
+                checkpoint=checkpoints[block], resume=args.resume, progress=args.progress)
+        except (ValueError, OSError) as e:  # CheckpointError, a batch too small for the contexts
+            fail(parser.prog, str(e))
+        print()
+
+    if len(runs) == 2:
+        pairs = list(zip(runs["custom"].epochs, runs["builtin"].epochs))
+        diff = {name: max(abs(getattr(c, name) - getattr(b, name)) for c, b in pairs)
+                for name in ("loss", "train_acc", "test_acc")}
+        print(f"custom vs builtin: max |loss difference| = {diff['loss']:.3g}, max |train acc "
+              f"difference| = {diff['train_acc']:.3g}, max |test acc difference| = "
+              f"{diff['test_acc']:.3g}")
+        for block, run in runs.items():
+            times = ", ".join(f"{e.seconds:.1f}" for e in run.epochs)
+            print(f"{block}: test acc {run.final.test_acc:.3f} after epoch {run.final.epoch}; "
+                  f"seconds per epoch {times}")
+
+    try:
+        if args.plot:
+            cb.save_figure(cb.history_figure(runs), args.plot)
+            print(f"wrote {args.plot}")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({block: run.to_dict() for block, run in runs.items()}, f, indent=2)
+                f.write("\n")
+            print(f"wrote {args.json}")
+    except OSError as e:
+        fail(parser.prog, f"cannot write {e.filename}: {e.strerror or e}")
+    return 0
