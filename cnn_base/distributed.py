@@ -684,6 +684,7 @@ class Workers:
         self.distributed = kv is not None and kv.type.startswith("dist")
         self.sums_over_workers = not self.distributed or "async" not in kv.type
         self._sum_keys = set()
+        self._grad_keys = False
         self._claimed = False
 
     @classmethod
@@ -761,12 +762,50 @@ class Workers:
 
         key = SUM_KEY + values.size
         if key not in self._sum_keys:       # every worker gets here at the same call
-            self.kv.init(key, nd.zeros(values.size))
+            self._init_keys([key], [nd.zeros(values.size)])
             self._sum_keys.add(key)
         self.kv.push(key, nd.array(values))
         total = nd.zeros(values.size)
         self.kv.pull(key, out=total)
         return total.asnumpy().astype(np.float64)
+
+
+    def _init_keys(self, keys, values):
+        """``kv.init`` of ``keys``, finished on the servers before any worker goes on.
+
+        What it buys: in MXNet 1.9.1, ``kv.init`` on a dist store can return on the other
+        workers before rank 0's initial values have reached the servers; a worker's first
+        push could then arrive first and be taken for the initial value (seen here: one
+        run in three of two-worker LeNet went wrong at its first or second step, with
+        Gluon's Trainer doing the init). Waiting for rank 0's pushes (``nd.waitall``)
+        and a barrier after them makes the order certain.
+        """
+        from mxnet import nd
+
+        for key, value in zip(keys, values):
+            self.kv.init(key, value)
+        nd.waitall()
+        self.kv._barrier()
+
+    def allreduce_grads(self, params):
+        """Replace each parameter's gradient by its sum over the workers (and contexts).
+
+        ``params``: the ``gluon.Parameter`` s in the same order on every worker (e.g.
+        sorted by name); parameter ``i`` uses key ``i`` of the store. The servers only
+        add (no optimizer on them), so every worker then applies the same update to the
+        same weights with its own Trainer: the one update of the global batch.
+        One process: nothing to do.
+        """
+        if not self.distributed:
+            return
+        params = [p for p in params if p.grad_req != "null"]
+        if len(params) >= SUM_KEY:
+            raise ValueError(f"at most {SUM_KEY - 1} parameters, got {len(params)}")
+        if not self._grad_keys:
+            self._init_keys(range(len(params)), [p.list_grad()[0] for p in params])
+            self._grad_keys = True
+        for i, param in enumerate(params):
+            self.kv.pushpull(i, param.list_grad(), priority=-i)
 
 
 SINGLE_PROCESS = Workers(None)

@@ -367,10 +367,13 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
     log : callable, default print
         Receives d2l's lines (``None`` for silence).
     workers : cnn_base.distributed.Workers, optional
-        This process's place in a parameter-server job (``trainer`` must use its store,
-        ``kv``): the worker trains on its share of every epoch (batches of
-        ``batch_size / num_workers``), evaluates its part of the test set, and the
-        numbers are summed over the workers. Default: one process.
+        This process's place in a parameter-server job: the worker trains on its share
+        of every epoch (batches of ``batch_size / num_workers``), evaluates its part of
+        the test set, and the numbers are summed over the workers. Under ``dist_sync``
+        the gradients are summed through the job's store before every ``trainer.step``
+        (:meth:`~cnn_base.distributed.Workers.allreduce_grads`), so ``trainer`` must
+        have ``kvstore=None``; under ``dist_async`` ``trainer`` uses ``workers.kv``.
+        Default: one process.
 
     Returns
     -------
@@ -438,6 +441,13 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
         f"({workers.kv.type}), {batch_size // workers.num_workers} samples of every batch "
         f"of {batch_size}")
     local_batch = workers.local_batch_size(batch_size)
+    # under dist_sync the servers sum the gradients and the Trainer updates locally; a
+    # Trainer with a kvstore of its own would sum them a second time
+    grads_over_workers = workers.distributed and workers.sums_over_workers
+    if grads_over_workers and trainer._kvstore_params.get("kvstore") is not None:
+        raise ValueError("under dist_sync the trainer must have kvstore=None: the workers "
+                         "sum the gradients through the job's store themselves")
+    params = [p for _, p in sorted(net.collect_params().items())]
     order = workers.share(order, batch_size)
     test_part = workers.part(n_test)
     for epoch in range(start_epoch, num_epochs):
@@ -454,6 +464,8 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
                 ls = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, y_parts)]
             for l in ls:
                 l.backward()
+            if grads_over_workers:
+                workers.allreduce_grads(params)
             trainer.step(batch_size)
             train_l_sum += sum(l.asscalar() for l in ls)
             train_acc_sum += sum((y_hat.argmax(axis=1) == y_part.astype("float32")).sum()
@@ -517,24 +529,30 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
     check_choice("block", block, LENET_BLOCKS)
     lr = as_positive_float("lr", lr)
     contexts = as_ctx_list(ctx)
-    workers = _workers_for(kvstore)
-    if workers.distributed and "async" in workers.kv.type and checkpoint is not None:
+    kv_type = kvstore.kv.type if isinstance(kvstore, Workers) and kvstore.distributed \
+        else kvstore
+    if kv_type == "dist_async" and checkpoint is not None:
         raise ValueError("checkpoints need kvstore 'dist_sync', not 'dist_async': under "
                          "dist_async the optimizer lives on the servers and MXNet cannot "
                          "save its state from a worker")
+    workers = _workers_for(kvstore)
     if train_data is None:
         train_data = fashion_mnist_dataset(True, root, limit)
     if test_data is None:
         test_data = fashion_mnist_dataset(False, root, limit)
     net = init_net(lenet(block, activation), contexts, seed)
-    if workers.distributed:
+    if workers.distributed and workers.sums_over_workers:
+        # dist_sync: the servers sum the gradients (Workers.allreduce_grads, in train_ch5)
+        # and each worker's own Trainer applies the same update; the optimizer state stays
+        # on the workers, so rank 0 can checkpoint it
         workers.claim()
-        # dist_sync: the servers sum, each worker updates (the same update; the optimizer
-        # state stays on the workers, so rank 0 can checkpoint it). dist_async: MXNet
-        # insists on the update on the servers.
-        update_on_kvstore = None if "async" in workers.kv.type else False
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
-                                kvstore=workers.kv, update_on_kvstore=update_on_kvstore)
+                                kvstore=None)
+    elif workers.distributed:
+        # dist_async: the servers run SGD on each push as it comes (MXNet's only async mode)
+        workers.claim()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=workers.kv, update_on_kvstore=True)
     else:
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
                                 kvstore=kvstore)

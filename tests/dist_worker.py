@@ -4,6 +4,8 @@
     python tests/dist_worker.py loop    # push/pull forever (until the job is stopped)
     python tests/dist_worker.py kill    # rank 1 kills itself with SIGKILL after two rounds
 
+(the tests use ``kill``; ``sum`` and ``loop`` are for trying the launcher by hand)
+
 Every mode prints ``ready rank R of W`` once the dist_sync store is up.
 """
 import os

@@ -1,4 +1,5 @@
-"""The parameter-server launcher (cnn_base.distributed, launch-dist) and the data split for workers.
+"""The parameter-server launcher (cnn_base.distributed, launch-dist), the data split for workers,
+and LeNet trained by two workers of a dist_sync job (train-lenet --kvstore dist_sync).
 
 Jobs run as a user runs them: ``python scripts/launch_dist.py ... -- COMMAND`` in a
 fresh process. Every launcher a test starts carries a marker variable of its own
@@ -7,7 +8,10 @@ the job left behind; the fixture's finalizer kills and reaps whatever is left ev
 when the test fails. Workers that need no parameter server run plain Python (cheap);
 the jobs with a real dist_sync store run ``tests/dist_worker.py``.
 """
+import contextlib
+import gzip
 import io
+import json
 import os
 import pathlib
 import signal
@@ -21,11 +25,11 @@ import uuid
 import numpy as np
 import pytest
 
+from cnn_base import data
 from cnn_base import distributed as dist
-from cnn_base.cli import launch_dist
+from cnn_base.cli import launch_dist, train_lenet
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LAUNCHER = ROOT / "scripts" / "launch_dist.py"
 WORKER = pathlib.Path(__file__).resolve().parent / "dist_worker.py"
 MARKER = "CNN_BASE_TEST_JOB"
 JOB_SECONDS = 120        # the bound on any one job (the machine is shared and slow)
@@ -37,7 +41,8 @@ class Launcher:
 
     def __init__(self, args, marker):
         env = dict(os.environ, **{MARKER: marker})
-        self.proc = subprocess.Popen([sys.executable, str(LAUNCHER), *map(str, args)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "cnn_base", "launch-dist",
+                                      *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=env, start_new_session=True)
         self.out, self.err = [], []
@@ -87,13 +92,13 @@ class Lines(io.TextIOBase):
         return len(text)
 
 
-@pytest.fixture
-def job():
+@contextlib.contextmanager
+def _jobs():
     """Jobs with a marker of their own; afterwards every process carrying it is killed and reaped.
 
-    ``job(*args)`` starts the launcher script; ``job.run(command, on_line=None, **kwargs)``
-    runs :func:`cnn_base.distributed.launch` in this process (no launcher start-up cost):
-    it returns the JobResult and the stdout and stderr lines.
+    ``jobs(*args)`` starts ``cnn-base launch-dist``; ``jobs.run(command, on_line=None,
+    **kwargs)`` runs :func:`cnn_base.distributed.launch` in this process (no launcher
+    start-up cost): it returns the JobResult and the stdout and stderr lines.
     """
     marker = uuid.uuid4().hex
     started = []
@@ -111,16 +116,25 @@ def job():
 
     start.run = run
     start.leftovers = lambda: dist.job_processes(MARKER, marker)
-    yield start
-    for launcher in started:
-        if launcher.proc.poll() is None:
-            os.killpg(launcher.proc.pid, signal.SIGKILL)
-        launcher.proc.wait(timeout=30)
-    for pid in dist.job_processes(MARKER, marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    try:
+        yield start
+    finally:
+        for launcher in started:
+            if launcher.proc.poll() is None:
+                os.killpg(launcher.proc.pid, signal.SIGKILL)
+            launcher.proc.wait(timeout=30)
+        for pid in dist.job_processes(MARKER, marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def job():
+    """See :func:`_jobs`: one test's jobs, all stopped and reaped at its end."""
+    with _jobs() as jobs:
+        yield jobs
 
 
 def _role(pid):
@@ -135,28 +149,20 @@ def _role(pid):
 
 # --- jobs with a real dist_sync store ------------------------------------------------------------
 
-def test_a_dist_sync_job_sums_the_workers_pushes_and_prefixes_every_line(job):
-    status, out, err = job("--workers", 2, "--", "python", WORKER, "sum").finish()
-    assert status == 0, (out, err)
-    # each worker pushed rank + 1: the server's sum, pulled by both, is 1 + 2
-    for slot in (0, 1):
-        assert any(line.startswith(f"[worker {slot}] ready rank ") for line in out), out
-        assert f"[worker {slot}] rank 0 of 2: sum [3.0, 3.0]" in out \
-            or f"[worker {slot}] rank 1 of 2: sum [3.0, 3.0]" in out, out
-    ranks = sorted(line.split("rank ")[1][0] for line in out if ": sum " in line)
-    assert ranks == ["0", "1"]
-    # stderr keeps its stream and its prefix; the launcher's own lines say [launcher]
-    assert sorted(line.split()[1].rstrip("]") for line in err if "says hello" in line) == ["0", "1"]
-    assert all(line.startswith(("[worker ", "[server 0] ", "[scheduler] ")) for line in out), out
-    assert all(line.startswith(("[worker ", "[server 0] ", "[scheduler] ", "[launcher] "))
-               for line in err), err
-    assert "[launcher] every worker finished with status 0" in err
-    assert job.leftovers() == []
-
-
 def test_a_worker_killed_with_sigkill_stops_the_whole_job(job):
     result, out, err = job.run(["python", WORKER, "kill"], num_workers=2, grace=2)
     assert result.returncode == 128 + signal.SIGKILL, (out, err)
+    # before that, both workers joined the store (ps-lite numbers them) and spoke: stdout
+    # and stderr lines keep their stream and get their process's prefix
+    ready = sorted(line for line in out if " ready rank " in line)
+    assert [line[:len("[worker 0] ready rank ")] for line in ready] == [
+        "[worker 0] ready rank ", "[worker 1] ready rank "], out
+    assert sorted(line[-len("0 of 2"):] for line in ready) == ["0 of 2", "1 of 2"]
+    hello = sorted(line for line in err if "says hello on stderr" in line)
+    assert [line[:len("[worker 0] ")] for line in hello] == ["[worker 0] ", "[worker 1] "], err
+    assert all(line.startswith(("[worker ", "[server 0] ", "[scheduler] ")) for line in out), out
+    assert all(line.startswith(("[worker ", "[server 0] ", "[scheduler] ", "[launcher] "))
+               for line in err), err
     failed = [line for line in err if "killed by SIGKILL: stopping the job" in line]
     assert len(failed) == 1 and failed[0].startswith("[launcher] worker "), err
     killed = [n for n in result.nodes if not n.stopped]
@@ -371,3 +377,164 @@ def test_check_shardable_refuses_what_cannot_split_evenly(n, B, W, message):
 def test_shard_order_checks_rank_and_workers(rank, W, error, message):
     with pytest.raises(error, match=message):
         dist.shard_order(np.arange(8), 4, rank, W)
+
+
+@pytest.mark.parametrize("kv_type, rank, part, share", [
+    ("dist_sync", 0, slice(0, 5), [0, 1, 4, 5, 8]),
+    ("dist_sync", 1, slice(5, 10), [2, 3, 6, 7, 9]),
+    ("dist_async", 1, slice(0, 10), [2, 3, 6, 7, 9]),     # async: numbers not summed, all tested
+])
+def test_workers_take_their_share_of_the_epoch_and_their_part_of_the_test_set(kv_type, rank,
+                                                                               part, share):
+    class Store:   # what Workers reads of an mx.kv.KVStore
+        type, num_workers = kv_type, 2
+    Store.rank = rank
+    workers = dist.Workers(Store())
+    assert workers.distributed and workers.writes_files == (rank == 0)
+    assert workers.sums_over_workers == (kv_type == "dist_sync")
+    assert workers.part(10) == part
+    assert workers.share(lambda n, seed, epoch: np.arange(n), 4)(10, 0, 0).tolist() == share
+    assert workers.local_batch_size(4) == 2
+    workers.claim()
+    with pytest.raises(ValueError, match="already serves a Trainer: one training run per"):
+        workers.claim()
+
+
+def test_one_process_is_the_whole_job():
+    one = dist.SINGLE_PROCESS
+    assert (one.rank, one.num_workers, one.distributed, one.writes_files) == (0, 1, False, True)
+    assert one.sum([1.5, 2]).tolist() == [1.5, 2.0] and one.part(7) == slice(0, 7)
+    with pytest.raises(ValueError, match="values must be 1 to 999 numbers in a flat list"):
+        one.sum([])
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({}, "DMLC_ROLE, DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER, DMLC_NUM_WORKER "
+         "are not set: start the workers with launch_dist.py"),
+    ({"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_NUM_SERVER": "1",
+      "DMLC_NUM_WORKER": "2"}, "but DMLC_PS_ROOT_PORT is not set"),
+    ({"DMLC_ROLE": "server", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "1",
+      "DMLC_NUM_SERVER": "1", "DMLC_NUM_WORKER": "2"}, "this process has DMLC_ROLE='server'"),
+])
+def test_a_dist_kvstore_outside_a_job_is_refused_with_what_is_missing(environ, message):
+    with pytest.raises(ValueError, match=message):
+        dist.check_dist_env("dist_sync", environ)
+
+
+# --- LeNet trained by two workers of a dist_sync job ----------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--kvstore", "dist_sync"], "argument --block: --kvstore dist_sync trains one block per job"),
+    (["--kvstore", "dist_sync", "--block", "custom"],
+     "kvstore 'dist_sync' needs a parameter-server job, but DMLC_ROLE"),
+    (["--kvstore", "dist_async", "--block", "custom", "--checkpoint", "{tmp}"],
+     "checkpoints need kvstore 'dist_sync', not 'dist_async'"),
+])
+def test_train_lenet_with_a_dist_kvstore_refuses_what_cannot_work(capsys, monkeypatch, tmp_path,
+                                                                   args, message):
+    for name in list(os.environ):
+        if name.startswith("DMLC_"):
+            monkeypatch.delenv(name)
+    with pytest.raises(SystemExit) as exit_info:
+        train_lenet.main([a.format(tmp=tmp_path) for a in args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def _idx(array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                         for d in array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+def _data_args(folder, n):
+    """``--limit n`` of the real Fashion-MNIST when installed, else of IDX files written here."""
+    try:
+        data.find_fashion_mnist(True, download=False)
+        data.find_fashion_mnist(False, download=False)
+        return ["--limit", str(n)]
+    except data.DataNotFoundError:
+        rng = np.random.RandomState(0)
+        for train in (True, False):
+            images, labels = data.FASHION_MNIST_FILES[train]
+            (folder / (images + ".gz")).write_bytes(_idx(rng.randint(0, 256, (n, 28, 28))))
+            (folder / (labels + ".gz")).write_bytes(_idx(rng.randint(0, 10, n)))
+        return ["--data", str(folder), "--limit", str(n)]
+
+
+# 1031 = 8 x 128 + 7: the last batch of 7 goes 4 to one worker and 3 to the other
+N_TRAIN, BATCH = 1031, 128
+LENET = ["--block", "custom", "--activation", "relu", "--lr", "0.1", "--batch-size", str(BATCH),
+         "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def lenet_runs(tmp_path_factory):
+    """Two dist_sync jobs (2 epochs with checkpoints, then resumed to 3) and one process (3 epochs)."""
+    folder = tmp_path_factory.mktemp("dist_lenet")
+    args = LENET + _data_args(folder, N_TRAIN)
+    runs = {}
+    with _jobs() as jobs:
+        for name, extra in (("job", ["--epochs", "2"]), ("resumed", ["--epochs", "3", "--resume"])):
+            launcher = jobs("--workers", 2, "--timeout", 300, "--",
+                            "python", "-m", "cnn_base", "train-lenet", *args, *extra,
+                            "--kvstore", "dist_sync", "--checkpoint", folder / "ckpt",
+                            "--json", folder / f"{name}.json")
+            status, out, err = launcher.finish()
+            runs[name] = {"status": status, "out": out, "err": err,
+                          "leftovers": jobs.leftovers(),
+                          "json": json.loads((folder / f"{name}.json").read_text())["custom"]
+                          if status == 0 else None}
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = train_lenet.main(args + ["--epochs", "3", "--json", str(folder / "one.json")])
+    runs["one"] = {"status": status,
+                   "json": json.loads((folder / "one.json").read_text())["custom"]}
+    runs["checkpoints"] = sorted(p.name for p in (folder / "ckpt").iterdir())
+    return runs
+
+
+def _curve(run):
+    return np.array([[e["loss"], e["train_acc"], e["test_acc"]] for e in run["json"]["epochs"]])
+
+
+def _assert_same_curve(dist_run, one_run):
+    assert dist_run["status"] == 0, (dist_run["out"], dist_run["err"])
+    dist_curve, one_curve = _curve(dist_run), _curve(one_run)[:len(dist_run["json"]["epochs"])]
+    # the losses: float32 sums in a different order; accuracies: at most one sample apart
+    np.testing.assert_allclose(dist_curve[:, 0], one_curve[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(dist_curve[:, 1:], one_curve[:, 1:], atol=1.01 / N_TRAIN)
+
+
+def test_two_workers_with_half_batches_give_the_loss_curve_of_one_process(lenet_runs):
+    job, one = lenet_runs["job"], lenet_runs["one"]
+    _assert_same_curve(job, one)
+    assert len(job["json"]["epochs"]) == 2 and one["status"] == 0
+    # the curve moves: a mistake in the split or the sums could not hide in a flat line
+    assert _curve(one)[0, 0] - _curve(one)[2, 0] > 0.1
+    assert {k: job["json"][k] for k in ("kvstore", "num_workers", "batch_size", "num_train")} \
+        == {"kvstore": "dist_sync", "num_workers": 2, "batch_size": BATCH, "num_train": N_TRAIN}
+    assert job["leftovers"] == []
+
+
+def test_a_distributed_run_resumes_from_rank_0s_checkpoint_to_the_same_numbers(lenet_runs):
+    resumed = lenet_runs["resumed"]
+    _assert_same_curve(resumed, lenet_runs["one"])
+    assert len(resumed["json"]["epochs"]) == 3
+    assert sum("resuming from " in line and "epoch-0002 (epoch 2 of 3 done)" in line
+               for line in resumed["out"]) == 1, resumed["out"]
+    assert lenet_runs["checkpoints"] == ["epoch-0003"]
+    assert resumed["leftovers"] == []
+
+
+def test_only_rank_0_prints_the_epochs_and_writes_the_files(lenet_runs):
+    out = lenet_runs["job"]["out"]
+    epoch_lines = [line for line in out if "] epoch " in line]
+    slots = {line.split("]")[0] for line in epoch_lines}
+    assert len(epoch_lines) == 2 and len(slots) == 1, out
+    quiet = [line for line in out if "rank 0 prints the numbers" in line]
+    assert len(quiet) == 1 and quiet[0].split("]")[0] not in slots, out
+    assert sum(line.endswith("job.json") and "] wrote " in line for line in out) == 1, out
+    assert all(line.startswith(("[worker 0] ", "[worker 1] ", "[server 0] ", "[scheduler] "))
+               for line in out), out
+    assert "[launcher] every worker finished with status 0" in lenet_runs["job"]["err"]
