@@ -45,13 +45,14 @@ SIGTERM if the launcher dies without cleaning up (``PR_SET_PDEATHSIG``).
 A worker's side
 ---------------
 :class:`Workers` is a worker's place in the job: its ``rank`` (ps-lite's), the number of
-workers, its share of each epoch (:func:`shard_order`) and :meth:`Workers.sum`, the sum
-of a few numbers over all workers through the key-value store (a push and a pull of
-one extra key), so that the reported loss and accuracies are those of the global batch,
-not of one worker's shard. That sum needs ``dist_sync`` with the servers only summing
-(``update_on_kvstore=False``: each worker applies the same update to the same summed
-gradient); under ``dist_async`` the servers run the optimizer on whatever is pushed, so
-numbers cannot travel that way and each worker reports its own shard
+workers, its share of each epoch (:func:`shard_order`), :meth:`Workers.allreduce_grads`
+(each gradient replaced by its sum over the workers: a push and a pull of one key per
+parameter, the servers only adding) and :meth:`Workers.sum`, the sum of a few numbers
+over the workers through one more key, so that the reported loss and accuracies are
+those of the global batch, not of one worker's shard. Under ``dist_sync`` every worker
+then applies the same update to the same weights with its own Trainer. Under
+``dist_async`` the servers must run the optimizer on whatever is pushed (MXNet's only
+async mode), so numbers cannot travel that way: each worker reports its own shard
 (``Workers.sums_over_workers`` is False). :data:`SINGLE_PROCESS` is the one-process case.
 
 Splitting the data
@@ -364,7 +365,7 @@ def _copy_lines(stream, target, prefix, lock):
 
 
 def _pdeathsig_setter():
-    """A ``preexec_fn`` asking Linux to send SIGTERM to the child if the launcher dies; None elsewhere."""
+    """A ``preexec_fn``: Linux sends the child SIGTERM if the launcher dies (None elsewhere)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -689,7 +690,7 @@ class Workers:
 
     @classmethod
     def create(cls, kvstore):
-        """The store ``kvstore`` (``'dist_sync'`` or ``'dist_async'``) created, after :func:`check_dist_env`."""
+        """The job's store ``kvstore`` (a dist type) created, after :func:`check_dist_env`."""
         if kvstore not in DIST_KVSTORES:
             raise ValueError(f"kvstore must be one of {', '.join(DIST_KVSTORES)}, got {kvstore!r}")
         check_dist_env(kvstore)
@@ -733,7 +734,7 @@ class Workers:
         return _local_batch_size(batch_size, self.num_workers)
 
     def part(self, n):
-        """This worker's slice of ``range(n)`` (e.g. of the test set): near-equal parts in rank order.
+        """This worker's slice of ``range(n)`` (e.g. the test set): near-equal parts, in rank order.
 
         Where the numbers are not summed over workers (``dist_async``), the whole range.
         """

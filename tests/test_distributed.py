@@ -322,7 +322,7 @@ def test_node_env_sets_the_dmlc_variables_and_drops_a_parents_job():
     assert env["PATH"] == "/bin" and env[dist.JOB_ENV] == "abc"
     assert env["OMP_NUM_THREADS"] == "5"          # the user's choice wins
     assert dist.node_env("server", 1, 3, 2, base={})["OMP_NUM_THREADS"] == "1"
-    with pytest.raises(ValueError, match="role must be 'scheduler', 'server' or 'worker', got 'boss'"):
+    with pytest.raises(ValueError, match="must be 'scheduler', 'server' or 'worker', got 'boss'"):
         dist.node_env("boss", 1, 1, 1)
 
 
@@ -340,7 +340,8 @@ def test_resolve_command_runs_python_with_this_interpreter(command, expected):
 # --- splitting the data between the workers ------------------------------------------------------
 
 @pytest.mark.parametrize("n, B, W", [
-    (10, 4, 2), (1000, 256, 2), (1024, 256, 4), (9, 6, 3), (10, 6, 3), (5, 8, 2), (3, 3, 3), (12, 4, 1),
+    (10, 4, 2), (1000, 256, 2), (1024, 256, 4), (9, 6, 3), (10, 6, 3), (5, 8, 2), (3, 3, 3),
+    (12, 4, 1),
     (60000, 256, 2),
 ])
 def test_the_workers_shares_rebuild_every_global_batch_and_the_epoch(n, B, W):
@@ -471,7 +472,7 @@ LENET = ["--block", "custom", "--activation", "relu", "--lr", "0.1", "--batch-si
 
 @pytest.fixture(scope="module")
 def lenet_runs(tmp_path_factory):
-    """Two dist_sync jobs (1 epoch with a checkpoint, then resumed to 2) and one process (2 epochs)."""
+    """Two dist_sync jobs (1 epoch and a checkpoint, then resumed to 2); one process, 2 epochs."""
     folder = tmp_path_factory.mktemp("dist_lenet")
     args = LENET + _data_args(folder, N_TRAIN)
     runs = {}

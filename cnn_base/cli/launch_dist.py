@@ -1,6 +1,6 @@
 """Start a job of MXNet's parameter server on this machine: a scheduler, servers and workers.
 
-    cnn-base launch-dist --workers 2 --servers 1 -- python scripts/train_lenet.py --kvstore dist_sync
+    cnn-base launch-dist --workers 2 -- python scripts/train_lenet.py --block custom --kvstore dist_sync
     cnn-base launch-dist --workers 2 --timeout 600 -- python my_script.py --its-flags
 
 Everything after ``--`` is the workers' command (``python`` there means this interpreter).

@@ -5,7 +5,7 @@
     cnn-base train-lenet --checkpoint out/ckpt            # a checkpoint after every epoch
     cnn-base train-lenet --checkpoint out/ckpt --resume   # ... continued after a crash
     cnn-base train-lenet --json out/lenet.json --plot out/lenet.png
-    cnn-base launch-dist --workers 2 -- python -m cnn_base train-lenet --block custom --kvstore dist_sync
+    cnn-base launch-dist --workers 2 -- python -m cnn_base train-lenet --kvstore dist_sync --block custom
 
 With ``--block both`` (the default) the two blocks train one after the other from the
 same initial weights and in the same batch order, and the differences are printed.
@@ -13,8 +13,8 @@ With ``--kvstore dist_sync`` (or ``dist_async``) the command is one worker of a
 parameter-server job started by ``launch-dist``: every worker trains on its share of
 each batch of ``--batch-size``, and only rank 0 prints the epochs and writes the
 checkpoints, ``--json`` and ``--plot`` (one block per job). The training lives in
-``cnn_base.train_lenet``; this command parses arguments, prints and writes files. Bad arguments, missing data or an unusable checkpoint: one line on
-stderr, exit status 2.
+``cnn_base.train_lenet``; this command parses arguments, prints and writes files.
+Bad arguments, missing data or an unusable checkpoint: one line on stderr, exit status 2.
 """
 import argparse
 import json
