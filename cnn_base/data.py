@@ -105,6 +105,7 @@ def read_idx(path, ndim=None):
     >>> _ = path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 9]))
     >>> read_idx(path, ndim=1)
     array([7, 2, 9], dtype=uint8)
+    >>> import shutil; shutil.rmtree(path.parent)
     """
     path = pathlib.Path(path)
     data = _read_bytes(path)

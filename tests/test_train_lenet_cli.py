@@ -81,7 +81,7 @@ def test_both_blocks_run_from_the_same_start_and_write_json_and_plot(tmp_path, d
 
 def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_uninterrupted_numbers(tmp_path,
                                                                               data_dir, capsys):
-    args = ["--data", data_dir, "--block", "custom", "--epochs", 3, "--batch-size", 32,
+    args = ["--data", data_dir, "--block", "builtin", "--epochs", 3, "--batch-size", 64,
             "--progress", "plain", "--checkpoint", tmp_path / "ckpt"]
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, args)], env=env,
@@ -104,11 +104,11 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_uninterrupted_numbers(
     assert main([str(a) for a in args] + ["--resume", "--json", str(tmp_path / "resumed.json")]) == 0
     out = capsys.readouterr().out
     assert f"resuming from {tmp_path / 'ckpt' / 'epoch-0001'} (epoch 1 of 3 done)" in out
-    got = json.loads((tmp_path / "resumed.json").read_text())["custom"]
+    got = json.loads((tmp_path / "resumed.json").read_text())["builtin"]
     assert [e["epoch"] for e in got["epochs"]] == [1, 2, 3]
 
     train, test = (cb.fashion_mnist_dataset(t, root=data_dir) for t in (True, False))
-    whole = cb.train_lenet("custom", 3, 32, 0.9, 0, "cpu", train_data=train, test_data=test,
+    whole = cb.train_lenet("builtin", 3, 64, 0.9, 0, "cpu", train_data=train, test_data=test,
                            progress="none", log=None)
     expected = np.array([[e.loss, e.train_acc, e.test_acc] for e in whole.epochs])
     np.testing.assert_allclose(numbers(got), expected, rtol=1e-6, atol=1e-7)

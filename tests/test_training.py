@@ -134,13 +134,14 @@ def test_plain_progress_prints_quarter_lines(capsys):
 
 @pytest.mark.parametrize("ctx", ["cpu(0)", "cpu(0),cpu(1)"])
 def test_a_resumed_run_ends_with_the_numbers_of_one_never_stopped(tmp_path, ctx):
-    whole = run(epochs=3, ctx=ctx)
+    whole = run("builtin", epochs=3, ctx=ctx)
     np_after, py_after = np.random.get_state()[1].copy(), random.getstate()
-    run(epochs=2, ctx=ctx, checkpoint=tmp_path)
+    run("builtin", epochs=2, ctx=ctx, checkpoint=tmp_path)
     np.random.seed(123)      # another process, other generator states
     random.seed(456)
     lines = []
-    resumed = run(epochs=3, ctx=ctx, checkpoint=tmp_path, resume=True, log=lines.append)
+    resumed = run("builtin", epochs=3, ctx=ctx, checkpoint=tmp_path, resume=True,
+                  log=lines.append)
     assert lines[0] == f"resuming from {tmp_path / 'epoch-0002'} (epoch 2 of 3 done)"
     assert [e.epoch for e in resumed.epochs] == [1, 2, 3]
     np.testing.assert_allclose(numbers(resumed), numbers(whole), rtol=1e-6, atol=1e-7)
