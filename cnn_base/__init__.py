@@ -14,7 +14,10 @@ Layers of the package, each importing only from those above it:
 - ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
 - ``data``: Fashion-MNIST's IDX files found and read with NumPy, Gluon DataLoaders in a seeded order
 - ``models``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
-- ``training``: d2l's ``train_ch5`` on one context or several, with exact checkpoint/resume
+- ``distributed``: a parameter-server job (scheduler, servers, workers) launched on this machine,
+  a worker's share of the data and sums over the workers (``cnn_base.distributed``, not re-exported)
+- ``training``: d2l's ``train_ch5`` on one context or several, or as a worker of a
+  parameter-server job, with exact checkpoint/resume
 - ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
 - ``lenet_figures``: a LeNet run's loss and accuracy curves, test images with their predicted labels
 
@@ -43,7 +46,7 @@ with warnings.catch_warnings():
 # The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
 _REEXPORTED = ("ops", "functional", "blocks", "shapes", "examples", "exercises", "context",
                "train", "data", "models", "training", "figures", "lenet_figures")
-_SUBMODULES = ("native", "benchmark", "cli") + _REEXPORTED
+_SUBMODULES = ("native", "benchmark", "cli", "distributed") + _REEXPORTED
 _names = None     # every re-exported name, once _import_all has run
 
 

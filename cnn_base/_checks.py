@@ -6,8 +6,6 @@ and the value received; none uses ``assert`` (asserts vanish under ``python -O``
 import math
 import numbers
 
-from mxnet import nd
-
 __all__ = []
 
 
@@ -66,6 +64,8 @@ def as_positive_float(name, value):
 
 def check_ndarray(name, X, ndim, what=None):
     """Check that ``X`` is an NDArray with ``ndim`` dimensions (an int or a tuple of allowed ones)."""
+    from mxnet import nd   # here, not at the top: the launcher's checks run without MXNet
+
     if not isinstance(X, nd.NDArray):
         raise TypeError(f"{name} must be an mxnet NDArray (wrap data with nd.array(...)), "
                         f"got {type(X).__module__}.{type(X).__name__}")

@@ -105,6 +105,7 @@ def read_idx(path, ndim=None):
     >>> _ = path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 9]))
     >>> read_idx(path, ndim=1)
     array([7, 2, 9], dtype=uint8)
+    >>> import shutil; shutil.rmtree(path.parent)
     """
     path = pathlib.Path(path)
     data = _read_bytes(path)
@@ -349,9 +350,13 @@ def train_loader(dataset, batch_size, seed, epoch, order=epoch_order):
     return gluon.data.DataLoader(dataset, batch_sampler=batches, batchify_fn=_batchify)
 
 
-def test_loader(dataset, batch_size):
-    """The ``DataLoader`` of the test set, in file order."""
+def test_loader(dataset, batch_size, indices=None):
+    """The ``DataLoader`` of the test set, in file order (only ``indices``, when given)."""
     batch_size = as_int("batch_size", batch_size)
+    if indices is not None:
+        batches = gluon.data.BatchSampler(OrderSampler(list(indices)), batch_size,
+                                          last_batch="keep")
+        return gluon.data.DataLoader(dataset, batch_sampler=batches, batchify_fn=_batchify)
     return gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                  last_batch="keep", batchify_fn=_batchify)
 

@@ -7,6 +7,11 @@
 - trains data-parallel on a list of contexts the Gluon way: each batch cut by
   ``gluon.utils.split_and_load``, the parameters on every context, one ``Trainer``
   (its kvstore, ``'device'`` by default as Gluon's) summing the gradients;
+- trains data-parallel over processes, as a worker of a parameter-server job
+  (``kvstore='dist_sync'``, see :mod:`cnn_base.distributed`): each worker runs its piece
+  of every global batch, the servers sum the gradients, and the epoch's numbers are
+  summed over the workers, so they are the global batch's -- W workers with batch B/W
+  each take the steps of one process with batch B;
 - takes the order of epoch ``e`` from ``order(n, seed, e)`` (default
   :func:`cnn_base.data.epoch_order`): nothing but ``(seed, e)`` decides it;
 - writes a checkpoint after every epoch and resumes from the last complete one, so a
@@ -44,11 +49,12 @@ from mxnet import autograd, gluon, init, nd
 from ._checks import as_int, as_positive_float, check_choice
 from .context import as_ctx
 from .data import epoch_order, fashion_mnist_dataset, test_loader, train_loader
+from .distributed import DIST_KVSTORES, SINGLE_PROCESS, Workers, check_shardable
 from .models import LENET_BLOCKS, lenet
 
 __all__ = ["EpochResult", "TrainResult", "CheckpointError", "as_ctx_list", "init_net",
            "evaluate_accuracy", "epoch_line", "latest_checkpoint", "train_ch5", "train_lenet",
-           "PROGRESS_CHOICES"]
+           "PROGRESS_CHOICES", "KVSTORE_CHOICES"]
 
 PROGRESS_CHOICES = ("auto", "bar", "plain", "none")
 CHECKPOINT_FORMAT = 1
@@ -103,6 +109,9 @@ class TrainResult:
     num_test: int
     epochs: list
     net: gluon.Block = field(repr=False)
+    kvstore: str = "device"
+    num_workers: int = 1           # processes of a parameter-server job (1: none)
+    over_all_workers: bool = True  # False: the numbers are this worker's shard (dist_async)
 
     @property
     def final(self):
@@ -114,6 +123,8 @@ class TrainResult:
         return {"block": self.block, "ctx": [str(c) for c in self.ctx],
                 "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
                 "num_train": self.num_train, "num_test": self.num_test,
+                "kvstore": self.kvstore, "num_workers": self.num_workers,
+                "over_all_workers": self.over_all_workers,
                 "epochs": [asdict(e) for e in self.epochs]}
 
 
@@ -165,6 +176,12 @@ def _split(X, y, contexts):
 
 def evaluate_accuracy(data_iter, net, ctx):
     """The share of ``data_iter``'s samples that ``net`` classifies right (d2l's ``evaluate_accuracy``)."""
+    correct, n = _count_correct(data_iter, net, ctx)
+    return correct / n
+
+
+def _count_correct(data_iter, net, ctx):
+    """How many of ``data_iter``'s samples ``net`` classifies right, and how many there are."""
     contexts = as_ctx_list(ctx)
     correct, n = 0.0, 0
     for X, y in data_iter:
@@ -172,7 +189,7 @@ def evaluate_accuracy(data_iter, net, ctx):
             y_hat = net(X_part)
             correct += (y_hat.argmax(axis=1) == y_part.astype("float32")).sum().asscalar()
         n += y.shape[0]
-    return correct / n
+    return correct, n
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -312,7 +329,7 @@ def _plain_progress(batches, total, epoch, log):
 
 def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, seed=0,
               checkpoint=None, resume=False, config=None, order=epoch_order, progress="auto",
-              log=print):
+              log=print, workers=None):
     """d2l-zh v1's ``train_ch5``: train ``net`` with ``trainer`` and return the history.
 
     Parameters
@@ -322,8 +339,8 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
     train_data, test_data : gluon.data.Dataset
         Of (uint8 image, label) pairs, e.g. :func:`cnn_base.data.fashion_mnist_dataset`.
     batch_size : int
-        The global batch, cut across the contexts; also ``trainer.step``'s normaliser,
-        as in d2l (so the last, smaller batch takes a proportionally smaller step).
+        The global batch, cut across the workers and the contexts; also ``trainer.step``'s
+        normaliser, as in d2l (so the last, smaller batch takes a proportionally smaller step).
     trainer : gluon.Trainer
         Over ``net.collect_params()``; its kvstore sums the contexts' gradients.
     ctx : context, str or list
@@ -333,8 +350,9 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
     seed : int, default 0
         Decides every epoch's order (``order(n, seed, epoch)``) and MXNet's generator.
     checkpoint : path-like, optional
-        A folder for a checkpoint after every epoch (pass ``None`` on workers that must
-        not write, e.g. all but rank 0 of a distributed run).
+        A folder for a checkpoint after every epoch. In a distributed run every worker
+        resumes from it (so it must be a folder they all see: one machine, or a shared
+        file system) and only rank 0 writes it.
     resume : bool, default False
         Continue from the newest checkpoint in ``checkpoint``; with none there, start at
         epoch 1 (saying so). Without ``resume``, a folder that already holds a checkpoint
@@ -348,6 +366,14 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
         A tqdm bar per epoch on a terminal, plain quarter lines otherwise (``'auto'``).
     log : callable, default print
         Receives d2l's lines (``None`` for silence).
+    workers : cnn_base.distributed.Workers, optional
+        This process's place in a parameter-server job: the worker trains on its share
+        of every epoch (batches of ``batch_size / num_workers``), evaluates its part of
+        the test set, and the numbers are summed over the workers. Under ``dist_sync``
+        the gradients are summed through the job's store before every ``trainer.step``
+        (:meth:`~cnn_base.distributed.Workers.allreduce_grads`), so ``trainer`` must
+        have ``kvstore=None``; under ``dist_async`` ``trainer`` uses ``workers.kv``.
+        Default: one process.
 
     Returns
     -------
@@ -359,17 +385,25 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
     num_epochs = as_int("num_epochs", num_epochs, minimum=0)
     seed = as_int("seed", seed, minimum=0)
     check_choice("progress", progress, PROGRESS_CHOICES)
+    workers = SINGLE_PROCESS if workers is None else workers
+    if not isinstance(workers, Workers):
+        raise TypeError(f"workers must be a cnn_base.distributed.Workers, got "
+                        f"{type(workers).__name__} {workers!r}")
     log = log or (lambda *_: None)
     n_train, n_test = len(train_data), len(test_data)
     if n_train == 0 or n_test == 0:
         raise ValueError(f"train_data and test_data must not be empty, got {n_train} and "
                          f"{n_test} samples")
-    last = n_train % batch_size
+    check_shardable(n_train, batch_size, workers.num_workers)
+    # the smallest piece of the last batch: what a worker cuts across its contexts
+    last = n_train % batch_size // workers.num_workers
     if 0 < last < len(contexts):
         # its gradient would come from fewer contexts than the Trainer sums over
         raise ValueError(f"the last batch holds {last} of the {n_train} training samples "
-                         f"(batch size {batch_size}), fewer than the {len(contexts)} contexts; "
-                         f"change the batch size or the number of samples")
+                         f"(batch size {batch_size}"
+                         f"{'' if workers.num_workers == 1 else ' per worker'}), fewer than "
+                         f"the {len(contexts)} contexts; change the batch size or the number "
+                         f"of samples")
     config = dict(config or {}, batch_size=batch_size, seed=seed,
                   lr=float(trainer.learning_rate), num_train=n_train, num_test=n_test,
                   layers=_layers(net))
@@ -387,16 +421,39 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
             raise CheckpointError(f"{checkpoint} already holds a checkpoint ({found.name}); "
                                   f"pass resume=True (--resume) to continue it, or choose "
                                   f"another folder")
-        checkpoint.mkdir(parents=True, exist_ok=True)
+        if workers.writes_files:
+            checkpoint.mkdir(parents=True, exist_ok=True)
     elif resume:
         raise ValueError("resume=True needs a checkpoint folder")
+    if workers.distributed and workers.sums_over_workers:
+        # a worker that does not see rank 0's checkpoint would start at another epoch
+        total, squares = workers.sum([start_epoch, start_epoch ** 2])
+        if total * total != squares * workers.num_workers:
+            raise CheckpointError(f"the workers resume from different epochs (this one from "
+                                  f"{start_epoch}, {total / workers.num_workers:g} on "
+                                  f"average): the checkpoint folder {checkpoint} must be one "
+                                  f"that every worker sees")
 
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    log(f"training on {contexts if len(contexts) > 1 else contexts[0]}")
+    where = contexts if len(contexts) > 1 else contexts[0]
+    log(f"training on {where}" if not workers.distributed else
+        f"training on {where} as worker rank {workers.rank} of {workers.num_workers} "
+        f"({workers.kv.type}), {batch_size // workers.num_workers} samples of every batch "
+        f"of {batch_size}")
+    local_batch = workers.local_batch_size(batch_size)
+    # under dist_sync the servers sum the gradients and the Trainer updates locally; a
+    # Trainer with a kvstore of its own would sum them a second time
+    grads_over_workers = workers.distributed and workers.sums_over_workers
+    if grads_over_workers and trainer._kvstore_params.get("kvstore") is not None:
+        raise ValueError("under dist_sync the trainer must have kvstore=None: the workers "
+                         "sum the gradients through the job's store themselves")
+    params = [p for _, p in sorted(net.collect_params().items())]
+    order = workers.share(order, batch_size)
+    test_part = workers.part(n_test)
     for epoch in range(start_epoch, num_epochs):
         # MXNet's state cannot be saved; seeding it from (seed, epoch) makes it resumable
         mx.random.seed(int(np.random.RandomState([seed, epoch, 1]).randint(2 ** 31 - 1)))
-        batches = train_loader(train_data, batch_size, seed, epoch, order)
+        batches = train_loader(train_data, local_batch, seed, epoch, order)
         total = len(batches)
         train_l_sum, train_acc_sum, n = 0.0, 0.0, 0
         start = time.perf_counter()
@@ -407,19 +464,28 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
                 ls = [loss(y_hat, y_part).sum() for y_hat, y_part in zip(y_hats, y_parts)]
             for l in ls:
                 l.backward()
+            if grads_over_workers:
+                workers.allreduce_grads(params)
             trainer.step(batch_size)
             train_l_sum += sum(l.asscalar() for l in ls)
             train_acc_sum += sum((y_hat.argmax(axis=1) == y_part.astype("float32")).sum()
                                  .asscalar() for y_hat, y_part in zip(y_hats, y_parts))
             n += y.shape[0]
         train_seconds = time.perf_counter() - start
-        test_acc = evaluate_accuracy(test_loader(test_data, batch_size), net, contexts)
-        result = EpochResult(epoch=epoch + 1, loss=train_l_sum / n, train_acc=train_acc_sum / n,
-                             test_acc=test_acc, seconds=time.perf_counter() - start,
-                             samples_per_sec=n / train_seconds)
+        test_correct, test_n = _count_correct(
+            test_loader(test_data, batch_size, indices=range(test_part.start, test_part.stop)),
+            net, contexts)
+        # the global batch's numbers: summed over the workers (one process: as they are)
+        train_l_sum, train_acc_sum, n, test_correct, test_n = workers.sum(
+            [train_l_sum, train_acc_sum, n, test_correct, test_n])
+        result = EpochResult(epoch=epoch + 1, loss=float(train_l_sum / n),
+                             train_acc=float(train_acc_sum / n),
+                             test_acc=float(test_correct / test_n),
+                             seconds=time.perf_counter() - start,
+                             samples_per_sec=float(n / train_seconds))
         history.append(result)
         log(result.line())
-        if checkpoint is not None:
+        if checkpoint is not None and workers.writes_files:
             _save_checkpoint(checkpoint, net, trainer, epoch + 1, history, config)
     return history
 
@@ -444,8 +510,17 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
     train_data, test_data : gluon.data.Dataset, optional
         Already loaded data (``root`` and ``limit`` then unused).
     checkpoint, resume, progress, log : as :func:`train_ch5`
-    kvstore : str, default 'device'
-        The Trainer's kvstore (Gluon's default).
+    kvstore : str or cnn_base.distributed.Workers, default 'device'
+        The Trainer's kvstore: ``'local'`` or ``'device'`` (Gluon's default) in one
+        process; ``'dist_sync'`` or ``'dist_async'`` as a worker of a parameter-server
+        job (started by ``launch-dist``), or that job's :class:`~cnn_base.distributed.Workers`
+        when already created. Under ``'dist_sync'`` the servers only sum the gradients
+        and every worker applies the same update (``update_on_kvstore=False``), so the
+        run takes the steps of one process with the same global ``batch_size``. Under
+        ``'dist_async'`` the servers run SGD on each push as it comes; the numbers are
+        then the worker's own shard's, and there are no checkpoints (MXNet cannot save
+        an optimizer that lives on the servers). One run per job: the Trainer's keys
+        in the store cannot be used twice.
 
     Returns
     -------
@@ -454,16 +529,50 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
     check_choice("block", block, LENET_BLOCKS)
     lr = as_positive_float("lr", lr)
     contexts = as_ctx_list(ctx)
+    kv_type = kvstore.kv.type if isinstance(kvstore, Workers) and kvstore.distributed \
+        else kvstore
+    if kv_type == "dist_async" and checkpoint is not None:
+        raise ValueError("checkpoints need kvstore 'dist_sync', not 'dist_async': under "
+                         "dist_async the optimizer lives on the servers and MXNet cannot "
+                         "save its state from a worker")
+    workers = _workers_for(kvstore)
     if train_data is None:
         train_data = fashion_mnist_dataset(True, root, limit)
     if test_data is None:
         test_data = fashion_mnist_dataset(False, root, limit)
     net = init_net(lenet(block, activation), contexts, seed)
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr}, kvstore=kvstore)
+    if workers.distributed and workers.sums_over_workers:
+        # dist_sync: the servers sum the gradients (Workers.allreduce_grads, in train_ch5)
+        # and each worker's own Trainer applies the same update; the optimizer state stays
+        # on the workers, so rank 0 can checkpoint it
+        workers.claim()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=None)
+    elif workers.distributed:
+        # dist_async: the servers run SGD on each push as it comes (MXNet's only async mode)
+        workers.claim()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=workers.kv, update_on_kvstore=True)
+    else:
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=kvstore)
     history = train_ch5(net, train_data, test_data, batch_size, trainer, contexts, num_epochs,
                         seed=seed, checkpoint=checkpoint, resume=resume, progress=progress,
                         log=log, config={"model": "lenet", "block": block,
-                                         "activation": activation})
+                                         "activation": activation}, workers=workers)
     return TrainResult(block=block, ctx=contexts, batch_size=batch_size, lr=lr, seed=seed,
                        num_train=len(train_data), num_test=len(test_data), epochs=history,
-                       net=net)
+                       net=net, kvstore=workers.kv.type if workers.distributed else kvstore,
+                       num_workers=workers.num_workers,
+                       over_all_workers=workers.sums_over_workers)
+
+
+KVSTORE_CHOICES = ("local", "device") + DIST_KVSTORES
+
+
+def _workers_for(kvstore):
+    """``kvstore`` as a :class:`~cnn_base.distributed.Workers` (one process unless dist_*)."""
+    if isinstance(kvstore, Workers):
+        return kvstore
+    check_choice("kvstore", kvstore, KVSTORE_CHOICES)
+    return Workers.create(kvstore) if kvstore in DIST_KVSTORES else SINGLE_PROCESS

@@ -27,6 +27,8 @@ COMMANDS = {
     "benchmark": ("benchmark", "time our Conv2D and pools against Gluon's built-ins"),
     "build-native": ("build_native", "build the C++ pooling kernel"),
     "train-lenet": ("train_lenet", "train d2l's LeNet on Fashion-MNIST with our blocks and Gluon's"),
+    "launch-dist": ("launch_dist", "start a parameter-server job (scheduler, servers, workers) "
+                                   "on this machine"),
 }
 
 PROG = "cnn-base"

@@ -5,12 +5,16 @@
     cnn-base train-lenet --checkpoint out/ckpt            # a checkpoint after every epoch
     cnn-base train-lenet --checkpoint out/ckpt --resume   # ... continued after a crash
     cnn-base train-lenet --json out/lenet.json --plot out/lenet.png
+    cnn-base launch-dist --workers 2 -- python -m cnn_base train-lenet --kvstore dist_sync --block custom
 
 With ``--block both`` (the default) the two blocks train one after the other from the
 same initial weights and in the same batch order, and the differences are printed.
-The training lives in ``cnn_base.train_lenet``; this command parses arguments, prints
-and writes files. Bad arguments, missing data or an unusable checkpoint: one line on
-stderr, exit status 2.
+With ``--kvstore dist_sync`` (or ``dist_async``) the command is one worker of a
+parameter-server job started by ``launch-dist``: every worker trains on its share of
+each batch of ``--batch-size``, and only rank 0 prints the epochs and writes the
+checkpoints, ``--json`` and ``--plot`` (one block per job). The training lives in
+``cnn_base.train_lenet``; this command parses arguments, prints and writes files.
+Bad arguments, missing data or an unusable checkpoint: one line on stderr, exit status 2.
 """
 import argparse
 import json
@@ -26,6 +30,7 @@ BLOCK_NAMES = {"custom": "cnn_base.Conv2D + cnn_base.MaxPool2D",
 PLOT_FORMATS = {"png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"}
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "softrelu", "softsign")   # cnn_base.LENET_ACTIVATIONS
 PROGRESS = ("auto", "bar", "plain", "none")                          # cnn_base.PROGRESS_CHOICES
+KVSTORES = ("local", "device", "dist_sync", "dist_async")           # cnn_base.KVSTORE_CHOICES
 
 
 def ctx_list_arg(text):
@@ -57,7 +62,8 @@ def build_parser(prog=None):
                              "(default: both)")
     parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=256,
-                        help="global batch, cut across the contexts (default: 256)")
+                        help="global batch, cut across the workers and the contexts "
+                             "(default: 256)")
     parser.add_argument("--lr", type=positive_float, default=0.9,
                         help="SGD learning rate (default: 0.9)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
@@ -74,6 +80,10 @@ def build_parser(prog=None):
                              "then Gluon's download)")
     parser.add_argument("--limit", metavar="N", type=positive_int,
                         help="only the first N training and N test images (quick runs)")
+    parser.add_argument("--kvstore", choices=KVSTORES, default="local",
+                        help="how the gradients are summed: local or device (one process), "
+                             "dist_sync or dist_async (a worker of a launch-dist job; one "
+                             "--block) (default: local)")
     parser.add_argument("--checkpoint", metavar="DIR", type=output_dir,
                         help="write a checkpoint there after every epoch (with --block both: "
                              "DIR/custom and DIR/builtin)")
@@ -113,11 +123,28 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.resume and args.checkpoint is None:
         parser.error("argument --resume: needs --checkpoint DIR")
+    distributed = args.kvstore.startswith("dist")
+    if distributed and args.block == "both":
+        parser.error(f"argument --block: --kvstore {args.kvstore} trains one block per job "
+                     f"(the Trainer's keys in the store serve one run); choose custom or builtin")
+    if args.kvstore == "dist_async" and args.checkpoint is not None:
+        parser.error("argument --checkpoint: checkpoints need kvstore 'dist_sync', not "
+                     "'dist_async' (its optimizer lives on the servers, and MXNet cannot save "
+                     "it from a worker)")
 
     import matplotlib
     matplotlib.use("Agg")   # files only, no display
     import cnn_base as cb
+    from cnn_base.distributed import SINGLE_PROCESS, Workers
 
+    try:
+        workers = Workers.create(args.kvstore) if distributed else SINGLE_PROCESS
+    except ValueError as e:                 # not inside a parameter-server job
+        fail(parser.prog, str(e))
+    # rank 0 prints and writes; under dist_sync the others would print the same numbers,
+    # under dist_async each worker's numbers are its own shard's, so all print
+    speaks = workers.writes_files or not workers.sums_over_workers
+    say = print if speaks else (lambda *_: None)
     blocks = ["custom", "builtin"] if args.block == "both" else [args.block]
     try:
         checkpoints = _checkpoint_dirs(args.checkpoint, blocks)
@@ -125,20 +152,33 @@ def main(argv=None):
         test_data = cb.fashion_mnist_dataset(False, args.data, args.limit)
     except (ValueError, OSError) as e:      # DataNotFoundError, IDXFormatError, a mixed layout
         fail(parser.prog, str(e))
-    print(f"Fashion-MNIST: {len(train_data)} training and {len(test_data)} test images")
+    say(f"Fashion-MNIST: {len(train_data)} training and {len(test_data)} test images")
+    if not speaks:
+        print(f"worker rank {workers.rank} of {workers.num_workers} ({args.kvstore}): "
+              f"rank 0 prints the numbers, summed over the workers, and writes the files")
 
     runs = {}
     for block in blocks:
-        print(f"== {block}: LeNet with {BLOCK_NAMES[block]}, {args.activation}, batch "
-              f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
+        say(f"== {block}: LeNet with {BLOCK_NAMES[block]}, {args.activation}, batch "
+            f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
         try:
             runs[block] = cb.train_lenet(
                 block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
                 activation=args.activation, train_data=train_data, test_data=test_data,
-                checkpoint=checkpoints[block], resume=args.resume, progress=args.progress)
+                checkpoint=checkpoints[block], resume=args.resume,
+                progress=args.progress if speaks else "none",
+                kvstore=workers if distributed else args.kvstore,
+                log=print if speaks else None)
         except (ValueError, OSError) as e:  # CheckpointError, a batch too small for the contexts
             fail(parser.prog, str(e))
-        print()
+        say()
+    if distributed:
+        run = runs[blocks[0]]
+        say(f"{args.kvstore}, {workers.num_workers} workers: {run.final.samples_per_sec:.0f} "
+            f"samples/s in the last epoch"
+            + ("" if workers.sums_over_workers else " (this worker's shard)"))
+    if not workers.writes_files:
+        return 0
 
     if len(runs) == 2:
         pairs = list(zip(runs["custom"].epochs, runs["builtin"].epochs))
