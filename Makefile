@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # The C++ pooling kernel; without a compiler the pools use MXNet operators instead.
-$(NATIVE): cnn_base/csrc/pool2d.cc $(STAMP)
+$(NATIVE): $(wildcard cnn_base/csrc/*.cc cnn_base/csrc/*.h) $(STAMP)
 	$(BIN)/python scripts/build_native.py --optional
 
 venv: $(STAMP) $(NATIVE)

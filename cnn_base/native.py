@@ -26,11 +26,14 @@ from pathlib import Path
 
 import mxnet as mx
 
-__all__ = ["NativeBuildError", "OP_NAME", "SOURCE", "LIBRARY", "build", "load", "loaded",
+__all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE", "SOURCES", "LIBRARY", "build", "load", "loaded",
            "enabled", "set_enabled", "status"]
 
 OP_NAME = "cnn_base_pool2d"
+CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
 SOURCE = Path(__file__).with_name("csrc") / "pool2d.cc"
+# Every C++ file of csrc/ goes into the one library (pool2d.cc, conv2d.cc).
+SOURCES = tuple(sorted(SOURCE.parent.glob("*.cc")))
 LIBRARY = Path(__file__).with_name("_build") / "libcnn_base_pool2d.so"
 _MXNET_DIR = Path(mx.__file__).parent
 _FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")
@@ -54,7 +57,8 @@ def compiler():
 
 
 def _up_to_date(library=LIBRARY):
-    return library.exists() and library.stat().st_mtime >= SOURCE.stat().st_mtime
+    newest = max(path.stat().st_mtime for path in SOURCES + tuple(SOURCE.parent.glob("*.h")))
+    return library.exists() and library.stat().st_mtime >= newest
 
 
 def build(force=False, library=LIBRARY):
@@ -73,7 +77,7 @@ def build(force=False, library=LIBRARY):
                                "pooling will use MXNet operators instead")
     library.parent.mkdir(parents=True, exist_ok=True)
     partial = library.with_name(library.name + ".tmp")
-    command = [cxx, *_FLAGS, "-I", str(_MXNET_DIR / "include"), str(SOURCE),
+    command = [cxx, *_FLAGS, "-I", str(_MXNET_DIR / "include"), *map(str, SOURCES),
                str(_MXNET_DIR / "src" / "lib_api.cc"), "-o", str(partial)]
     try:
         done = subprocess.run(command, capture_output=True, text=True)
@@ -99,7 +103,7 @@ def load(library=LIBRARY):
     if os.environ.get("CNN_BASE_NATIVE", "1") == "0":
         _state["reason"] = "turned off by CNN_BASE_NATIVE=0"
     elif not _up_to_date(library):
-        state = f"is older than {SOURCE.name}" if library.exists() else "is not built"
+        state = "is older than its sources in csrc/" if library.exists() else "is not built"
         _state["reason"] = f"{library} {state} (run `make` or `python scripts/build_native.py`)"
     else:
         try:
