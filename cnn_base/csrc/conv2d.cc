@@ -199,10 +199,11 @@ struct Lanes {
   static constexpr int L = 32 / sizeof(T);
 };
 
-template <typename T>
+// A vector from p[0], p[s], p[2 s], ...; UNIT says s is 1 (one plain load).
+template <bool UNIT, typename T>
 inline typename VecOf<T>::type load(const T* p, int64_t s) {
   typename VecOf<T>::type v;
-  if (s == 1) {
+  if (UNIT) {
     std::memcpy(&v, p, sizeof v);
   } else {
     T lanes[Lanes<T>::L];
@@ -218,7 +219,7 @@ struct CorrShape {
   int64_t C_in, BH, BW, KH, KW, s_h, s_w, d_h, d_w, OH, OW, O_pad;
 };
 
-template <typename T, int NB, int XV>
+template <typename T, int NB, int XV, bool UNIT>
 void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb_valid,
                 const T* bias, T* Out, int64_t out_stride) {
   typedef typename VecOf<T>::type V;
@@ -237,7 +238,7 @@ void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb
           for (int64_t j = 0; j < c.KW; ++j, w += c.O_pad) {
             const T* in = row + j * c.d_w;
             V x[XV];
-            for (int v = 0; v < XV; ++v) x[v] = load(in + v * L * c.s_w, c.s_w);
+            for (int v = 0; v < XV; ++v) x[v] = load<UNIT>(in + v * L * c.s_w, c.s_w);
             for (int b = 0; b < NB; ++b) {
               const V wb = V{} + w[b];
               for (int v = 0; v < XV; ++v) acc[b][v] += wb * x[v];
@@ -247,9 +248,15 @@ void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb
       }
       const int64_t width = std::min<int64_t>(TW, c.OW - xt);
       for (int b = 0; b < nb_valid; ++b) {
-        T tile[TW];
-        std::memcpy(tile, acc[b], sizeof tile);
-        std::memcpy(Out + b * out_stride + y * c.OW + xt, tile, width * sizeof(T));
+        T* out = Out + b * out_stride + y * c.OW + xt;
+        for (int v = 0; v < XV; ++v) {
+          const V sum = acc[b][v];    // a copy: acc itself stays in registers
+          if ((v + 1) * L <= width) {
+            std::memcpy(out + v * L, &sum, sizeof sum);
+          } else {
+            for (int l = 0; v * L + l < width; ++l) out[v * L + l] = sum[l];
+          }
+        }
       }
     }
   }
@@ -259,9 +266,14 @@ void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb
 // output channels as keep about 8 sums in registers, but no more than needed.
 void tile_shape(int64_t OW, int64_t lanes, int64_t channels, int* NB, int* XV) {
   *XV = static_cast<int>(std::min<int64_t>(4, (OW + lanes - 1) / lanes));
-  int nb = *XV >= 3 ? 2 : 8 / *XV;
-  while (nb > 1 && nb / 2 >= channels) nb /= 2;
-  *NB = nb;
+  // the block that wastes least on the last, partial block; the larger on a tie
+  int best = 1;
+  int64_t best_padded = channels;
+  for (int nb = *XV >= 3 ? 2 : 8 / *XV; nb > 1; nb /= 2) {
+    const int64_t padded = (channels + nb - 1) / nb * nb;
+    if (padded < best_padded || (padded == best_padded && nb > best)) best = nb, best_padded = padded;
+  }
+  *NB = best;
 }
 
 // The padded buffer a corr2d with this tile reads: the rows and columns it reaches.
@@ -282,7 +294,8 @@ void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int6
     T* out = Out + o0 * out_stride;
 #define CNN_BASE_TILE(nb_, xv_)                                             \
     if (NB == nb_ && XV == xv_) {                                           \
-      corr_tiles<T, nb_, xv_>(c, In, Wt, o0, nb, b, out, out_stride);       \
+      if (c.s_w == 1) corr_tiles<T, nb_, xv_, true>(c, In, Wt, o0, nb, b, out, out_stride); \
+      else corr_tiles<T, nb_, xv_, false>(c, In, Wt, o0, nb, b, out, out_stride);          \
       continue;                                                             \
     }
     CNN_BASE_TILE(8, 1) CNN_BASE_TILE(4, 1) CNN_BASE_TILE(2, 1) CNN_BASE_TILE(1, 1)
@@ -365,81 +378,130 @@ void input_grad_plane(const ConvParams& P, const Geometry& g, const T* dY, const
   }
 }
 
-// dK[o] and db[o] for one output channel: sums over the batch and the output
-// cells, kept per output column in ``sums`` (C/G * k_h * k_w rows of OW, so
-// that the adds vectorize) and reduced at the end.
-template <typename T>
-void weight_grad_channel(const ConvParams& P, const Geometry& g, const T* dY, const T* X,
-                         T* dK, T* dB, int64_t o, std::vector<T>* sums) {
-  const int64_t grp = o / g.Og;
-  const int64_t KHW = g.KH * g.KW, OW = g.OW;
-  sums->assign((g.Cg * KHW + 1) * OW, T(0));
-  T* S = sums->data();
-  T* bias_sums = S + g.Cg * KHW * OW;
+// dK[o, c] at CB kernel cells from ``cell0`` on: sums over the batch and the
+// output cells of dY[n, o] times what each cell saw, in vector registers (one
+// sum per lane, added up at the end). Xp holds the zero-padded input planes
+// (BH x BW), ``offsets`` each kernel cell's place in such a plane, dYp the
+// output gradient with rows zero-padded to OWt.
+template <typename T, int CB, bool UNIT>
+void weight_grad_cells(const ConvParams& P, const Geometry& g, const CorrShape& c,
+                       const T* dYp, int64_t OWt, const T* Xp, const int64_t* offsets,
+                       int64_t o, int64_t ci, int64_t cell0, T* dK) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = Lanes<T>::L;
+  const int64_t grp = o / g.Og, s_w = P.s_w;
+  int64_t off[CB];
+  for (int cc = 0; cc < CB; ++cc) off[cc] = offsets[cell0 + cc];
+  V acc[CB];
+  for (int cc = 0; cc < CB; ++cc) acc[cc] = V{};
   for (int64_t n = 0; n < g.N; ++n) {
+    const T* plane = Xp + (n * g.C + grp * g.Cg + ci) * c.BH * c.BW;
+    const T* dy_plane = dYp + (n * g.O + o) * g.OH * OWt;
     for (int64_t y = 0; y < g.OH; ++y) {
-      const T* dy = dY + ((n * g.O + o) * g.OH + y) * OW;
-#pragma omp simd
-      for (int64_t x = 0; x < OW; ++x) bias_sums[x] += dy[x];
-      for (int64_t c = 0; c < g.Cg; ++c) {
-        const T* Xc = X + (n * g.C + grp * g.Cg + c) * g.H * g.W;
-        for (int64_t i = 0; i < g.KH; ++i) {
-          const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
-          if (r < 0 || r >= g.H) continue;
-          const T* row = Xc + r * g.W;
-          for (int64_t j = 0; j < g.KW; ++j) {
-            T* s = S + ((c * g.KH + i) * g.KW + j) * OW;
-            const T* in = row + (j * P.d_w - P.p_w);
-            const int64_t x0 = g.x_lo[j], x1 = g.x_hi[j], st = P.s_w;
-#pragma omp simd
-            for (int64_t x = x0; x < x1; ++x) s[x] += dy[x] * in[x * st];
-          }
-        }
+      const T* row = plane + y * P.s_h * c.BW;
+      const T* dy = dy_plane + y * OWt;
+      for (int64_t x = 0; x < OWt; x += L) {
+        V d;
+        std::memcpy(&d, dy + x, sizeof d);
+        for (int cc = 0; cc < CB; ++cc) acc[cc] += d * load<UNIT>(row + off[cc] + x * s_w, s_w);
       }
     }
   }
-  for (int64_t cell = 0; cell < g.Cg * KHW; ++cell) {
+  for (int cc = 0; cc < CB; ++cc) {
     T total = 0;
-    for (int64_t x = 0; x < OW; ++x) total += S[cell * OW + x];
-    dK[o * g.Cg * KHW + cell] = total;
-  }
-  if (dB != nullptr) {
-    T total = 0;
-    for (int64_t x = 0; x < OW; ++x) total += bias_sums[x];
-    dB[o] = total;
+    for (int l = 0; l < L; ++l) total += acc[cc][l];
+    dK[(o * g.Cg + ci) * g.KH * g.KW + cell0 + cc] = total;
   }
 }
 
+// dK[o, c] for every kernel cell, 12 at a time (12 sums and the gradient's
+// vector fill the 16 vector registers of AVX2), then 8, 4, 2, 1.
+template <typename T>
+void weight_grad_pair(const ConvParams& P, const Geometry& g, const CorrShape& c,
+                      const T* dYp, int64_t OWt, const T* Xp, const int64_t* offsets,
+                      int64_t o, int64_t ci, T* dK) {
+  const int64_t cells = g.KH * g.KW;
+  int64_t cell0 = 0;
+#define CNN_BASE_CELLS(cb_)                                                               \
+  for (; cells - cell0 >= cb_; cell0 += cb_)                                              \
+    if (P.s_w == 1) weight_grad_cells<T, cb_, true>(P, g, c, dYp, OWt, Xp, offsets, o, ci, cell0, dK); \
+    else weight_grad_cells<T, cb_, false>(P, g, c, dYp, OWt, Xp, offsets, o, ci, cell0, dK);
+  CNN_BASE_CELLS(12) CNN_BASE_CELLS(8) CNN_BASE_CELLS(4) CNN_BASE_CELLS(2) CNN_BASE_CELLS(1)
+#undef CNN_BASE_CELLS
+}
+
 // The work of one loop item, compiled twice: for AVX2 with FMA (8 floats per
-// instruction: most of the kernel's speed on x86) and for the baseline; the
-// loader picks the one this processor runs (GCC's target_clones). Everything
-// they call is inlined into them (flatten), so all of it gets the same
-// instructions. They are called inside the OpenMP loops, not around them,
-// because OpenMP moves a loop's body into a function of its own.
+// instruction, what makes the tiles fast on x86) and for the baseline; the
+// first call asks the processor which it runs. Everything they call is
+// inlined into them (flatten), so all of it gets the same instructions. They
+// are called inside the OpenMP loops, not around them, because OpenMP moves a
+// loop's body into a function of its own.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CNN_BASE_CLONES __attribute__((target_clones("arch=haswell", "default"), flatten))
-#else
-#define CNN_BASE_CLONES
+#define CNN_BASE_AVX2 1
+#define CNN_BASE_FAST __attribute__((target("avx2,fma"), flatten))
+#define CNN_BASE_BASE __attribute__((flatten))
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
 #endif
 
-#define CNN_BASE_ITEMS(T)                                                                   \
-  CNN_BASE_CLONES void corr_item(const CorrShape& c, int NB, int XV, const T* In,          \
-                                 const T* Wt, int64_t channels, const T* bias, T* Out,     \
-                                 int64_t out_stride) {                                     \
-    corr_all<T>(c, NB, XV, In, Wt, channels, bias, Out, out_stride);                       \
-  }                                                                                         \
-  CNN_BASE_CLONES void input_grad_item(const ConvParams& P, const Geometry& g, const T* dY, \
-                                       const T* K, T* dX, int64_t n, int64_t c) {          \
-    input_grad_plane<T>(P, g, dY, K, dX, n, c);                                            \
-  }                                                                                         \
-  CNN_BASE_CLONES void weight_grad_item(const ConvParams& P, const Geometry& g, const T* dY,\
-                                        const T* X, T* dK, T* dB, int64_t o,               \
-                                        std::vector<T>* sums) {                            \
-    weight_grad_channel<T>(P, g, dY, X, dK, dB, o, sums);                                  \
+#define CNN_BASE_ITEMS(T)                                                                    \
+  CNN_BASE_FAST void corr_item_fast(const CorrShape& c, int NB, int XV, const T* In,        \
+                                    const T* Wt, int64_t channels, const T* bias, T* Out,   \
+                                    int64_t out_stride) {                                   \
+    corr_all<T>(c, NB, XV, In, Wt, channels, bias, Out, out_stride);                        \
+  }                                                                                          \
+  CNN_BASE_BASE void corr_item_base(const CorrShape& c, int NB, int XV, const T* In,        \
+                                    const T* Wt, int64_t channels, const T* bias, T* Out,   \
+                                    int64_t out_stride) {                                   \
+    corr_all<T>(c, NB, XV, In, Wt, channels, bias, Out, out_stride);                        \
+  }                                                                                          \
+  void corr_item(const CorrShape& c, int NB, int XV, const T* In, const T* Wt,              \
+                 int64_t channels, const T* bias, T* Out, int64_t out_stride) {             \
+    CNN_BASE_PICK(corr_item, (c, NB, XV, In, Wt, channels, bias, Out, out_stride))          \
+  }                                                                                          \
+  CNN_BASE_FAST void input_grad_item_fast(const ConvParams& P, const Geometry& g,           \
+                                          const T* dY, const T* K, T* dX, int64_t n,        \
+                                          int64_t c) {                                      \
+    input_grad_plane<T>(P, g, dY, K, dX, n, c);                                             \
+  }                                                                                          \
+  CNN_BASE_BASE void input_grad_item_base(const ConvParams& P, const Geometry& g,           \
+                                          const T* dY, const T* K, T* dX, int64_t n,        \
+                                          int64_t c) {                                      \
+    input_grad_plane<T>(P, g, dY, K, dX, n, c);                                             \
+  }                                                                                          \
+  void input_grad_item(const ConvParams& P, const Geometry& g, const T* dY, const T* K,     \
+                       T* dX, int64_t n, int64_t c) {                                       \
+    CNN_BASE_PICK(input_grad_item, (P, g, dY, K, dX, n, c))                                 \
+  }                                                                                          \
+  CNN_BASE_FAST void weight_grad_item_fast(const ConvParams& P, const Geometry& g,          \
+                                           const CorrShape& c, const T* dYp, int64_t OWt,   \
+                                           const T* Xp, const int64_t* offsets, int64_t o, int64_t ci, T* dK) { \
+    weight_grad_pair<T>(P, g, c, dYp, OWt, Xp, offsets, o, ci, dK);                                  \
+  }                                                                                          \
+  CNN_BASE_BASE void weight_grad_item_base(const ConvParams& P, const Geometry& g,          \
+                                           const CorrShape& c, const T* dYp, int64_t OWt,   \
+                                           const T* Xp, const int64_t* offsets, int64_t o, int64_t ci, T* dK) { \
+    weight_grad_pair<T>(P, g, c, dYp, OWt, Xp, offsets, o, ci, dK);                                  \
+  }                                                                                          \
+  void weight_grad_item(const ConvParams& P, const Geometry& g, const CorrShape& c,         \
+                        const T* dYp, int64_t OWt, const T* Xp, const int64_t* offsets,     \
+                        int64_t o, int64_t ci, T* dK) {                                      \
+    CNN_BASE_PICK(weight_grad_item, (P, g, c, dYp, OWt, Xp, offsets, o, ci, dK))                     \
   }
+#ifdef CNN_BASE_AVX2
+#define CNN_BASE_PICK(name, args) \
+  if (has_avx2()) { name##_fast args; } else { name##_base args; }
+#else
+#define CNN_BASE_FAST
+#define CNN_BASE_BASE
+#define CNN_BASE_PICK(name, args) name##_base args;
+#endif
 CNN_BASE_ITEMS(float)
 CNN_BASE_ITEMS(double)
 #undef CNN_BASE_ITEMS
+#undef CNN_BASE_PICK
 
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
@@ -512,6 +574,44 @@ void input_grad_stride1(const ConvParams& P, const Geometry& g, const T* dY, con
   }
 }
 
+// dK and db: the input planes zero-padded once (as the forward pass pads
+// them) and the output gradient's rows padded to whole vectors, then one
+// (output channel, input channel) pair per loop item.
+template <typename T>
+void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X, T* dK,
+                 T* dB) {
+  constexpr int L = Lanes<T>::L;
+  const int64_t OWt = (g.OW + L - 1) / L * L;
+  CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0};
+  buffer_shape(&c, 1, L);
+  std::vector<T> Xp(g.N * g.C * c.BH * c.BW), dYp(g.N * g.O * g.OH * OWt, T(0));
+  for (int64_t plane = 0; plane < g.N * g.C; ++plane)
+    pad_plane(X + plane * g.H * g.W, g.H, g.W, Xp.data() + plane * c.BH * c.BW, c.BH, c.BW,
+              P.p_h, P.p_w);
+  for (int64_t row = 0; row < g.N * g.O * g.OH; ++row)
+    std::memcpy(dYp.data() + row * OWt, dY + row * g.OW, g.OW * sizeof(T));
+  std::vector<int64_t> offsets;
+  for (int64_t i = 0; i < g.KH; ++i)
+    for (int64_t j = 0; j < g.KW; ++j) offsets.push_back(i * P.d_h * c.BW + j * P.d_w);
+  const int64_t items = g.O * g.Cg;
+  const int n_threads = conv_threads(items, g.N * g.KH * g.KW * g.OH * OWt);
+#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    weight_grad_item(P, g, c, dYp.data(), OWt, Xp.data(), offsets.data(), item / g.Cg,
+                     item % g.Cg, dK);
+  }
+  if (dB != nullptr) {
+    for (int64_t o = 0; o < g.O; ++o) {
+      T total = 0;
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* plane = dY + (n * g.O + o) * g.OH * g.OW;
+        for (int64_t cell = 0; cell < g.OH * g.OW; ++cell) total += plane[cell];
+      }
+      dB[o] = total;
+    }
+  }
+}
+
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
               T* dX, T* dK, T* dB) {
@@ -525,13 +625,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
       input_grad_item(P, g, dY, K, dX, plane / g.C, plane % g.C);
     }
   }
-  const int n_threads = conv_threads(g.O, g.N * g.Cg * g.KH * g.KW * g.OH * g.OW);
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-  {
-    std::vector<T> sums;
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < g.O; ++o) weight_grad_item(P, g, dY, X, dK, dB, o, &sums);
-  }
+  weight_grad<T>(P, g, dY, X, dK, dB);
 }
 
 std::vector<int64_t> shape_of(const MXTensor& t) {
