@@ -18,14 +18,16 @@ layout is supported.
 import functools
 
 import mxnet as mx
+import numpy as np
 from mxnet import nd, sym
 from mxnet.gluon import HybridBlock, nn
 
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (check_conv2d_input, check_pool2d_input, check_pool_padding, conv2d,
-                         native_applies, pool2d_native, pool2d_nchw)
+from .functional import (NATIVE_MAX_CHANNELS, check_conv2d_input, check_pool2d_input,
+                         check_pool_padding, conv2d, conv2d_native, native_applies,
+                         native_conv_applies, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D"]
@@ -115,6 +117,7 @@ class Conv2D(HybridBlock):
                                          allow_deferred_init=True) if use_bias else None)
             self.act = (nn.Activation(activation, prefix=activation + "_")
                         if activation is not None else None)
+        self._use_native = False
 
     def _alias(self):
         return "conv"
@@ -130,19 +133,44 @@ class Conv2D(HybridBlock):
                            self._padding, self._dilation)
         self.weight.shape = (self._channels, x.shape[1] // self._groups) + self._kernel_size
 
+    def _native_fits(self, in_channels):
+        """Whether the C++ kernel is the faster way for this many input channels (0: unknown).
+
+        Few channels per group: the kernel; many: the gathered rows' matrix
+        multiply. Not knowing (a hybridized parent's first call, before
+        deferred initialization), only a depthwise layer takes the kernel.
+        """
+        if not in_channels:
+            return self._groups > 1 and self._groups == self._channels
+        return in_channels // self._groups <= NATIVE_MAX_CHANNELS
+
     def forward(self, x, *args):
         # Calls with data (imperative or hybridized) are checked here, before
         # MXNet's own shape inference could fail with a C++ message. Inside a
         # hybridized parent this block only sees Symbols, and MXNet checks.
-        if not isinstance(x, sym.Symbol):
+        if isinstance(x, sym.Symbol):
+            # Inside a hybridized parent: the input's context is not known here.
+            use_native = (native.enabled() and _num_gpus() == 0 and self._native_fits(
+                self.in_channels) and np.dtype(self.weight.dtype) in (np.float32, np.float64))
+        else:
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation)
+            use_native = (native.enabled() and native_conv_applies(x)
+                          and self._native_fits(x.shape[1]))
+        if use_native != self._use_native:
+            self._use_native = use_native
+            self._clear_cached_op()        # a hybridized block rebuilds its graph
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, x, weight, bias=None):
-        Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
-                   self._dilation, self._groups, channels=self._channels,
-                   in_channels=self.in_channels or None)
+        if self._use_native:
+            Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
+                              self._padding, self._dilation, self._groups,
+                              channels=self._channels)
+        else:
+            Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
+                       self._dilation, self._groups, channels=self._channels,
+                       in_channels=self.in_channels or None)
         return self.act(Y) if self.act is not None else Y
 
     def __repr__(self):

@@ -83,6 +83,7 @@ def _forward_backward(block, X, dY):
     return Y.asnumpy(), X.grad.asnumpy(), grads
 
 
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 @pytest.mark.parametrize("input_shape, kwargs", CONV_TABLE)
 def test_conv2d_output_and_gradients_equal_gluon_conv2d(input_shape, kwargs, hybridize):
@@ -102,6 +103,7 @@ def test_conv2d_output_and_gradients_equal_gluon_conv2d(input_shape, kwargs, hyb
         np.testing.assert_allclose(grads[name], grads_ref[name], **GRAD)
 
 
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("c_i", [2, 8], ids=["im2col", "gathered"])
 def test_conv2d_float64_gradient_matches_central_differences(c_i):
     from reference import central_difference
@@ -130,6 +132,7 @@ def test_conv2d_gives_blog_padding_and_stride_shapes_on_8x8(kwargs, out_hw):
     assert conv(nd.random.uniform(shape=(1, 1, 8, 8))).shape == (1, 1) + out_hw
 
 
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 def test_conv2d_defers_in_channels_to_the_first_input(hybridize):
     conv = cb.Conv2D(4, (3, 2), groups=2)
@@ -144,6 +147,7 @@ def test_conv2d_defers_in_channels_to_the_first_input(hybridize):
     assert repr(conv).startswith("Conv2D(3 -> 4,")      # as Gluon: in_channels / groups
 
 
+@pytest.mark.usefixtures("conv_backend")
 def test_conv2d_defers_in_channels_inside_a_hybridized_sequential():
     net = nn.HybridSequential()
     net.add(cb.Conv2D(3, 3, groups=1), cb.Conv2D(6, 2, groups=3), nn.Dense(2))
@@ -175,6 +179,7 @@ def test_conv2d_repr_shows_only_non_default_settings():
     assert repr(conv) == "Conv2D(1 -> 1, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"
 
 
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("direction", ["ours_to_gluon", "gluon_to_ours"])
 def test_conv2d_parameters_load_across_ours_and_gluon(tmp_path, direction):
     kwargs = dict(channels=4, kernel_size=(3, 2), padding=1, groups=2)
