@@ -719,7 +719,10 @@ MXReturnValue conv2d_infer_shape(const Attrs& attrs,
       static_cast<unsigned int>(P.num_filter), static_cast<unsigned int>(g.Cg),
       static_cast<unsigned int>(P.k_h), static_cast<unsigned int>(P.k_w)};
   std::vector<unsigned int>& given = (*in_shapes)[1];
-  if (given.size() == 4 && given[1] != 0 && given != weight) {
+  // MXNet writes an unknown dimension as 0 or as -1 (read here as the largest unsigned)
+  const bool known = given.size() == 4 &&
+      std::none_of(given.begin(), given.end(), [](unsigned int v) { return v == 0 || v == ~0u; });
+  if (known && given != weight) {
     MX_ERROR_MSG << "cnn_base_conv2d: the weight has shape (" << given[0] << ", " << given[1]
                  << ", " << given[2] << ", " << given[3] << "), the input needs ("
                  << weight[0] << ", " << weight[1] << ", " << weight[2] << ", " << weight[3]
