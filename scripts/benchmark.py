@@ -3,13 +3,17 @@
     python scripts/benchmark.py                      # the default table, 20 timings per layer
     python scripts/benchmark.py --repeats 5 --json out/benchmark.json
     python scripts/benchmark.py --pooling ops        # pool with MXNet operators, not the C++ kernel
+    python scripts/benchmark.py --mode static --busy 1   # one mode, one core kept busy meanwhile
 
 Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
 the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
 the geometric-mean ratio ours / built-in for conv and for pooling, after a line
 saying how our blocks pool (``--pooling``: ``auto`` uses the C++ kernel of
 ``cnn_base.native`` when it is built, ``kernel`` insists on it, ``ops`` uses
-MXNet operators). The work is
+MXNet operators). ``--mode`` picks how both blocks run (imperative,
+``hybridize()``, ``hybridize(static_alloc=True, static_shape=True)`` or all
+three, the default); ``--busy N`` keeps N processor cores busy with
+background processes meanwhile (stopped when the benchmark ends). The work is
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
@@ -34,17 +38,25 @@ def main(argv=None):
     parser.add_argument("--pooling", choices=("auto", "kernel", "ops"), default="auto",
                         help="how our pools compute: the C++ kernel when built (auto), "
                              "the kernel or fail (kernel), MXNet operators (ops)")
+    parser.add_argument("--mode", choices=("imperative", "hybrid", "static", "all"),
+                        default="all", help="imperative, hybridize() (hybrid), "
+                        "hybridize(static_alloc=True, static_shape=True) (static), or all")
+    parser.add_argument("--busy", type=nonnegative_int, default=0, metavar="N",
+                        help="background processes keeping N cores busy meanwhile (default: 0)")
     args = parser.parse_args(argv)
     if args.pooling == "kernel" and not native.loaded():
         fail(parser.prog, f"--pooling kernel: the C++ kernel is not available: {native.status()}")
     native.set_enabled(args.pooling != "ops")
     print(f"our pools compute with: {native.status()}")
 
-    results = bench.run_benchmark(repeats=args.repeats, number=args.number, warmup=args.warmup)
+    modes = tuple(bench.MODES) if args.mode == "all" else (args.mode,)
+    with bench.busy_processes(args.busy):
+        results = bench.run_benchmark(repeats=args.repeats, number=args.number,
+                                      warmup=args.warmup, modes=modes)
     print(bench.format_table(results))
     if args.json is not None:
         report = {"results": results, "geometric_mean_ratio": bench.summarize(results),
-                  "pooling": native.status(),
+                  "pooling": native.status(), "modes": list(modes), "busy": args.busy,
                   "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
