@@ -1,4 +1,4 @@
-"""The pooling kernel in C++: building it, loading it into MXNet, and whether to use it.
+"""The C++ kernels (pooling, convolution): building them, loading them into MXNet, whether to use them.
 
 ``csrc/pool2d.cc`` is the chapter's ``pool2d`` loop in C++, run over every
 (sample, channel) plane of a batch, registered as the MXNet operator
@@ -7,7 +7,12 @@ the mxnet wheel ships). Forward and backward take one pass each over the data,
 as Gluon's built-in pooling does, where composing MXNet operators
 (:func:`cnn_base.functional.pool2d_nchw`) takes one pass per window element.
 
-``make`` builds the library (``scripts/build_native.py``), and
+``csrc/conv2d.cc`` is the chapter's ``corr2d`` loop over the windows of an
+NCHW batch, in register tiles, with its two backward passes, registered as
+``cnn_base_conv2d`` (float32 and float64) in the same library; our ``Conv2D``
+uses it for few input channels per group (``functional.conv2d_native``).
+
+``make`` builds the library from every ``csrc/*.cc`` (``scripts/build_native.py``), and
 ``import cnn_base`` loads it when it is there and up to date with its source.
 Without a C++ compiler everything still works: the blocks then pool with
 MXNet operators, with the same results, more slowly. The environment variable
@@ -26,7 +31,8 @@ from pathlib import Path
 
 import mxnet as mx
 
-__all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE", "SOURCES", "LIBRARY", "build", "load", "loaded",
+__all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE", "SOURCES", "LIBRARY",
+           "build", "load", "loaded",
            "enabled", "set_enabled", "status"]
 
 OP_NAME = "cnn_base_pool2d"
