@@ -7,14 +7,22 @@
  * with Gluon's stride, padding (zeros on each side), dilation and groups, and
  * registers it with MXNet as the operator ``cnn_base_conv2d`` through MXNet's
  * extension library API (lib_api.h), in the same library as the pooling
- * kernel. The loop is turned inside out so that it vectorizes: for each kernel
- * cell (i, j), a whole output row gets K[o, c, i, j] times the input row it
- * sees through that cell (an "axpy" over the row), for a few output channels
- * at once. The two backward passes are the same loop read backwards:
+ * kernel. The loop is turned so that it vectorizes: a few output channels
+ * times a few vectors of an output row are summed in registers over every
+ * (input channel, kernel cell) of the window, reading a zero-padded copy of
+ * the input planes (corr_tiles). The two backward passes are the same sums
+ * read backwards:
  *
- * - dX[n, c] gets K[o, c, i, j] * dY[n, o] scattered through every cell;
+ * - dX[n, c] gets K[o, c, i, j] * dY[n, o] through every cell: for stride 1
+ *   that is corr_tiles again, on the padded dY with the kernels flipped and
+ *   the channels swapped; for larger strides a scatter loop;
  * - dK[o, c, i, j] is the sum over the batch and the output cells of dY[n, o]
- *   times the input each cell saw; db[o] is the sum of dY[n, o].
+ *   times the input each cell saw (per vector lane, 12 cells at a time);
+ *   db[o] is the sum of dY[n, o].
+ *
+ * Threads: the library's shared policy (parallel.h) when it is there, else
+ * the calling thread alone -- no OpenMP team, so nothing to wait for on a
+ * machine whose cores are busy.
  *
  * float32 and float64 are computed as they are; anything else is refused at
  * type inference (cnn_base.functional.conv2d then uses MXNet operators). The
