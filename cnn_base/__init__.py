@@ -3,7 +3,8 @@
 Layers of the package, each importing only from those above it:
 
 - ``ops``: corr2d and friends, pool2d (NDArray in, NDArray out, differentiable)
-- ``native``: pool2d's loop in C++ as the MXNet operator ``cnn_base_pool2d`` (built by ``make``)
+- ``native``: pool2d's and corr2d's loops in C++ as the MXNet operators ``cnn_base_pool2d`` and
+  ``cnn_base_conv2d`` (built by ``make``)
 - ``functional``: corr2d and pool2d on NCHW batches for NDArray and Symbol (im2col + matmul,
   pooling taps or the C++ kernel)
 - ``blocks``: Gluon Conv2D, MaxPool2D, AvgPool2D built on ``functional``, peers of ``gluon.nn``'s

@@ -1,28 +1,44 @@
-"""Time our blocks against Gluon's built-ins: forward + backward, both hybridized, interleaved.
+"""Time our blocks against Gluon's built-ins in every hybridize mode, interleaved, medians.
 
 Each case builds our block and the built-in with the same settings and the same
-weights, hybridizes both the same way (``static_alloc=True, static_shape=True``,
-Gluon's fastest), warms them up, then times them in turns (ours, built-in, ours,
-built-in, ...) so that a slow moment of the machine hits both. One timing is
-``number`` forward+backward passes (gradients of the input, weight and bias
-from a fixed random output gradient, as for a layer inside a network),
-bracketed by ``nd.waitall()``; the result is the median over ``repeats`` timings.
+weights, runs both the same way -- imperatively (``'imperative'``),
+``hybridize()`` (``'hybrid'``) or ``hybridize(static_alloc=True,
+static_shape=True)`` (``'static'``, Gluon's fastest) -- warms them up, then times
+them in turns (ours, built-in, ours, built-in, ...) so that a slow moment of the
+machine hits both. One timing of a layer is ``number`` forward+backward passes
+(gradients of the input, weight and bias from a fixed random output gradient,
+as for a layer inside a network), bracketed by ``nd.waitall()``; the result is
+the median over ``repeats`` timings. The ``'lenet'`` case times a whole
+training step of d2l's LeNet (sigmoid, max pools) at batch 256: forward,
+softmax cross-entropy loss, backward and ``Trainer.step``, built once from our
+blocks and once from ``gluon.nn``'s.
+
+:func:`busy_processes` keeps ``n`` processor cores busy in the background, so
+the same table can be measured on a loaded machine (``--busy N``).
 
 ``scripts/benchmark.py`` is the command-line wrapper.
 """
+import contextlib
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import mxnet as mx
-from mxnet import autograd, nd
+from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 from . import blocks
-from ._checks import as_int
+from ._checks import as_int, check_choice
 
-__all__ = ["CONV_CASES", "POOL_CASES", "run_benchmark", "time_case", "geometric_mean",
-           "summarize", "format_table"]
+__all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "default_cases", "run_benchmark",
+           "time_case", "busy_processes", "geometric_mean", "summarize", "format_table"]
+
+# How each mode hybridizes both blocks (None: not at all).
+MODES = {"imperative": None, "hybrid": {},
+         "static": {"static_alloc": True, "static_shape": True}}
 
 # (input shape, constructor keywords): layers of LeNet-like and ResNet-like networks.
 CONV_CASES = [
@@ -30,93 +46,216 @@ CONV_CASES = [
     ((32, 1, 28, 28), dict(channels=6, kernel_size=5, padding=2)),
     ((32, 6, 14, 14), dict(channels=16, kernel_size=5)),
     ((8, 64, 32, 32), dict(channels=64, kernel_size=3, strides=2, padding=1)),
+    # d2l's LeNet at its batch size 256: both conv layers, and the padded first layer
+    ((256, 1, 28, 28), dict(channels=6, kernel_size=5)),
+    ((256, 6, 12, 12), dict(channels=16, kernel_size=5)),
+    ((256, 1, 28, 28), dict(channels=6, kernel_size=5, padding=2)),
+    ((8, 64, 32, 32), dict(channels=64, kernel_size=1)),                        # 1x1
+    ((8, 32, 56, 56), dict(channels=32, kernel_size=3, padding=1, groups=32)),  # depthwise
 ]
 POOL_CASES = [
     ((32, 6, 28, 28), dict(pool_size=2, strides=2)),
     ((8, 32, 64, 64), dict(pool_size=3, strides=2, padding=1)),
+    # d2l's LeNet at batch 256: after the first and the second conv layer
+    ((256, 6, 24, 24), dict(pool_size=2, strides=2)),
+    ((256, 16, 8, 8), dict(pool_size=2, strides=2)),
 ]
+# The training step: (input shape, settings of the step).
+STEP_CASES = [((256, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
 
 _PAIRS = {"conv": (blocks.Conv2D, nn.Conv2D), "maxpool": (blocks.MaxPool2D, nn.MaxPool2D),
           "avgpool": (blocks.AvgPool2D, nn.AvgPool2D)}
+KINDS = ("conv", "maxpool", "avgpool", "lenet")
 
 
-def _all_cases():
+def default_cases():
+    """Every ``(kind, input_shape, kwargs)`` of the default table, in its order."""
     cases = [("conv", shape, kw) for shape, kw in CONV_CASES]
     for kind in ("maxpool", "avgpool"):
         cases += [(kind, shape, kw) for shape, kw in POOL_CASES]
-    return cases
+    return cases + [("lenet", shape, kw) for shape, kw in STEP_CASES]
 
 
 def _describe(kind, input_shape, kwargs):
-    settings = " ".join(f"{k}={v}" for k, v in kwargs.items())
+    settings = " ".join(f"{k}={v}" for k, v in kwargs.items() if k != "net")
+    if kind == "lenet":
+        return f"{kwargs.get('net', 'LeNet')} training step {input_shape} {settings}"
     return f"{kind} {input_shape} {settings}"
 
 
-def _make_pair(kind, input_shape, kwargs, ctx):
+def _hybridize(block, mode):
+    if MODES[mode] is not None:
+        block.hybridize(**MODES[mode])
+
+
+def _copy_parameters(source, target):
+    """Give ``target`` the values of ``source``'s parameters (same structure, in order)."""
+    for theirs, mine in zip(source.collect_params().values(), target.collect_params().values()):
+        mine.set_data(theirs.data())
+
+
+def lenet(conv2d, max_pool2d):
+    """d2l's LeNet (5.5, MXNet edition) with the given Conv2D and MaxPool2D classes.
+
+    Sigmoid activations, 2x2 max pools with stride 2, then Dense 120, 84, 10.
+    """
+    net = nn.HybridSequential()
+    net.add(conv2d(channels=6, kernel_size=5, activation="sigmoid"),
+            max_pool2d(pool_size=2, strides=2),
+            conv2d(channels=16, kernel_size=5, activation="sigmoid"),
+            max_pool2d(pool_size=2, strides=2),
+            nn.Dense(120, activation="sigmoid"), nn.Dense(84, activation="sigmoid"),
+            nn.Dense(10))
+    return net
+
+
+def _layer_pair(kind, input_shape, kwargs, mode, ctx):
+    """Our layer and the built-in with the same weights, and a pass of each (input X, grad dY)."""
     ours_cls, builtin_cls = _PAIRS[kind]
     ours, builtin = ours_cls(**kwargs), builtin_cls(**kwargs)
     ours.initialize(ctx=ctx)
     builtin.initialize(ctx=ctx)
     X = nd.random.uniform(shape=input_shape, ctx=ctx)
     ours(X), builtin(X)           # finish deferred initialization
-    for name, param in builtin.collect_params().items():
-        param.set_data(ours.collect_params()[name.replace(builtin.prefix, ours.prefix)].data())
-    ours.hybridize(static_alloc=True, static_shape=True)
-    builtin.hybridize(static_alloc=True, static_shape=True)
-    return ours, builtin, X
+    _copy_parameters(ours, builtin)
+    _hybridize(ours, mode)
+    _hybridize(builtin, mode)
+    X.attach_grad()
+    dY = nd.random.normal(shape=builtin(X).shape, ctx=ctx)   # the gradient from the layer above
 
-
-def _time(block, X, dY, number):
-    nd.waitall()
-    start = time.perf_counter()
-    for _ in range(number):
+    def step(block):
         with autograd.record():
             Y = block(X)
         Y.backward(dY)
+    return (lambda: step(ours)), (lambda: step(builtin))
+
+
+def _step_pair(input_shape, kwargs, mode, ctx):
+    """A training step of d2l's LeNet built from our blocks and from gluon.nn's, same weights."""
+    ours = lenet(blocks.Conv2D, blocks.MaxPool2D)
+    builtin = lenet(nn.Conv2D, nn.MaxPool2D)
+    X = nd.random.uniform(shape=input_shape, ctx=ctx)
+    y = nd.random.randint(0, kwargs["classes"], shape=(input_shape[0],), ctx=ctx)
+    ours.initialize(mx.init.Xavier(), ctx=ctx)
+    builtin.initialize(ctx=ctx)
+    ours(X), builtin(X)           # finish deferred initialization
+    _copy_parameters(ours, builtin)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def make_step(net):
+        _hybridize(net, mode)
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": kwargs["lr"]})
+
+        def step():
+            with autograd.record():
+                ell = loss(net(X), y)
+            ell.backward()
+            trainer.step(input_shape[0])
+        return step
+    return make_step(ours), make_step(builtin)
+
+
+def _time(step, number):
+    nd.waitall()
+    start = time.perf_counter()
+    for _ in range(number):
+        step()
     nd.waitall()
     return (time.perf_counter() - start) / number
 
 
-def time_case(kind, input_shape, kwargs, repeats=20, number=3, warmup=3, ctx=None):
-    """Median seconds per forward+backward of ours and of the built-in, timed in turns."""
+def time_case(kind, input_shape, kwargs, mode="static", repeats=20, number=3, warmup=3,
+              ctx=None):
+    """Median seconds per pass (or training step) of ours and of the built-in, timed in turns."""
+    check_choice("kind", kind, KINDS)
+    check_choice("mode", mode, tuple(MODES))
     ctx = ctx or mx.cpu()
-    ours, builtin, X = _make_pair(kind, input_shape, kwargs, ctx)
-    X.attach_grad()
-    dY = nd.random.normal(shape=builtin(X).shape, ctx=ctx)   # the gradient from the layer above
+    if kind == "lenet":
+        ours, builtin = _step_pair(input_shape, kwargs, mode, ctx)
+    else:
+        ours, builtin = _layer_pair(kind, input_shape, kwargs, mode, ctx)
     for _ in range(warmup):
-        _time(ours, X, dY, number), _time(builtin, X, dY, number)
+        _time(ours, number), _time(builtin, number)
     ours_s, builtin_s = [], []
     for _ in range(repeats):
-        ours_s.append(_time(ours, X, dY, number))
-        builtin_s.append(_time(builtin, X, dY, number))
+        ours_s.append(_time(ours, number))
+        builtin_s.append(_time(builtin, number))
     return statistics.median(ours_s), statistics.median(builtin_s)
 
 
-def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, progress=None):
-    """Time every case; returns one dict per case.
+def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, modes=("static",),
+                  progress=None):
+    """Time every case in every mode; returns one dict per (case, mode).
 
     ``cases`` is a list of ``(kind, input_shape, kwargs)`` with kind ``'conv'``,
-    ``'maxpool'`` or ``'avgpool'``; by default :data:`CONV_CASES` and
-    :data:`POOL_CASES` (both pooling kinds). Each dict holds ``kind``,
-    ``layer`` (a description), ``input_shape``, ``settings``, ``ours_ms``,
-    ``builtin_ms`` and ``ratio`` (ours / built-in). ``progress``, when given, is
-    called as ``progress(i, n)`` after case ``i`` (1-based) of ``n``.
+    ``'maxpool'``, ``'avgpool'`` (a layer's forward+backward) or ``'lenet'``
+    (a training step; kwargs ``classes`` and ``lr``); by default
+    :func:`default_cases`. ``modes`` holds names of :data:`MODES`. Each dict
+    holds ``kind``, ``mode``, ``layer`` (a description), ``input_shape``,
+    ``settings``, ``ours_ms``, ``builtin_ms`` and ``ratio`` (ours / built-in).
+    Rows come case by case, each case in the order of ``modes``. ``progress``,
+    when given, is called as ``progress(i, n)`` after row ``i`` (1-based) of ``n``.
     """
     repeats, number = as_int("repeats", repeats), as_int("number", number)
     warmup = as_int("warmup", warmup, minimum=0)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {progress!r}")
-    cases = _all_cases() if cases is None else list(cases)
+    modes = tuple(modes)
+    if not modes:
+        raise ValueError(f"modes must name at least one of {tuple(MODES)}, got {modes!r}")
+    for mode in modes:
+        check_choice("mode", mode, tuple(MODES))
+    cases = default_cases() if cases is None else list(cases)
     results = []
     for kind, input_shape, kwargs in cases:
-        ours, builtin = time_case(kind, input_shape, kwargs, repeats, number, warmup, ctx)
-        results.append({"kind": kind, "layer": _describe(kind, tuple(input_shape), kwargs),
-                        "input_shape": list(input_shape), "settings": dict(kwargs),
-                        "ours_ms": ours * 1e3, "builtin_ms": builtin * 1e3,
-                        "ratio": ours / builtin})
-        if progress is not None:
-            progress(len(results), len(cases))
+        for mode in modes:
+            ours, builtin = time_case(kind, input_shape, kwargs, mode, repeats, number, warmup,
+                                      ctx)
+            results.append({"kind": kind, "mode": mode,
+                            "layer": _describe(kind, tuple(input_shape), kwargs),
+                            "input_shape": list(input_shape), "settings": dict(kwargs),
+                            "ours_ms": ours * 1e3, "builtin_ms": builtin * 1e3,
+                            "ratio": ours / builtin})
+            if progress is not None:
+                progress(len(results), len(cases) * len(modes))
     return results
+
+
+_BUSY_LOOP = """
+import os, sys, time
+parent, end = os.getppid(), time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end and os.getppid() == parent:
+    for _ in range(100000):
+        pass
+"""
+
+
+@contextlib.contextmanager
+def busy_processes(n, seconds=3600.0):
+    """Keep ``n`` processor cores busy in the background while the ``with`` body runs.
+
+    Each of the ``n`` processes spins in a Python loop. They stop by themselves
+    after ``seconds`` or when this process is gone (they watch their parent), and
+    they are killed and reaped when the body ends, however it ends (an
+    exception, Ctrl-C). Yields the list of ``subprocess.Popen`` objects.
+    """
+    n = as_int("n", n, minimum=0)
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
+    processes = []
+    try:
+        for _ in range(n):
+            processes.append(subprocess.Popen([sys.executable, "-c", _BUSY_LOOP, str(seconds)],
+                                              stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        for process in processes:
+            process.wait()
 
 
 def geometric_mean(values):
@@ -131,22 +270,35 @@ def geometric_mean(values):
     return math.exp(sum(map(math.log, values)) / len(values))
 
 
+_GROUPS = (("conv", ("conv",)), ("pool", ("maxpool", "avgpool")), ("lenet", ("lenet",)))
+
+
 def summarize(results):
-    """Geometric-mean ratio (ours / built-in) for conv and for pooling rows."""
+    """Geometric-mean ratio (ours / built-in) of conv, pooling and training-step rows, per mode.
+
+    Returns ``{mode: {'conv': ..., 'pool': ..., 'lenet': ...}}`` with the
+    groups that have rows (rows without a ``mode`` count as ``'static'``).
+
+    >>> summarize([{"kind": "conv", "ratio": 2.0, "mode": "hybrid"},
+    ...            {"kind": "conv", "ratio": 8.0, "mode": "hybrid"}])
+    {'hybrid': {'conv': 4.0}}
+    """
     summary = {}
-    for group, kinds in (("conv", ("conv",)), ("pool", ("maxpool", "avgpool"))):
-        ratios = [r["ratio"] for r in results if r["kind"] in kinds]
-        if ratios:
-            summary[group] = geometric_mean(ratios)
+    for mode in dict.fromkeys(r.get("mode", "static") for r in results):
+        rows = [r for r in results if r.get("mode", "static") == mode]
+        for group, kinds in _GROUPS:
+            ratios = [r["ratio"] for r in rows if r["kind"] in kinds]
+            if ratios:
+                summary.setdefault(mode, {})[group] = geometric_mean(ratios)
     return summary
 
 
 def format_table(results):
-    """The results as a plain-text table, one row per case, then the geometric means."""
+    """The results as a plain-text table, one row per case and mode, then the geometric means."""
     width = max(len(r["layer"]) for r in results)
-    lines = [f"{'layer':<{width}}  {'ours ms':>8}  {'gluon ms':>8}  {'ratio':>6}"]
-    lines += [f"{r['layer']:<{width}}  {r['ours_ms']:8.3f}  {r['builtin_ms']:8.3f}  "
-              f"{r['ratio']:6.2f}" for r in results]
-    lines += [f"geometric mean ratio, {group}: {value:.2f}"
-              for group, value in summarize(results).items()]
+    lines = [f"{'layer':<{width}}  {'mode':<10}  {'ours ms':>8}  {'gluon ms':>8}  {'ratio':>6}"]
+    lines += [f"{r['layer']:<{width}}  {r.get('mode', 'static'):<10}  {r['ours_ms']:8.3f}  "
+              f"{r['builtin_ms']:8.3f}  {r['ratio']:6.2f}" for r in results]
+    lines += [f"geometric mean ratio, {group}, {mode}: {value:.2f}"
+              for mode, groups in summarize(results).items() for group, value in groups.items()]
     return "\n".join(lines)

@@ -31,8 +31,9 @@ from mxnet.gluon import HybridBlock, Parameter, nn
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
-                         conv2d, global_pool2d, native_applies, pool2d_native, pool2d_nchw)
+from .functional import (LAYOUTS, NATIVE_MAX_CHANNELS, check_conv2d_input, check_pool2d_input,
+                         check_pool_args, conv2d, conv2d_native, global_pool2d, native_applies,
+                         native_conv_applies, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
@@ -185,6 +186,7 @@ class Conv2D(HybridBlock):
             self.act = (nn.Activation(activation, prefix=activation + "_")
                         if activation is not None else None)
         self._symbol_input = None
+        self._use_native = False
 
     def _alias(self):
         return "conv"
@@ -206,15 +208,35 @@ class Conv2D(HybridBlock):
                            self._padding, self._dilation, self._layout)
         self.weight.shape = self._weight_shape(x.shape[self._layout.index("C")])
 
+    def _native_fits(self, in_channels):
+        """Whether the C++ kernel is the faster way for this many input channels (0: unknown).
+
+        Few channels per group: the kernel; many: the gathered rows' matrix
+        multiply. Not knowing (a hybridized parent's first call, before
+        deferred initialization), only a depthwise layer takes the kernel.
+        """
+        if not in_channels:
+            return self._groups > 1 and self._groups == self._channels
+        return in_channels // self._groups <= NATIVE_MAX_CHANNELS
+
     def forward(self, x, *args):
         # Calls with data (imperative or hybridized) are checked here, before
         # MXNet's own shape inference could fail with a C++ message. Inside a
         # hybridized parent this block only sees Symbols, and MXNet checks.
-        if not isinstance(x, sym.Symbol):
+        if isinstance(x, sym.Symbol):
+            self._symbol_input = x         # for _ConvWeight's message
+            # Inside a hybridized parent: the input's context is not known here.
+            use_native = (self._layout == "NCHW" and native.enabled() and _num_gpus() == 0
+                          and self._native_fits(self.in_channels)
+                          and np.dtype(self.weight.dtype) in (np.float32, np.float64))
+        else:
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation, self._layout)
-        else:
-            self._symbol_input = x         # for _ConvWeight's message
+            use_native = (self._layout == "NCHW" and native.enabled()
+                          and native_conv_applies(x) and self._native_fits(x.shape[1]))
+        if use_native != self._use_native:
+            self._use_native = use_native
+            self._clear_cached_op()        # a hybridized block rebuilds its graph
         return super().forward(x, *args)
 
     def _fits(self, input_shape):
@@ -237,9 +259,14 @@ class Conv2D(HybridBlock):
                          f"the {name}'s, so in_channels cannot be inferred")
 
     def hybrid_forward(self, F, x, weight, bias=None):
-        Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
-                   self._dilation, self._groups, channels=self._channels,
-                   in_channels=self.in_channels or None, layout=self._layout)
+        if self._use_native:
+            Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
+                              self._padding, self._dilation, self._groups,
+                              channels=self._channels)
+        else:
+            Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
+                       self._dilation, self._groups, channels=self._channels,
+                       in_channels=self.in_channels or None, layout=self._layout)
         return self.act(Y) if self.act is not None else Y
 
     def __repr__(self):

@@ -40,7 +40,7 @@ from ._checks import as_bool, as_int, as_pair, check_choice, check_ndarray
 from . import native
 from .ops import POOL_MODES
 
-__all__ = ["LAYOUTS", "conv2d", "pool2d_nchw", "pool2d_native", "global_pool2d"]
+__all__ = ["LAYOUTS", "conv2d", "conv2d_native", "pool2d_nchw", "pool2d_native", "global_pool2d"]
 
 # The layouts of Gluon's 2-D blocks: channels first or channels last.
 LAYOUTS = ("NCHW", "NHWC")
@@ -304,6 +304,61 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     # (N, h' * w', c_o) -> (N, c_o, h' * w') -> (N, c_o, h', w')
     Y = F.transpose(Y, axes=(0, 2, 1))
     return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
+
+
+# Up to this many input channels per group, the blocks convolve with the C++
+# kernel (conv2d_native): its register tiles beat the matrix multiply of the
+# gathered rows there (LeNet's 1 and 6 channels, depthwise convs); with more,
+# oneDNN's matrix multiply inside FullyConnected wins (measured, see README).
+NATIVE_MAX_CHANNELS = 8
+
+
+def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
+                  groups=1, channels=None):
+    """:func:`conv2d` by the C++ kernel of :mod:`cnn_base.native`: the same results.
+
+    The arguments, rules and output are :func:`conv2d`'s; the input must be
+    float32 or float64 on a CPU context. The kernel (``csrc/conv2d.cc``) runs
+    the chapter's corr2d loop over the windows in register tiles, and its
+    backward computes the input's, kernels' and bias's gradients. It
+    overwrites them instead of adding to them, so every input goes through
+    ``identity`` first, whose backward honours ``grad_req='add'``; inside a
+    graph MXNet runs those in place, for free.
+
+    Examples
+    --------
+    >>> X = nd.arange(9).reshape((1, 1, 3, 3))
+    >>> K = nd.arange(4).reshape((1, 1, 2, 2))
+    >>> conv2d_native(nd, X, K) if native.loaded() else conv2d(nd, X, K)
+    <BLANKLINE>
+    [[[[19. 25.]
+       [37. 43.]]]]
+    <NDArray 1x1x2x2 @cpu(0)>
+    """
+    if not native.loaded():
+        raise RuntimeError(f"the C++ convolution kernel is not available: {native.status()}")
+    if isinstance(weight, nd.NDArray):
+        kernel_size = weight.shape[2:] if kernel_size is None else kernel_size
+        channels = weight.shape[0] if channels is None else channels
+    if kernel_size is None or channels is None:
+        raise TypeError("conv2d_native needs kernel_size and channels when weight is a Symbol")
+    k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
+    c_o, groups = as_int("channels", channels), as_int("groups", groups)
+    if isinstance(X, nd.NDArray):
+        check_conv2d_input(X, weight.shape[1] * groups if isinstance(weight, nd.NDArray) else 0,
+                           groups, k, p, d)
+        if not native_conv_applies(X):
+            raise ValueError(f"the C++ convolution kernel takes float32 or float64 input on a "
+                             f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
+    inputs = [F.identity(X), F.identity(weight)] + ([] if bias is None else [F.identity(bias)])
+    return getattr(F, native.CONV_OP_NAME)(*inputs, kernel=k, stride=s, pad=p, dilate=d,
+                                           num_filter=c_o, num_group=groups,
+                                           no_bias=bias is None)
+
+
+def native_conv_applies(X):
+    """Whether the C++ kernel can convolve the NDArray ``X``: float32/64 on a CPU context."""
+    return X.context.device_type == "cpu" and np.dtype(X.dtype) in (np.float32, np.float64)
 
 
 def _pool_args(X, pool_size, strides, padding, mode, ceil_mode, count_include_pad,

@@ -1,4 +1,4 @@
-"""The pooling kernel in C++: building it, loading it into MXNet, and whether to use it.
+"""The C++ kernels (pooling, convolution): building them, loading them into MXNet, whether to use them.
 
 ``csrc/pool2d.cc`` is the chapter's ``pool2d`` loop in C++, run over every
 (sample, channel) plane of a batch, registered as the MXNet operator
@@ -6,6 +6,11 @@
 the mxnet wheel ships). Forward and backward take one pass each over the data,
 as Gluon's built-in pooling does, where composing MXNet operators
 (:func:`cnn_base.functional.pool2d_nchw`) takes one pass per window element.
+
+``csrc/conv2d.cc`` is the chapter's ``corr2d`` loop over the windows of an
+NCHW batch, in register tiles, with its two backward passes, registered as
+``cnn_base_conv2d`` (float32 and float64) in the same library; our ``Conv2D``
+uses it for few input channels per group (``functional.conv2d_native``).
 
 The library is built once per user, on first use (or by ``make``, or
 ``cnn-base build-native``), into a cache: ``$CNN_BASE_CACHE``, else
@@ -40,10 +45,11 @@ try:
 except ImportError:     # not POSIX: concurrent builds still cannot corrupt (temp file + rename)
     fcntl = None
 
-__all__ = ["NativeBuildError", "OP_NAME", "SOURCE_DIR", "build", "load", "loaded", "enabled",
-           "set_enabled", "status", "cache_dir", "library_path", "compiler"]
+__all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE_DIR", "build", "load", "loaded",
+           "enabled", "set_enabled", "status", "cache_dir", "library_path", "compiler"]
 
 OP_NAME = "cnn_base_pool2d"
+CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
 SOURCE_DIR = Path(__file__).with_name("csrc")
 _MXNET_DIR = Path(mx.__file__).parent
 _FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")

@@ -20,3 +20,20 @@ def pool_backend(request):
     old = native.set_enabled(request.param == "kernel")
     yield request.param
     native.set_enabled(old)
+
+
+@pytest.fixture(params=["kernel", "ops"])
+def conv_backend(request):
+    """Run a convolution test twice: with the C++ kernel (where it applies) and with MXNet operators.
+
+    With "kernel", our Conv2D takes the kernel for up to
+    ``functional.NATIVE_MAX_CHANNELS`` input channels per group, MXNet
+    operators above; with "ops", MXNet operators always.
+    """
+    from cnn_base import native
+
+    if request.param == "kernel" and not native.loaded():
+        pytest.skip(f"the C++ convolution kernel is not available: {native.status()}")
+    old = native.set_enabled(request.param == "kernel")
+    yield request.param
+    native.set_enabled(old)

@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -13,44 +14,123 @@ from cnn_base import benchmark as bench
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 TINY_CASES = [("conv", (2, 3, 8, 8), dict(channels=4, kernel_size=3, padding=1)),
               ("maxpool", (2, 3, 8, 8), dict(pool_size=3, strides=2, padding=1)),
-              ("avgpool", (2, 3, 8, 8), dict(pool_size=2))]
+              ("avgpool", (2, 3, 8, 8), dict(pool_size=2)),
+              ("lenet", (2, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
 
 
-def test_run_benchmark_returns_one_result_per_case_with_ours_over_builtin():
-    results = bench.run_benchmark(TINY_CASES, repeats=1, number=1, warmup=0)
-    assert [r["kind"] for r in results] == ["conv", "maxpool", "avgpool"]
-    for r, (kind, shape, kwargs) in zip(results, TINY_CASES):
+def test_run_benchmark_returns_one_result_per_case_and_mode_with_ours_over_builtin():
+    modes = ("imperative", "hybrid", "static")
+    results = bench.run_benchmark(TINY_CASES, repeats=1, number=1, warmup=0, modes=modes)
+    assert [(r["kind"], r["mode"]) for r in results] == [
+        (kind, mode) for kind, _, _ in TINY_CASES for mode in modes]
+    for r, (kind, shape, kwargs) in zip(results, [c for c in TINY_CASES for _ in modes]):
         assert r["input_shape"] == list(shape) and r["settings"] == kwargs
         assert r["ours_ms"] > 0 and r["builtin_ms"] > 0
         assert r["ratio"] == pytest.approx(r["ours_ms"] / r["builtin_ms"])
-        assert r["layer"].startswith(kind)
+        assert r["layer"].startswith(kind if kind != "lenet" else "d2l LeNet training step")
+
+
+@pytest.mark.parametrize("modes, message", [
+    ((), "modes must name at least one of"),
+    (("fast",), "mode must be one of"),
+])
+def test_run_benchmark_refuses_unknown_or_no_modes(modes, message):
+    with pytest.raises(ValueError, match=message):
+        bench.run_benchmark(TINY_CASES[:1], repeats=1, number=1, warmup=0, modes=modes)
+
+
+def test_lenet_of_the_benchmark_is_d2ls_with_the_given_blocks():
+    from mxnet import nd
+    import cnn_base as cb
+    net = bench.lenet(cb.Conv2D, cb.MaxPool2D)
+    net.initialize()
+    assert net(nd.ones((2, 1, 28, 28))).shape == (2, 10)
+    assert [type(b).__name__ for b in net] == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D",
+                                               "Dense", "Dense", "Dense"]
+    assert [b.weight.shape for b in net if hasattr(b, "weight")] == [
+        (6, 1, 5, 5), (16, 6, 5, 5), (120, 256), (84, 120), (10, 84)]
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_busy_processes_run_inside_the_block_and_are_reaped_after():
+    with bench.busy_processes(2) as processes:
+        assert len(processes) == 2
+        assert all(p.poll() is None for p in processes)
+    assert all(p.returncode is not None for p in processes)
+    assert not any(_alive(p.pid) for p in processes)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_busy_processes_are_reaped_when_the_body_raises(error):
+    with pytest.raises(error):
+        with bench.busy_processes(1) as processes:
+            raise error("stop")
+    assert processes[0].returncode is not None and not _alive(processes[0].pid)
+
+
+def test_busy_processes_stop_by_themselves_after_their_time():
+    with bench.busy_processes(1, seconds=0.3) as processes:
+        deadline = time.monotonic() + 60
+        while processes[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes[0].returncode == 0
+
+
+@pytest.mark.parametrize("n, seconds, error", [(-1, 1.0, ValueError), (1.5, 1.0, TypeError),
+                                               (1, 0.0, ValueError), (1, float("inf"), ValueError)])
+def test_busy_processes_refuse_bad_arguments(n, seconds, error):
+    with pytest.raises(error):
+        with bench.busy_processes(n, seconds):
+            pass
 
 
 def test_default_table_holds_the_issues_layers():
-    conv = {(shape, kw["channels"], kw["kernel_size"], kw.get("strides", 1), kw.get("padding", 0))
-            for shape, kw in bench.CONV_CASES}
-    assert conv >= {((8, 16, 64, 64), 32, 3, 1, 1), ((32, 1, 28, 28), 6, 5, 1, 2),
-                    ((32, 6, 14, 14), 16, 5, 1, 0), ((8, 64, 32, 32), 64, 3, 2, 1)}
+    conv = {(shape, kw["channels"], kw["kernel_size"], kw.get("strides", 1), kw.get("padding", 0),
+             kw.get("groups", 1)) for shape, kw in bench.CONV_CASES}
+    assert conv >= {((8, 16, 64, 64), 32, 3, 1, 1, 1), ((32, 1, 28, 28), 6, 5, 1, 2, 1),
+                    ((32, 6, 14, 14), 16, 5, 1, 0, 1), ((8, 64, 32, 32), 64, 3, 2, 1, 1),
+                    # LeNet at batch 256: both layers, the padded first one; 1x1; depthwise
+                    ((256, 1, 28, 28), 6, 5, 1, 0, 1), ((256, 6, 12, 12), 16, 5, 1, 0, 1),
+                    ((256, 1, 28, 28), 6, 5, 1, 2, 1), ((8, 64, 32, 32), 64, 1, 1, 0, 1),
+                    ((8, 32, 56, 56), 32, 3, 1, 1, 32)}
     pool = {(shape, kw["pool_size"], kw["strides"], kw.get("padding", 0))
             for shape, kw in bench.POOL_CASES}
-    assert pool >= {((32, 6, 28, 28), 2, 2, 0), ((8, 32, 64, 64), 3, 2, 1)}
+    assert pool >= {((32, 6, 28, 28), 2, 2, 0), ((8, 32, 64, 64), 3, 2, 1),
+                    ((256, 6, 24, 24), 2, 2, 0), ((256, 16, 8, 8), 2, 2, 0)}
+    kinds = [kind for kind, _, _ in bench.default_cases()]
+    assert kinds.count("lenet") == 1 and bench.STEP_CASES[0][0] == (256, 1, 28, 28)
 
 
-def test_summarize_takes_the_geometric_mean_of_conv_and_of_pooling_ratios():
-    rows = [{"kind": "conv", "ratio": 1.0}, {"kind": "conv", "ratio": 4.0},
-            {"kind": "maxpool", "ratio": 2.0}, {"kind": "avgpool", "ratio": 8.0}]
+def test_summarize_takes_the_geometric_mean_of_each_group_per_mode():
+    rows = [{"kind": "conv", "ratio": 1.0, "mode": "static"},
+            {"kind": "conv", "ratio": 4.0, "mode": "static"},
+            {"kind": "maxpool", "ratio": 2.0, "mode": "static"},
+            {"kind": "avgpool", "ratio": 8.0, "mode": "static"},
+            {"kind": "conv", "ratio": 3.0, "mode": "imperative"},
+            {"kind": "lenet", "ratio": 1.2, "mode": "imperative"}]
     summary = bench.summarize(rows)
-    assert summary == {"conv": pytest.approx(2.0), "pool": pytest.approx(4.0)}
+    assert summary == {"static": {"conv": pytest.approx(2.0), "pool": pytest.approx(4.0)},
+                       "imperative": {"conv": pytest.approx(3.0), "lenet": pytest.approx(1.2)}}
 
 
-def test_format_table_lists_every_row_and_the_geometric_means():
-    rows = [{"kind": "conv", "layer": "conv A", "ours_ms": 3.0, "builtin_ms": 2.0, "ratio": 1.5},
-            {"kind": "maxpool", "layer": "maxpool B", "ours_ms": 1.0, "builtin_ms": 0.5,
-             "ratio": 2.0}]
+def test_format_table_lists_every_row_with_its_mode_and_the_geometric_means():
+    rows = [{"kind": "conv", "layer": "conv A", "mode": "hybrid", "ours_ms": 3.0,
+             "builtin_ms": 2.0, "ratio": 1.5},
+            {"kind": "maxpool", "layer": "maxpool B", "mode": "hybrid", "ours_ms": 1.0,
+             "builtin_ms": 0.5, "ratio": 2.0}]
     lines = bench.format_table(rows).splitlines()
-    assert lines[1].split() == ["conv", "A", "3.000", "2.000", "1.50"]
-    assert lines[2].split() == ["maxpool", "B", "1.000", "0.500", "2.00"]
-    assert lines[3:] == ["geometric mean ratio, conv: 1.50", "geometric mean ratio, pool: 2.00"]
+    assert lines[0].split() == ["layer", "mode", "ours", "ms", "gluon", "ms", "ratio"]
+    assert lines[1].split() == ["conv", "A", "hybrid", "3.000", "2.000", "1.50"]
+    assert lines[2].split() == ["maxpool", "B", "hybrid", "1.000", "0.500", "2.00"]
+    assert lines[3:] == ["geometric mean ratio, conv, hybrid: 1.50",
+                         "geometric mean ratio, pool, hybrid: 2.00"]
 
 
 @pytest.mark.parametrize("values", [[], [1.0, 0.0], [2.0, -1.0]])
@@ -71,16 +151,47 @@ def _run(*args, **env_vars):
 
 def test_script_prints_the_table_and_writes_json(tmp_path):
     path = tmp_path / "bench" / "result.json"
-    result = _run("--repeats", "1", "--number", "1", "--warmup", "0", "--json", str(path))
+    result = _run("--repeats", "1", "--number", "1", "--warmup", "0", "--mode", "static",
+                  "--json", str(path))
     assert result.returncode == 0, result.stderr
     report = json.loads(path.read_text())
-    assert len(report["results"]) == len(bench.CONV_CASES) + 2 * len(bench.POOL_CASES)
-    assert set(report["geometric_mean_ratio"]) == {"conv", "pool"}
+    n_rows = len(bench.CONV_CASES) + 2 * len(bench.POOL_CASES) + len(bench.STEP_CASES)
+    assert len(report["results"]) == n_rows
+    assert {r["mode"] for r in report["results"]} == {"static"}
+    assert report["modes"] == ["static"] and report["busy"] == 0
+    assert report["geometric_mean_ratio"].keys() == {"static"}
+    assert set(report["geometric_mean_ratio"]["static"]) == {"conv", "pool", "lenet"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in report["results"])
     out = result.stdout.splitlines()
     assert out[0] == f"our pools compute with: {report['pooling']}"
-    assert out[1].split() == ["layer", "ours", "ms", "gluon", "ms", "ratio"]
-    assert sum(line.startswith("geometric mean ratio") for line in out) == 2
+    assert out[1].split() == ["layer", "mode", "ours", "ms", "gluon", "ms", "ratio"]
+    assert sum(line.startswith("geometric mean ratio") for line in out) == 3
+
+
+def test_script_busy_runs_and_reaps_its_background_processes(tmp_path, monkeypatch):
+    path = tmp_path / "busy.json"
+    monkeypatch.setattr(bench, "default_cases", lambda: TINY_CASES)    # in-process: tiny table
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import benchmark as script
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    started = []
+    real = bench.busy_processes
+
+    def spying(n, *args, **kwargs):
+        with real(n, *args, **kwargs) as processes:
+            started.extend(processes)
+            assert all(p.poll() is None for p in processes)
+            yield processes
+    monkeypatch.setattr(bench, "busy_processes", bench.contextlib.contextmanager(spying))
+    assert script.main(["--repeats", "1", "--number", "1", "--warmup", "0", "--busy", "2",
+                        "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["busy"] == 2 and report["modes"] == ["imperative", "hybrid", "static"]
+    assert len(report["results"]) == 3 * len(TINY_CASES)
+    assert len(started) == 2 and all(p.returncode is not None for p in started)
+    assert not any(_alive(p.pid) for p in started)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -90,6 +201,9 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     (["--fast"], "unrecognized arguments: --fast"),
     (["--pooling", "median"],
      "argument --pooling: invalid choice: 'median' (choose from 'auto', 'kernel', 'ops')"),
+    (["--mode", "fast"], "argument --mode: invalid choice: 'fast' (choose from 'imperative', "
+                         "'hybrid', 'static', 'all')"),
+    (["--busy", "-1"], "argument --busy: must be >= 0, got -1"),
 ])
 def test_script_bad_arguments_give_one_line_and_exit_2(args, message):
     result = _run(*args)
@@ -98,12 +212,22 @@ def test_script_bad_arguments_give_one_line_and_exit_2(args, message):
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_script_pooling_ops_times_the_mxnet_operator_pools(tmp_path):
+def test_script_pooling_ops_times_the_mxnet_operator_pools(tmp_path, monkeypatch):
     path = tmp_path / "ops.json"
-    result = _run("--repeats", "1", "--number", "1", "--warmup", "0", "--pooling", "ops",
-                  "--json", str(path))
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].startswith("our pools compute with: MXNet operators")
+    monkeypatch.setattr(bench, "default_cases", lambda: TINY_CASES)    # in-process: tiny table
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import benchmark as script
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    from cnn_base import native
+    old = native.enabled()
+    try:
+        assert script.main(["--repeats", "1", "--number", "1", "--warmup", "0", "--pooling", "ops",
+                            "--mode", "imperative", "--json", str(path)]) == 0
+        assert not native.enabled()
+    finally:
+        native.set_enabled(old)
     assert json.loads(path.read_text())["pooling"].startswith("MXNet operators")
 
 

@@ -113,6 +113,7 @@ def _forward_backward(block, X, dY):
 
 
 @LAYOUT
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 @pytest.mark.parametrize("input_shape, kwargs", CONV_TABLE)
 def test_conv2d_output_and_gradients_equal_gluon_conv2d(input_shape, kwargs, hybridize, layout):
@@ -135,6 +136,7 @@ def test_conv2d_output_and_gradients_equal_gluon_conv2d(input_shape, kwargs, hyb
 
 
 @LAYOUT
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("c_i", [2, 8], ids=["im2col", "gathered"])
 def test_conv2d_float64_gradient_matches_central_differences(c_i, layout):
     from reference import central_difference
@@ -165,6 +167,7 @@ def test_conv2d_gives_blog_padding_and_stride_shapes_on_8x8(kwargs, out_hw):
 
 
 @LAYOUT
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 def test_conv2d_defers_in_channels_to_the_first_input(hybridize, layout):
     conv = cb.Conv2D(4, (3, 2), groups=2, layout=layout)
@@ -182,6 +185,7 @@ def test_conv2d_defers_in_channels_to_the_first_input(hybridize, layout):
 
 
 @LAYOUT
+@pytest.mark.usefixtures("conv_backend")
 def test_conv2d_defers_in_channels_inside_a_hybridized_sequential(layout):
     net = nn.HybridSequential()
     net.add(cb.Conv2D(3, 3, groups=1, layout=layout), cb.Conv2D(6, 2, groups=3, layout=layout),
@@ -251,6 +255,7 @@ def test_conv2d_nhwc_parameters_load_across_ours_and_gluons_nhwc_conv2d(tmp_path
                                nchw(X).asnumpy(), **FWD)
 
 
+@pytest.mark.usefixtures("conv_backend")
 @pytest.mark.parametrize("direction", ["ours_to_gluon", "gluon_to_ours"])
 def test_conv2d_parameters_load_across_ours_and_gluon(tmp_path, direction):
     kwargs = dict(channels=4, kernel_size=(3, 2), padding=1, groups=2)

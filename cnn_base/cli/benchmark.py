@@ -3,13 +3,17 @@
     cnn-base benchmark                               # the default table, 20 timings per layer
     cnn-base benchmark --repeats 5 --json out/benchmark.json
     cnn-base benchmark --pooling ops                 # pool with MXNet operators, not the C++ kernel
+    cnn-base benchmark --mode static --busy 1        # one mode, one core kept busy meanwhile
 
 Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
 the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
 the geometric-mean ratio ours / built-in for conv and for pooling, after a line
 saying how our blocks pool (``--pooling``: ``auto`` uses the C++ kernel of
 ``cnn_base.native`` when it is built, ``kernel`` insists on it, ``ops`` uses
-MXNet operators). On a terminal a progress bar counts the layers. The work is
+MXNet operators). ``--mode`` picks how both blocks run (imperative,
+``hybridize()``, ``hybridize(static_alloc=True, static_shape=True)`` or all
+three, the default); ``--busy N`` keeps N processor cores busy with
+background processes meanwhile (stopped when the benchmark ends). On a terminal a progress bar counts the layers. The work is
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
@@ -34,6 +38,11 @@ def build_parser(prog=None):
     parser.add_argument("--pooling", choices=("auto", "kernel", "ops"), default="auto",
                         help="how our pools compute: the C++ kernel when built (auto), "
                              "the kernel or fail (kernel), MXNet operators (ops)")
+    parser.add_argument("--mode", choices=("imperative", "hybrid", "static", "all"),
+                        default="all", help="imperative, hybridize() (hybrid), "
+                        "hybridize(static_alloc=True, static_shape=True) (static), or all")
+    parser.add_argument("--busy", type=nonnegative_int, default=0, metavar="N",
+                        help="background processes keeping N cores busy meanwhile (default: 0)")
     return parser
 
 
@@ -49,13 +58,14 @@ def main(argv=None):
     native.set_enabled(args.pooling != "ops")
     print(f"our pools compute with: {native.status()}")
 
-    with progress_bar("benchmark", "layer") as progress:
+    modes = tuple(bench.MODES) if args.mode == "all" else (args.mode,)
+    with bench.busy_processes(args.busy), progress_bar("benchmark", "layer") as progress:
         results = bench.run_benchmark(repeats=args.repeats, number=args.number,
-                                      warmup=args.warmup, progress=progress)
+                                      warmup=args.warmup, modes=modes, progress=progress)
     print(bench.format_table(results))
     if args.json is not None:
         report = {"results": results, "geometric_mean_ratio": bench.summarize(results),
-                  "pooling": native.status(),
+                  "pooling": native.status(), "modes": list(modes), "busy": args.busy,
                   "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

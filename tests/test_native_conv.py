@@ -1,0 +1,257 @@
+"""The C++ convolution kernel (operator cnn_base_conv2d, functional.conv2d_native) against
+Gluon's built-in Convolution, MXNet-op conv2d and finite differences; when our Conv2D uses it."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon, init, nd
+from mxnet.gluon import HybridBlock, nn
+
+import cnn_base as cb
+from cnn_base import native
+from cnn_base.functional import NATIVE_MAX_CHANNELS, conv2d, conv2d_native
+from reference import central_difference
+
+needs_kernel = pytest.mark.skipif(not native.loaded(),
+                                  reason=f"C++ kernel not loaded: {native.status()}")
+pytestmark = needs_kernel
+
+TOL = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-11, atol=1e-11)}
+
+# (input shape, conv arguments as conv2d takes them): strides, padding wider than
+# the kernel, dilation, groups, 1x1, depthwise, a row wider than 4 vectors, no bias.
+CONV_TABLE = [
+    ((2, 1, 9, 11), dict(channels=3, kernel_size=(3, 2))),
+    ((2, 3, 7, 9), dict(channels=5, kernel_size=3, padding=1, use_bias=False)),
+    ((1, 2, 8, 6), dict(channels=5, kernel_size=(3, 2), strides=(2, 1), padding=(1, 0))),
+    ((3, 4, 9, 7), dict(channels=6, kernel_size=(2, 3), padding=(2, 1), dilation=(2, 1))),
+    ((2, 6, 7, 8), dict(channels=4, kernel_size=3, padding=(1, 3), groups=2)),
+    ((2, 6, 6, 9), dict(channels=6, kernel_size=(1, 3), strides=(2, 3), dilation=(1, 2),
+                        groups=3, use_bias=False)),
+    ((2, 5, 6, 6), dict(channels=5, kernel_size=3, padding=1, groups=5)),     # depthwise
+    ((2, 4, 5, 5), dict(channels=9, kernel_size=1)),
+    ((1, 2, 3, 70), dict(channels=3, kernel_size=(1, 5), padding=(0, 4), dilation=(1, 3))),
+    ((2, 12, 6, 7), dict(channels=17, kernel_size=(2, 3), strides=(1, 3), padding=1)),
+    ((4, 1, 6, 6), dict(channels=2, kernel_size=6, padding=5, strides=4)),
+]
+
+
+def _case_id(case):
+    shape, kw = case
+    return "x".join(map(str, shape)) + "-" + "-".join(f"{k}={v}" for k, v in kw.items()) \
+        .replace(" ", "")
+
+
+class _Conv(HybridBlock):
+    """conv2d_native (or conv2d, or the built-in) on given weights, as a HybridBlock."""
+
+    def __init__(self, conv, kwargs):
+        super().__init__()
+        self._conv, self._kw = conv, dict(kwargs)
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        kw = dict(self._kw)
+        kw.pop("use_bias", None)
+        if self._conv == "builtin":
+            c_o = kw.pop("channels")
+            args = dict(kernel=kw.pop("kernel_size"), stride=kw.pop("strides", 1),
+                        pad=kw.pop("padding", 0), dilate=kw.pop("dilation", 1),
+                        num_group=kw.pop("groups", 1))
+            args = {k: (v, v) if isinstance(v, int) and k != "num_group" else v
+                    for k, v in args.items()}
+            if bias is None:
+                return F.Convolution(x, weight, num_filter=c_o, no_bias=True, **args)
+            return F.Convolution(x, weight, bias, num_filter=c_o, **args)
+        return self._conv(F, x, weight, bias, **kw)
+
+
+def _inputs(input_shape, kw, dtype, seed=0):
+    rng = np.random.RandomState(seed)
+    k = kw["kernel_size"]
+    k = (k, k) if isinstance(k, int) else k
+    c_o, groups = kw["channels"], kw.get("groups", 1)
+    X = nd.array(rng.normal(size=input_shape), dtype=dtype)
+    W = nd.array(rng.normal(size=(c_o, input_shape[1] // groups) + tuple(k)), dtype=dtype)
+    B = nd.array(rng.normal(size=(c_o,)), dtype=dtype) if kw.get("use_bias", True) else None
+    return X, W, B
+
+
+def _run(conv, kw, X, W, B, hybridize, dY=None, grad_req="write"):
+    """Output and the gradients of X, W (and B) for head gradient dY."""
+    block = _Conv(conv, kw)
+    if hybridize:
+        block.hybridize()
+    arrays = [a.copy() for a in (X, W, B) if a is not None]
+    for a in arrays:
+        a.attach_grad(grad_req=grad_req)
+    with autograd.record():
+        Y = block(*arrays[:1], *arrays[1:])
+    if dY is None:
+        dY = nd.array(np.random.RandomState(1).normal(size=Y.shape), dtype=Y.dtype)
+    Y.backward(dY)
+    return [Y.asnumpy()] + [a.grad.asnumpy() for a in arrays], dY
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_shape, kw", CONV_TABLE, ids=[_case_id(c) for c in CONV_TABLE])
+def test_kernel_output_and_gradients_equal_gluons_convolution(input_shape, kw, dtype, hybridize):
+    X, W, B = _inputs(input_shape, kw, dtype)
+    ours, _ = _run(conv2d_native, kw, X, W, B, hybridize)
+    theirs, _ = _run("builtin", kw, X, W, B, hybridize)
+    assert len(ours) == len(theirs) == (4 if B is not None else 3)
+    for name, a, b in zip(["Y", "dX", "dW", "dB"], ours, theirs):
+        assert a.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(a, b, err_msg=name, **TOL[dtype])
+
+
+@pytest.mark.parametrize("input_shape, kw", CONV_TABLE[:6], ids=[_case_id(c) for c in CONV_TABLE[:6]])
+def test_kernel_equals_the_mxnet_operator_conv2d(input_shape, kw):
+    X, W, B = _inputs(input_shape, kw, "float64")
+    ours, _ = _run(conv2d_native, kw, X, W, B, hybridize=False)
+    theirs, _ = _run(conv2d, kw, X, W, B, hybridize=False)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, **TOL["float64"])
+
+
+def test_kernel_float64_gradients_match_central_differences():
+    kw = dict(channels=2, kernel_size=(2, 3), strides=(1, 2), padding=(1, 1), dilation=(2, 1),
+              groups=2)
+    X, W, B = _inputs((1, 4, 4, 5), kw, "float64")
+    loss = lambda x, w, b: (conv2d_native(nd, x, w, b, **{k: v for k, v in kw.items()}) ** 2) \
+        .sum()
+    arrays = [a.copy() for a in (X, W, B)]
+    for a in arrays:
+        a.attach_grad()
+    with autograd.record():
+        ell = loss(*arrays)
+    ell.backward()
+    as_nd = lambda v: nd.array(v, dtype="float64")
+    numeric = [
+        central_difference(lambda x: loss(as_nd(x), W, B).asscalar(), X.asnumpy()),
+        central_difference(lambda w: loss(X, as_nd(w), B).asscalar(), W.asnumpy()),
+        central_difference(lambda b: loss(X, W, as_nd(b)).asscalar(), B.asnumpy()),
+    ]
+    for a, expected in zip(arrays, numeric):
+        np.testing.assert_allclose(a.grad.asnumpy(), expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_kernel_gradients_accumulate_with_grad_req_add(hybridize):
+    kw = dict(channels=3, kernel_size=3, padding=1)
+    X, W, B = _inputs((2, 2, 5, 6), kw, "float64")
+    once, dY = _run(conv2d_native, kw, X, W, B, hybridize)
+    block = _Conv(conv2d_native, kw)
+    if hybridize:
+        block.hybridize()
+    arrays = [a.copy() for a in (X, W, B)]
+    for a in arrays:
+        a.attach_grad(grad_req="add")
+    for _ in range(2):
+        with autograd.record():
+            Y = block(*arrays)
+        Y.backward(dY)
+    for a, single in zip(arrays, once[1:]):
+        np.testing.assert_allclose(a.grad.asnumpy(), 2 * single, **TOL["float64"])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32"])
+def test_kernel_refuses_other_dtypes_naming_what_it_takes(dtype):
+    X = nd.ones((1, 1, 4, 4), dtype=dtype)
+    W = nd.ones((1, 1, 2, 2), dtype=dtype)
+    with pytest.raises(ValueError, match=f"float32 or float64 input on a CPU context, got {dtype}"):
+        conv2d_native(nd, X, W)
+
+
+@pytest.mark.parametrize("attrs, message", [
+    (dict(kernel=(2, 2), stride=(0, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1),
+     "stride must be 2 integer"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(-1, 0), dilate=(1, 1), num_filter=1, num_group=1),
+     "pad must be 2 integer"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=3, num_group=2),
+     "num_group 2 must divide num_filter 3"),
+    (dict(kernel=(5, 5), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1),
+     "too small for the dilated kernel"),
+])
+def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
+    with pytest.raises(mx.base.MXNetError, match=message):
+        getattr(nd, native.CONV_OP_NAME)(nd.ones((1, 1, 4, 4)), nd.ones((1, 1, 2, 2)),
+                                         no_bias=True, **attrs).wait_to_read()
+
+
+# ---------------------------------------------------------------- when our Conv2D uses it
+
+def _exported_ops(block, X, prefix):
+    block(X)
+    block.export(str(prefix))
+    with open(f"{prefix}-symbol.json") as f:
+        return {node["op"] for node in json.load(f)["nodes"]}
+
+
+@pytest.mark.parametrize("c_i, groups, uses_kernel", [
+    (1, 1, True), (NATIVE_MAX_CHANNELS, 1, True), (NATIVE_MAX_CHANNELS + 1, 1, False),
+    (32, 32, True), (32, 2, False)])
+def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, groups, uses_kernel,
+                                                                   tmp_path):
+    block = cb.Conv2D(groups * 2, 3, padding=1, groups=groups)
+    block.initialize(init.Normal(0.5))
+    block.hybridize()
+    X = nd.random.normal(shape=(2, c_i, 6, 7))
+    assert (native.CONV_OP_NAME in _exported_ops(block, X, tmp_path / "m")) == uses_kernel
+
+
+def test_hybridized_conv2d_switches_with_set_enabled_and_its_export_imports(tmp_path):
+    block = cb.Conv2D(4, (3, 2), strides=(2, 1), padding=1, dilation=(1, 2))
+    block.initialize(init.Normal(0.5))
+    block.hybridize()
+    X = nd.random.normal(shape=(2, 3, 9, 8))
+    assert native.CONV_OP_NAME in _exported_ops(block, X, tmp_path / "on")
+    Y_on = block(X).asnumpy()
+    old = native.set_enabled(False)
+    try:
+        assert native.CONV_OP_NAME not in _exported_ops(block, X, tmp_path / "off")
+        Y_off = block(X).asnumpy()
+    finally:
+        native.set_enabled(old)
+    np.testing.assert_allclose(Y_on, Y_off, **TOL["float32"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        imported = gluon.SymbolBlock.imports(str(tmp_path / "on-symbol.json"), ["data"],
+                                             str(tmp_path / "on-0000.params"))
+    np.testing.assert_array_equal(imported(X).asnumpy(), Y_on)
+
+
+def test_depthwise_conv2d_defers_in_channels_inside_a_hybridized_parent_with_the_kernel(tmp_path):
+    net = nn.HybridSequential()
+    net.add(cb.Conv2D(6, 3, padding=1, groups=6), nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    X = nd.random.normal(shape=(2, 6, 5, 5))
+    assert net(X).shape == (2, 2)
+    assert net[0].weight.shape == (6, 1, 3, 3)
+    net.export(str(tmp_path / "dw"))
+    with open(tmp_path / "dw-symbol.json") as f:
+        assert native.CONV_OP_NAME in {node["op"] for node in json.load(f)["nodes"]}
+    twin = nn.HybridSequential()
+    twin.add(nn.Conv2D(6, 3, padding=1, groups=6), nn.Dense(2))
+    net.save_parameters(str(tmp_path / "dw.params"))
+    twin.load_parameters(str(tmp_path / "dw.params"))
+    np.testing.assert_allclose(net(X).asnumpy(), twin(X).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_environment_variable_turns_the_kernel_off_and_conv2d_still_works():
+    code = ("import cnn_base as cb; from mxnet import nd; "
+            "print(cb.native.loaded()); "
+            "X = nd.arange(9).reshape((1, 1, 3, 3)); conv = cb.Conv2D(1, 2, use_bias=False); "
+            "conv.initialize(); conv.weight.set_data(nd.arange(4).reshape((1, 1, 2, 2))); "
+            "print(conv(X).asnumpy().ravel().tolist())")
+    env = dict(os.environ, CNN_BASE_NATIVE="0")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-2:] == ["False", "[19.0, 25.0, 37.0, 43.0]"]
