@@ -31,9 +31,10 @@ from mxnet.gluon import HybridBlock, Parameter, nn
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (LAYOUTS, NATIVE_MAX_CHANNELS, check_conv2d_input, check_pool2d_input,
-                         check_pool_args, conv2d, conv2d_native, global_pool2d, native_applies,
-                         native_conv_applies, pool2d_native, pool2d_nchw)
+from .functional import (LAYOUTS, NATIVE_MAX_CHANNELS, NATIVE_MAX_OUT_CHANNELS,
+                         check_conv2d_input, check_pool2d_input, check_pool_args, conv2d,
+                         conv2d_native, global_pool2d, native_applies, native_conv_applies,
+                         pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
@@ -212,11 +213,12 @@ class Conv2D(HybridBlock):
         """Whether the C++ kernel is the faster way for this many input channels (0: unknown).
 
         Few channels per group: the kernel; many: the gathered rows' matrix
-        multiply. Not knowing (a hybridized parent's first call, before
-        deferred initialization), only a depthwise layer takes the kernel.
+        multiply. Not knowing them (a hybridized parent builds its graph before
+        deferred initialization), a layer with few output channels per group
+        (LeNet's 6 and 16, a depthwise conv's 1) takes the kernel.
         """
         if not in_channels:
-            return self._groups > 1 and self._groups == self._channels
+            return self._channels // self._groups <= NATIVE_MAX_OUT_CHANNELS
         return in_channels // self._groups <= NATIVE_MAX_CHANNELS
 
     def forward(self, x, *args):

@@ -311,6 +311,10 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
 # gathered rows there (LeNet's 1 and 6 channels, depthwise convs); with more,
 # oneDNN's matrix multiply inside FullyConnected wins (measured, see README).
 NATIVE_MAX_CHANNELS = 8
+# Before deferred initialization a hybridized parent's graph is built without
+# the input's channels; then layers with up to this many output channels per
+# group take the kernel (LeNet's convs, depthwise convs), wider ones the GEMM.
+NATIVE_MAX_OUT_CHANNELS = 16
 
 
 def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,

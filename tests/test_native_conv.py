@@ -255,3 +255,34 @@ def test_environment_variable_turns_the_kernel_off_and_conv2d_still_works():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-2:] == ["False", "[19.0, 25.0, 37.0, 43.0]"]
+
+
+def test_lenet_hybridized_before_its_first_call_convolves_with_the_kernel_and_equals_gluon(
+        tmp_path):
+    """The parent builds its graph before deferred initialization: few output channels -> kernel."""
+    from cnn_base.benchmark import lenet
+    net, twin = lenet(cb.Conv2D, cb.MaxPool2D), lenet(nn.Conv2D, nn.MaxPool2D)
+    net.initialize(init.Xavier())
+    net.hybridize()
+    X = nd.random.uniform(shape=(3, 1, 28, 28))
+    Y = net(X)
+    assert net[0].weight.shape == (6, 1, 5, 5) and net[2].weight.shape == (16, 6, 5, 5)
+    net.export(str(tmp_path / "lenet"))
+    with open(tmp_path / "lenet-symbol.json") as f:
+        ops = [node["op"] for node in json.load(f)["nodes"]]
+    assert ops.count(native.CONV_OP_NAME) == 2
+    net.save_parameters(str(tmp_path / "lenet.params"))
+    twin.load_parameters(str(tmp_path / "lenet.params"))
+    np.testing.assert_allclose(Y.asnumpy(), twin(X).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_wide_conv_in_a_hybridized_parent_before_its_first_call_uses_the_matrix_multiply(
+        tmp_path):
+    net = nn.HybridSequential()
+    net.add(cb.Conv2D(NATIVE_MAX_CHANNELS * 4, 3, padding=1))
+    net.initialize()
+    net.hybridize()
+    net(nd.ones((1, 3, 5, 5)))
+    net.export(str(tmp_path / "wide"))
+    with open(tmp_path / "wide-symbol.json") as f:
+        assert native.CONV_OP_NAME not in {node["op"] for node in json.load(f)["nodes"]}
