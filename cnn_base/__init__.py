@@ -38,9 +38,11 @@ __version__ = "0.1.0"
 # mxnet 1.9.1 reads numpy.bool when it is imported. numpy 1.24 removed that alias of the
 # builtin bool, and numpy < 1.24 has no wheels for Python 3.12+, where numpy 1.26 is
 # installed: put the alias back before any cnn_base module imports mxnet, only when it is
-# missing (numpy 1.20-1.23 still have it, with a DeprecationWarning on reading it).
+# missing (numpy 1.20-1.23 still have it, with a DeprecationWarning on reading it; 1.24-1.26
+# warn with a FutureWarning that asking for it is an error).
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", FutureWarning)
     if not hasattr(numpy, "bool"):
         numpy.bool = bool
 

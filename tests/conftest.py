@@ -1,3 +1,4 @@
+import cnn_base  # noqa: F401  (first: on Python 3.12 it makes mxnet importable, numpy.bool)
 import mxnet as mx
 import numpy as np
 import pytest

@@ -54,6 +54,9 @@ def test_command_help_does_not_import_mxnet(command):
     (["learn-edge-kernel", "--ite", "3"], "unrecognized arguments: --ite 3"),
     (["reproduce-blog", "--se", "3"], "unrecognized arguments: --se 3"),
     (["benchmark", "--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
+    # output paths are checked before the work starts: /dev/null is not a folder
+    (["benchmark", "--json", "/dev/null/bench.json"], "argument --json: '/dev/null' is a file"),
+    (["draw-figures", "--out", "/dev/null/figures"], "argument --out: cannot create directory"),
 ])
 def test_bad_command_line_is_one_line_on_stderr_and_exit_2(argv, message):
     result = run(str(CONSOLE_SCRIPT), *argv)

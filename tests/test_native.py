@@ -478,8 +478,8 @@ def test_build_compiles_a_loadable_library_once_and_then_skips(monkeypatch, tmp_
 
     # the package's own library is kept out (CNN_BASE_NATIVE=0 while importing), so the
     # operator the subprocess runs comes from the freshly built one
-    code = ("import os, sys; from pathlib import Path; from mxnet import nd; "
-            "from cnn_base import native; "
+    code = ("import os, sys; from pathlib import Path; from cnn_base import native; "
+            "from mxnet import nd; "
             "print(native.loaded()); os.environ['CNN_BASE_NATIVE'] = '1'; "
             "print(native.load(Path(sys.argv[1])), native.status()); "
             "print(nd.cnn_base_pool2d(nd.arange(16).reshape((1, 1, 4, 4)), kernel=(3, 3), "
