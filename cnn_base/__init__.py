@@ -23,8 +23,9 @@ Layers of the package, each importing only from those above it:
 - ``lenet_figures``: a LeNet run's loss and accuracy curves, test images with their predicted labels
 
 ``import cnn_base`` imports them all (and MXNet) and loads the C++ kernel, except in
-the ``cnn-base`` command (or ``python -m cnn_base``): there the names load on first
-use, so ``--help`` and a bad flag answer without MXNet's import time.
+the ``cnn-base`` command (or ``python -m cnn_base``, or a clone's ``scripts/*.py``):
+there the names load on first use, so ``--help`` and a bad flag answer without
+MXNet's import time, and ``build-native`` builds without a load before it.
 """
 import importlib
 import os
@@ -54,12 +55,16 @@ _names = None     # every re-exported name, once _import_all has run
 
 
 def _started_as_command():
-    """Whether this process is ``cnn-base ...`` or ``python -m cnn_base ...`` being started.
+    """Whether this process is ``cnn-base ...``, ``python -m cnn_base ...`` or a clone's
+    ``scripts/<command>.py`` being started.
 
     While ``python -m`` looks for the module it runs, ``sys.argv[0]`` is ``"-m"``.
     """
     argv0 = (getattr(sys, "argv", None) or [""])[0]
-    return argv0 == "-m" or os.path.basename(argv0) == "cnn-base"
+    if argv0 == "-m" or os.path.basename(argv0) == "cnn-base":
+        return True
+    scripts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+    return bool(argv0) and os.path.dirname(os.path.abspath(argv0)) == scripts
 
 
 def _import_all():
