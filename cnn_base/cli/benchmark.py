@@ -36,7 +36,7 @@ def build_parser(prog=None):
     parser.add_argument("--json", type=output_file(("json",)), default=None, metavar="PATH",
                         help="also write the results and geometric means to PATH (.json)")
     parser.add_argument("--pooling", choices=("auto", "kernel", "ops"), default="auto",
-                        help="how our pools compute: the C++ kernel when built (auto), "
+                        help="how our pools (and few-channel convs) compute: the C++ kernels when built (auto), "
                              "the kernel or fail (kernel), MXNet operators (ops)")
     parser.add_argument("--mode", choices=("imperative", "hybrid", "static", "all"),
                         default="all", help="imperative, hybridize() (hybrid), "
@@ -56,7 +56,8 @@ def main(argv=None):
     if args.pooling == "kernel" and not native.loaded():
         fail(parser.prog, f"--pooling kernel: the C++ kernel is not available: {native.status()}")
     native.set_enabled(args.pooling != "ops")
-    print(f"our pools compute with: {native.status()}")
+    # --pooling ops turns off the whole C++ library: the few-channel conv kernel too
+    print(f"our pools and few-channel convs compute with: {native.status()}")
 
     modes = tuple(bench.MODES) if args.mode == "all" else (args.mode,)
     with bench.busy_processes(args.busy), progress_bar("benchmark", "layer") as progress:

@@ -168,9 +168,12 @@ bool geometry_of(const ConvParams& P, const std::vector<int64_t>& x_shape, Geome
   g->OH = out_length(g->H, P.k_h, P.s_h, P.p_h, P.d_h);
   g->OW = out_length(g->W, P.k_w, P.s_w, P.p_w, P.d_w);
   if (g->OH < 1 || g->OW < 1) {
+    // the wording of cnn_base's Python checks, so both paths name both sizes alike
+    const bool dilated = P.d_h > 1 || P.d_w > 1;
     MX_ERROR_MSG << "cnn_base_conv2d: input of height and width (" << g->H << ", " << g->W
-                 << ") is too small for the dilated kernel with padding (" << P.p_h << ", "
-                 << P.p_w << ")";
+                 << ") is too small for the " << (dilated ? "dilated kernel" : "kernel") << " ("
+                 << P.d_h * (P.k_h - 1) + 1 << ", " << P.d_w * (P.k_w - 1) + 1
+                 << ") with padding (" << P.p_h << ", " << P.p_w << ")";
     return false;
   }
   g->x_lo.assign(g->KW, 0);
