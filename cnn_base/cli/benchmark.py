@@ -36,7 +36,8 @@ def build_parser(prog=None):
     parser.add_argument("--json", type=output_file(("json",)), default=None, metavar="PATH",
                         help="also write the results and geometric means to PATH (.json)")
     parser.add_argument("--pooling", choices=("auto", "kernel", "ops"), default="auto",
-                        help="how our pools (and few-channel convs) compute: the C++ kernels when built (auto), "
+                        help="how our pools (and few-channel convs) compute: the C++ "
+                             "kernels when built (auto), "
                              "the kernel or fail (kernel), MXNet operators (ops)")
     parser.add_argument("--mode", choices=("imperative", "hybrid", "static", "all"),
                         default="all", help="imperative, hybridize() (hybrid), "
