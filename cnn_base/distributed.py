@@ -16,7 +16,8 @@ They find each other through environment variables:
 =====================  =====================================================
 
 :func:`launch` starts such a job on this machine: the scheduler and the servers run
-``python -c "import mxnet"`` (importing MXNet with ``DMLC_ROLE`` ``scheduler`` or
+``python -c "import mxnet"`` (after the ``numpy.bool`` alias that mxnet 1.9.1 needs on
+Python 3.12+; importing MXNet with ``DMLC_ROLE`` ``scheduler`` or
 ``server`` runs that node until the workers finish), the workers run the given command.
 Every line a process writes comes out prefixed with its role and number
 (``[worker 0] ...``, ``[server 0] ...``, ``[scheduler] ...``; stdout to stdout, stderr to
@@ -404,6 +405,20 @@ def job_processes(marker, value):
     return sorted(found)
 
 
+# What the scheduler and the servers run: importing MXNet with DMLC_ROLE set runs that
+# node. On Python 3.12+ (numpy 1.26) mxnet 1.9.1 imports only once numpy.bool exists, so
+# the alias is put back first, as cnn_base/__init__.py does, without importing cnn_base.
+_SERVER_CODE = """\
+import warnings
+import numpy
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    if not hasattr(numpy, "bool"):
+        numpy.bool = bool
+import mxnet
+"""
+
+
 def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3.0,
            host=LOCALHOST, env=None, out=None, err=None, log=None):
     """Run one job of MXNet's parameter server on this machine; stop all of it on any fault.
@@ -466,7 +481,7 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
     result = JobResult(returncode=0, port=port, job_id=job_id)
     try:
         pdeathsig = _pdeathsig_setter()
-        server_argv = [sys.executable, "-c", "import mxnet"]
+        server_argv = [sys.executable, "-c", _SERVER_CODE]
         plan = ([("scheduler", "scheduler", server_argv)]
                 + [(f"server {i}", "server", server_argv) for i in range(num_servers)]
                 + [(f"worker {i}", "worker", command) for i in range(num_workers)])

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 
+import cnn_base  # noqa: F401  (first: on Python 3.12+ it puts back numpy.bool, which mxnet reads)
 import mxnet as mx
 
 
