@@ -20,9 +20,9 @@
  *   times the input each cell saw (per vector lane, 12 cells at a time);
  *   db[o] is the sum of dY[n, o].
  *
- * Threads: the library's shared policy (parallel.h) when it is there, else
- * the calling thread alone -- no OpenMP team, so nothing to wait for on a
- * machine whose cores are busy.
+ * Threads: the library's shared policy (parallel.h), one parallel region per
+ * pass; the vector loops are in conv2d_loops.h, compiled for AVX2 + FMA and
+ * for the baseline, picked at run time.
  *
  * float32 and float64 are computed as they are; anything else is refused at
  * type inference (cnn_base.functional.conv2d then uses MXNet operators). The
@@ -43,10 +43,7 @@
 
 #include "mxnet/lib_api.h"
 
-#if __has_include("parallel.h")
 #include "parallel.h"   // the threading policy shared by cnn_base's kernels
-#define CNN_BASE_HAVE_PARALLEL 1
-#endif
 
 using mxnet::ext::MXReturnValue;
 using mxnet::ext::MXTensor;
@@ -57,18 +54,6 @@ using mxnet::ext::MX_SUCCESS;
 typedef std::unordered_map<std::string, std::string> Attrs;
 
 namespace {
-
-// Threads for a loop over ``items`` pieces of ``cost`` multiply-adds each:
-// the library's shared policy when it is there, else the calling thread only.
-int conv_threads(int64_t items, int64_t cost) {
-#ifdef CNN_BASE_HAVE_PARALLEL
-  return cnn_base::threads_for(items, cost);
-#else
-  (void)items;
-  (void)cost;
-  return 1;
-#endif
-}
 
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
@@ -189,40 +174,6 @@ bool geometry_of(const ConvParams& P, const std::vector<int64_t>& x_shape, Geome
   return true;
 }
 
-// ---- the register-tiled corr2d --------------------------------------------
-//
-// Out[b][y][x] = sum over input channels c and kernel cells (i, j) of
-//   Wt[c][i][j][o0 + b] * In[c][y * s_h + i * d_h][x * s_w + j * d_w]
-// where In is a zero-padded copy of the input planes (so the loop checks no
-// bounds) and Wt holds the kernels with the output channel innermost. NB output
-// channels times XV vectors of output columns are summed in registers over
-// the whole (c, i, j) loop, and every input vector loaded serves NB output
-// channels: the chapter's corr2d, in tiles the processor keeps in registers.
-// The forward pass runs it, and so does the input gradient for stride 1 (a
-// corr2d of the padded output gradient with the flipped kernels).
-
-template <typename T> struct VecOf;
-template <> struct VecOf<float> { typedef float type __attribute__((vector_size(32))); };
-template <> struct VecOf<double> { typedef double type __attribute__((vector_size(32))); };
-
-template <typename T>
-struct Lanes {
-  static constexpr int L = 32 / sizeof(T);
-};
-
-// A vector from p[0], p[s], p[2 s], ...; UNIT says s is 1 (one plain load).
-template <bool UNIT, typename T>
-inline typename VecOf<T>::type load(const T* p, int64_t s) {
-  typename VecOf<T>::type v;
-  if (UNIT) {
-    std::memcpy(&v, p, sizeof v);
-  } else {
-    T lanes[Lanes<T>::L];
-    for (int l = 0; l < Lanes<T>::L; ++l) lanes[l] = p[l * s];
-    std::memcpy(&v, lanes, sizeof v);
-  }
-  return v;
-}
 
 // What a corr2d reads and writes: C_in padded input planes of BH x BW, the
 // window's cells and steps, and output planes of OH x OW.
@@ -230,61 +181,54 @@ struct CorrShape {
   int64_t C_in, BH, BW, KH, KW, s_h, s_w, d_h, d_w, OH, OW, O_pad;
 };
 
-template <typename T, int NB, int XV, bool UNIT>
-void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb_valid,
-                const T* bias, T* Out, int64_t out_stride) {
-  typedef typename VecOf<T>::type V;
-  constexpr int L = Lanes<T>::L, TW = XV * L;
-  for (int64_t y = 0; y < c.OH; ++y) {
-    for (int64_t xt = 0; xt < c.OW; xt += TW) {
-      V acc[NB][XV];
-      for (int b = 0; b < NB; ++b) {
-        const T start = bias != nullptr && b < nb_valid ? bias[b] : T(0);
-        for (int v = 0; v < XV; ++v) acc[b][v] = V{} + start;
-      }
-      for (int64_t ci = 0; ci < c.C_in; ++ci) {
-        for (int64_t i = 0; i < c.KH; ++i) {
-          const T* row = In + (ci * c.BH + y * c.s_h + i * c.d_h) * c.BW + xt * c.s_w;
-          const T* w = Wt + ((ci * c.KH + i) * c.KW) * c.O_pad + o0;
-          for (int64_t j = 0; j < c.KW; ++j, w += c.O_pad) {
-            const T* in = row + j * c.d_w;
-            V x[XV];
-            for (int v = 0; v < XV; ++v) x[v] = load<UNIT>(in + v * L * c.s_w, c.s_w);
-            for (int b = 0; b < NB; ++b) {
-              const V wb = V{} + w[b];
-              for (int v = 0; v < XV; ++v) acc[b][v] += wb * x[v];
-            }
-          }
-        }
-      }
-      const int64_t width = std::min<int64_t>(TW, c.OW - xt);
-      for (int b = 0; b < nb_valid; ++b) {
-        T* out = Out + b * out_stride + y * c.OW + xt;
-        for (int v = 0; v < XV; ++v) {
-          const V sum = acc[b][v];    // a copy: acc itself stays in registers
-          if ((v + 1) * L <= width) {
-            std::memcpy(out + v * L, &sum, sizeof sum);
-          } else {
-            for (int l = 0; v * L + l < width; ++l) out[v * L + l] = sum[l];
-          }
-        }
-      }
-    }
+// What the kernel gradient's loops read: sizes, the shape of a band's padded
+// input planes, the steps and the tile (OB output channels x CB taps).
+struct WeightGradShape {
+  int64_t N, C, O, G, Cg, Og, taps, OH, OWt, BH, BW, s_h, s_w;
+  int OB, CB;
+};
+
+// The kernel gradient's tiles (OB, CB), at most 12 sums, each fitting AVX2's
+// 16 vector registers with its CB input vectors and one gradient vector.
+constexpr int kGradTiles[][2] = {{12, 1}, {6, 2}, {4, 3}, {2, 5}, {1, 9}};
+
+// The kernel gradient's tile for Og output channels and ``taps`` taps per
+// group, by the cost model of tile_shape: OB * CB multiply-adds, OB + CB
+// loads, at least the multiply-add's latency per step.
+void grad_tile_shape(int64_t Og, int64_t taps, int* OB, int* CB) {
+  double best = -1;
+  for (const auto& tile : kGradTiles) {
+    const int ob = tile[0], cb = tile[1];
+    const double step = std::max({ob * cb / 2.0, (ob + cb) / 2.0, 5.0});
+    const double cycles = static_cast<double>((Og + ob - 1) / ob) *
+                          static_cast<double>((taps + cb - 1) / cb) * step;
+    if (best < 0 || cycles < best) best = cycles, *OB = ob, *CB = cb;
   }
 }
 
-// The tile of a corr2d: XV vectors to cover a row (at most 4), and as many
-// output channels as keep about 8 sums in registers, but no more than needed.
+// The tiles corr_all is compiled for: NB output channels x XV vectors of a row,
+// at most 12 sums, so that the sums, the XV input vectors and one broadcast
+// kernel value fit AVX2's 16 vector registers (NB XV + XV + 1 <= 16; a tile
+// of 3 x 4 needs 17 and measured slower, its sums spilled to the stack).
+constexpr int kTiles[][2] = {{12, 1}, {8, 1}, {4, 1}, {2, 1}, {1, 1}, {6, 2}, {4, 2}, {2, 2},
+                             {1, 2}, {4, 3}, {2, 3}, {1, 3}, {2, 4}, {1, 4}};
+
+// The tile of a corr2d for output rows of OW and ``channels`` output channels:
+// the one of kTiles with the fewest estimated cycles. Per (channel, cell) step
+// a tile issues NB * XV multiply-adds (two per cycle), loads XV vectors and NB
+// kernel values (two per cycle), and waits at least the multiply-add's latency
+// (about 5 cycles) before a sum can take the next one; the tiles that cover
+// the row and the channels, padded to whole tiles, each take that many steps.
 void tile_shape(int64_t OW, int64_t lanes, int64_t channels, int* NB, int* XV) {
-  *XV = static_cast<int>(std::min<int64_t>(4, (OW + lanes - 1) / lanes));
-  // the block that wastes least on the last, partial block; the larger on a tie
-  int best = 1;
-  int64_t best_padded = channels;
-  for (int nb = *XV >= 3 ? 2 : 8 / *XV; nb > 1; nb /= 2) {
-    const int64_t padded = (channels + nb - 1) / nb * nb;
-    if (padded < best_padded || (padded == best_padded && nb > best)) best = nb, best_padded = padded;
+  double best = -1;
+  for (const auto& tile : kTiles) {
+    const int nb = tile[0], xv = tile[1];
+    if (xv > 1 && (xv - 1) * lanes >= OW) continue;       // a whole vector past the row
+    const double step = std::max({nb * xv / 2.0, (nb + xv) / 2.0, 5.0});
+    const double cycles = static_cast<double>((OW + xv * lanes - 1) / (xv * lanes)) *
+                          static_cast<double>((channels + nb - 1) / nb) * step;
+    if (best < 0 || cycles < best) best = cycles, *NB = nb, *XV = xv;
   }
-  *NB = best;
 }
 
 // The padded buffer a corr2d with this tile reads: the rows and columns it reaches.
@@ -293,27 +237,6 @@ void buffer_shape(CorrShape* c, int XV, int64_t lanes) {
   const int64_t OW_tiles = (c->OW + TW - 1) / TW * TW;
   c->BH = (c->OH - 1) * c->s_h + (c->KH - 1) * c->d_h + 1;
   c->BW = (OW_tiles - 1) * c->s_w + (c->KW - 1) * c->d_w + 1;
-}
-
-// corr_tiles for output channels [0, channels), NB at a time.
-template <typename T>
-void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int64_t channels,
-              const T* bias, T* Out, int64_t out_stride) {
-  for (int64_t o0 = 0; o0 < channels; o0 += NB) {
-    const int nb = static_cast<int>(std::min<int64_t>(NB, channels - o0));
-    const T* b = bias != nullptr ? bias + o0 : nullptr;
-    T* out = Out + o0 * out_stride;
-#define CNN_BASE_TILE(nb_, xv_)                                             \
-    if (NB == nb_ && XV == xv_) {                                           \
-      if (c.s_w == 1) corr_tiles<T, nb_, xv_, true>(c, In, Wt, o0, nb, b, out, out_stride); \
-      else corr_tiles<T, nb_, xv_, false>(c, In, Wt, o0, nb, b, out, out_stride);          \
-      continue;                                                             \
-    }
-    CNN_BASE_TILE(8, 1) CNN_BASE_TILE(4, 1) CNN_BASE_TILE(2, 1) CNN_BASE_TILE(1, 1)
-    CNN_BASE_TILE(4, 2) CNN_BASE_TILE(2, 2) CNN_BASE_TILE(1, 2)
-    CNN_BASE_TILE(2, 3) CNN_BASE_TILE(1, 3) CNN_BASE_TILE(2, 4) CNN_BASE_TILE(1, 4)
-#undef CNN_BASE_TILE
-  }
 }
 
 // dst (BH x BW) = src (H x W) moved down by ``top`` rows and right by ``left``
@@ -336,190 +259,60 @@ void pad_plane(const T* src, int64_t H, int64_t W, T* dst, int64_t BH, int64_t B
   }
 }
 
-// out[x * s] += sum_b w[b] * dy[b][x] for x in [x0, x1): NB output-gradient
-// rows scattered back through one kernel cell into one input-gradient row
-// (the input gradient for strides above 1).
-template <typename T, int NB>
-inline void rows_scatter(T* out, const T* w, const T* const* dy, int64_t x0, int64_t x1,
-                         int64_t s) {
-  for (int64_t x = x0; x < x1; ++x) {
-    T sum = 0;
-    for (int b = 0; b < NB; ++b) sum += w[b] * dy[b][x];
-    out[x * s] += sum;
-  }
-}
+// The vector loops (conv2d_loops.h), compiled once per target; see there.
+namespace base {
+#include "conv2d_loops.h"
+}  // namespace base
 
-// Output channels handled together in the scatter.
-constexpr int kBlock = 4;
-
-// dX[n, c] for one input plane: every output-gradient row of the group's
-// output channels, times the kernel cell, added back where the cell looked.
-template <typename T>
-void input_grad_plane(const ConvParams& P, const Geometry& g, const T* dY, const T* K, T* dX,
-                      int64_t n, int64_t c) {
-  const int64_t grp = c / g.Cg, cl = c % g.Cg;
-  const int64_t KHW = g.KH * g.KW;
-  T* dXc = dX + (n * g.C + c) * g.H * g.W;
-  std::fill(dXc, dXc + g.H * g.W, T(0));
-  const T* dy[kBlock];
-  T w[kBlock];
-  for (int64_t y = 0; y < g.OH; ++y) {
-    for (int64_t i = 0; i < g.KH; ++i) {
-      const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
-      if (r < 0 || r >= g.H) continue;
-      T* row = dXc + r * g.W;
-      for (int64_t j = 0; j < g.KW; ++j) {
-        if (g.x_lo[j] >= g.x_hi[j]) continue;
-        T* out = row + (j * P.d_w - P.p_w);
-        for (int64_t o0 = grp * g.Og; o0 < (grp + 1) * g.Og; o0 += kBlock) {
-          const int nb = static_cast<int>(std::min<int64_t>(kBlock, (grp + 1) * g.Og - o0));
-          for (int b = 0; b < nb; ++b) {
-            dy[b] = dY + ((n * g.O + o0 + b) * g.OH + y) * g.OW;
-            w[b] = K[((o0 + b) * g.Cg + cl) * KHW + i * g.KW + j];
-          }
-          switch (nb) {
-            case 4: rows_scatter<T, 4>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
-            case 3: rows_scatter<T, 3>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
-            case 2: rows_scatter<T, 2>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
-            default: rows_scatter<T, 1>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w);
-          }
-        }
-      }
-    }
-  }
-}
-
-// dK[o, c] at CB kernel cells from ``cell0`` on: sums over the batch and the
-// output cells of dY[n, o] times what each cell saw, in vector registers (one
-// sum per lane, added up at the end). Xp holds the zero-padded input planes
-// (BH x BW), ``offsets`` each kernel cell's place in such a plane, dYp the
-// output gradient with rows zero-padded to OWt.
-template <typename T, int CB, bool UNIT>
-void weight_grad_cells(const ConvParams& P, const Geometry& g, const CorrShape& c,
-                       const T* dYp, int64_t OWt, const T* Xp, const int64_t* offsets,
-                       int64_t o, int64_t ci, int64_t cell0, T* dK) {
-  typedef typename VecOf<T>::type V;
-  constexpr int L = Lanes<T>::L;
-  const int64_t grp = o / g.Og, s_w = P.s_w;
-  int64_t off[CB];
-  for (int cc = 0; cc < CB; ++cc) off[cc] = offsets[cell0 + cc];
-  V acc[CB];
-  for (int cc = 0; cc < CB; ++cc) acc[cc] = V{};
-  for (int64_t n = 0; n < g.N; ++n) {
-    const T* plane = Xp + (n * g.C + grp * g.Cg + ci) * c.BH * c.BW;
-    const T* dy_plane = dYp + (n * g.O + o) * g.OH * OWt;
-    for (int64_t y = 0; y < g.OH; ++y) {
-      const T* row = plane + y * P.s_h * c.BW;
-      const T* dy = dy_plane + y * OWt;
-      for (int64_t x = 0; x < OWt; x += L) {
-        V d;
-        std::memcpy(&d, dy + x, sizeof d);
-        for (int cc = 0; cc < CB; ++cc) acc[cc] += d * load<UNIT>(row + off[cc] + x * s_w, s_w);
-      }
-    }
-  }
-  for (int cc = 0; cc < CB; ++cc) {
-    T total = 0;
-    for (int l = 0; l < L; ++l) total += acc[cc][l];
-    dK[(o * g.Cg + ci) * g.KH * g.KW + cell0 + cc] = total;
-  }
-}
-
-// dK[o, c] for every kernel cell, 12 at a time (12 sums and the gradient's
-// vector fill the 16 vector registers of AVX2), then 8, 4, 2, 1.
-template <typename T>
-void weight_grad_pair(const ConvParams& P, const Geometry& g, const CorrShape& c,
-                      const T* dYp, int64_t OWt, const T* Xp, const int64_t* offsets,
-                      int64_t o, int64_t ci, T* dK) {
-  const int64_t cells = g.KH * g.KW;
-  int64_t cell0 = 0;
-#define CNN_BASE_CELLS(cb_)                                                               \
-  for (; cells - cell0 >= cb_; cell0 += cb_)                                              \
-    if (P.s_w == 1) weight_grad_cells<T, cb_, true>(P, g, c, dYp, OWt, Xp, offsets, o, ci, cell0, dK); \
-    else weight_grad_cells<T, cb_, false>(P, g, c, dYp, OWt, Xp, offsets, o, ci, cell0, dK);
-  CNN_BASE_CELLS(12) CNN_BASE_CELLS(8) CNN_BASE_CELLS(4) CNN_BASE_CELLS(2) CNN_BASE_CELLS(1)
-#undef CNN_BASE_CELLS
-}
-
-// The work of one loop item, compiled twice: for AVX2 with FMA (8 floats per
-// instruction, what makes the tiles fast on x86) and for the baseline; the
-// first call asks the processor which it runs. Everything they call is
-// inlined into them (flatten), so all of it gets the same instructions. They
-// are called inside the OpenMP loops, not around them, because OpenMP moves a
-// loop's body into a function of its own.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CNN_BASE_AVX2 1
-#define CNN_BASE_FAST __attribute__((target("avx2,fma"), flatten))
-#define CNN_BASE_BASE __attribute__((flatten))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace fast {
+#include "conv2d_loops.h"
+}  // namespace fast
+#pragma GCC pop_options
+
 bool has_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
+#define CNN_BASE_PICK(call) \
+  if (has_avx2()) { fast::call; } else { base::call; }
+#else
+#define CNN_BASE_PICK(call) base::call;
 #endif
 
-#define CNN_BASE_ITEMS(T)                                                                    \
-  CNN_BASE_FAST void corr_item_fast(const CorrShape& c, int NB, int XV, const T* In,        \
-                                    const T* Wt, int64_t channels, const T* bias, T* Out,   \
-                                    int64_t out_stride) {                                   \
-    corr_all<T>(c, NB, XV, In, Wt, channels, bias, Out, out_stride);                        \
-  }                                                                                          \
-  CNN_BASE_BASE void corr_item_base(const CorrShape& c, int NB, int XV, const T* In,        \
-                                    const T* Wt, int64_t channels, const T* bias, T* Out,   \
-                                    int64_t out_stride) {                                   \
-    corr_all<T>(c, NB, XV, In, Wt, channels, bias, Out, out_stride);                        \
-  }                                                                                          \
-  void corr_item(const CorrShape& c, int NB, int XV, const T* In, const T* Wt,              \
-                 int64_t channels, const T* bias, T* Out, int64_t out_stride) {             \
-    CNN_BASE_PICK(corr_item, (c, NB, XV, In, Wt, channels, bias, Out, out_stride))          \
-  }                                                                                          \
-  CNN_BASE_FAST void input_grad_item_fast(const ConvParams& P, const Geometry& g,           \
-                                          const T* dY, const T* K, T* dX, int64_t n,        \
-                                          int64_t c) {                                      \
-    input_grad_plane<T>(P, g, dY, K, dX, n, c);                                             \
-  }                                                                                          \
-  CNN_BASE_BASE void input_grad_item_base(const ConvParams& P, const Geometry& g,           \
-                                          const T* dY, const T* K, T* dX, int64_t n,        \
-                                          int64_t c) {                                      \
-    input_grad_plane<T>(P, g, dY, K, dX, n, c);                                             \
-  }                                                                                          \
-  void input_grad_item(const ConvParams& P, const Geometry& g, const T* dY, const T* K,     \
-                       T* dX, int64_t n, int64_t c) {                                       \
-    CNN_BASE_PICK(input_grad_item, (P, g, dY, K, dX, n, c))                                 \
-  }                                                                                          \
-  CNN_BASE_FAST void weight_grad_item_fast(const ConvParams& P, const Geometry& g,          \
-                                           const CorrShape& c, const T* dYp, int64_t OWt,   \
-                                           const T* Xp, const int64_t* offsets, int64_t o, int64_t ci, T* dK) { \
-    weight_grad_pair<T>(P, g, c, dYp, OWt, Xp, offsets, o, ci, dK);                                  \
-  }                                                                                          \
-  CNN_BASE_BASE void weight_grad_item_base(const ConvParams& P, const Geometry& g,          \
-                                           const CorrShape& c, const T* dYp, int64_t OWt,   \
-                                           const T* Xp, const int64_t* offsets, int64_t o, int64_t ci, T* dK) { \
-    weight_grad_pair<T>(P, g, c, dYp, OWt, Xp, offsets, o, ci, dK);                                  \
-  }                                                                                          \
-  void weight_grad_item(const ConvParams& P, const Geometry& g, const CorrShape& c,         \
-                        const T* dYp, int64_t OWt, const T* Xp, const int64_t* offsets,     \
-                        int64_t o, int64_t ci, T* dK) {                                      \
-    CNN_BASE_PICK(weight_grad_item, (P, g, c, dYp, OWt, Xp, offsets, o, ci, dK))                     \
-  }
-#ifdef CNN_BASE_AVX2
-#define CNN_BASE_PICK(name, args) \
-  if (has_avx2()) { name##_fast args; } else { name##_base args; }
-#else
-#define CNN_BASE_FAST
-#define CNN_BASE_BASE
-#define CNN_BASE_PICK(name, args) name##_base args;
-#endif
-CNN_BASE_ITEMS(float)
-CNN_BASE_ITEMS(double)
-#undef CNN_BASE_ITEMS
+// The loop items, each running the loops compiled for this processor.
+template <typename T>
+void corr_item(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int64_t channels,
+               const T* bias, T* Out, int64_t out_stride) {
+  CNN_BASE_PICK(corr_all<T>(c, NB, XV, In, Wt, channels, bias, Out, out_stride))
+}
+
+template <typename T>
+void input_grad_item(const ConvParams& P, const Geometry& g, const T* dY, const T* K, T* dX,
+                     int64_t n, int64_t c) {
+  CNN_BASE_PICK(input_grad_plane<T>(P, g, dY, K, dX, n, c))
+}
+
+template <typename T>
+void weight_grad_item(const WeightGradShape& w, const T* dYb, const T* Xb,
+                      const int64_t* tap_off, int64_t y0, int64_t y1, T* part) {
+  CNN_BASE_PICK(weight_grad_band<T>(w, dYb, Xb, tap_off, y0, y1, part))
+}
 #undef CNN_BASE_PICK
+
+// Values in one vector of the loops (32 bytes).
+template <typename T>
+constexpr int kLanes = base::Lanes<T>::L;
 
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0};
   int NB, XV;
-  tile_shape(g.OW, Lanes<T>::L, g.Og, &NB, &XV);
-  buffer_shape(&c, XV, Lanes<T>::L);
+  tile_shape(g.OW, kLanes<T>, g.Og, &NB, &XV);
+  buffer_shape(&c, XV, kLanes<T>);
   c.O_pad = (g.Og + NB - 1) / NB * NB;
   // each group's kernels with the output channel innermost, zero-padded to O_pad
   const int64_t KHW = g.KH * g.KW;
@@ -530,17 +323,19 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
         Wt[(((o / g.Og) * g.Cg + ci) * KHW + cell) * c.O_pad + o % g.Og] =
             K[(o * g.Cg + ci) * KHW + cell];
   const int64_t items = g.N * g.G;
-  const int n_threads = conv_threads(items, g.Og * g.Cg * KHW * g.OH * g.OW);
+  const int n_threads = cnn_base::threads_for(items, g.Og * g.Cg * KHW * g.OH * g.OW);
+  // each thread's padded planes, made before the region: nothing inside can throw
+  std::vector<T> buffers(n_threads * g.Cg * c.BH * c.BW);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
-    std::vector<T> buffer(g.Cg * c.BH * c.BW);
+    T* buffer = buffers.data() + omp_get_thread_num() * g.Cg * c.BH * c.BW;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / g.G, grp = item % g.G;
       for (int64_t ci = 0; ci < g.Cg; ++ci)
         pad_plane(X + (n * g.C + grp * g.Cg + ci) * g.H * g.W, g.H, g.W,
-                  buffer.data() + ci * c.BH * c.BW, c.BH, c.BW, P.p_h, P.p_w);
-      corr_item(c, NB, XV, buffer.data(), Wt.data() + grp * g.Cg * KHW * c.O_pad, g.Og,
+                  buffer + ci * c.BH * c.BW, c.BH, c.BW, P.p_h, P.p_w);
+      corr_item(c, NB, XV, static_cast<const T*>(buffer), Wt.data() + grp * g.Cg * KHW * c.O_pad, g.Og,
                 B != nullptr ? B + grp * g.Og : nullptr,
                 Y + (n * g.O + grp * g.Og) * g.OH * g.OW, g.OH * g.OW);
     }
@@ -554,8 +349,8 @@ void input_grad_stride1(const ConvParams& P, const Geometry& g, const T* dY, con
                         T* dX) {
   CorrShape c{g.Og, 0, 0, g.KH, g.KW, 1, 1, P.d_h, P.d_w, g.H, g.W, 0};
   int NB, XV;
-  tile_shape(g.W, Lanes<T>::L, g.Cg, &NB, &XV);
-  buffer_shape(&c, XV, Lanes<T>::L);
+  tile_shape(g.W, kLanes<T>, g.Cg, &NB, &XV);
+  buffer_shape(&c, XV, kLanes<T>);
   c.O_pad = (g.Cg + NB - 1) / NB * NB;
   const int64_t KHW = g.KH * g.KW;
   // Wd[grp][o][i'][j'][c] = K[grp * Og + o][c][KH - 1 - i'][KW - 1 - j']
@@ -568,48 +363,83 @@ void input_grad_stride1(const ConvParams& P, const Geometry& g, const T* dY, con
               K[((o * g.Cg + ci) * g.KH + i) * g.KW + j];
   const int64_t top = (g.KH - 1) * P.d_h - P.p_h, left = (g.KW - 1) * P.d_w - P.p_w;
   const int64_t items = g.N * g.G;
-  const int n_threads = conv_threads(items, g.Og * g.Cg * KHW * g.H * g.W);
+  const int n_threads = cnn_base::threads_for(items, g.Og * g.Cg * KHW * g.H * g.W);
+  std::vector<T> buffers(n_threads * g.Og * c.BH * c.BW);   // as in forward
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
-    std::vector<T> buffer(g.Og * c.BH * c.BW);
+    T* buffer = buffers.data() + omp_get_thread_num() * g.Og * c.BH * c.BW;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / g.G, grp = item % g.G;
       for (int64_t o = 0; o < g.Og; ++o)
         pad_plane(dY + (n * g.O + grp * g.Og + o) * g.OH * g.OW, g.OH, g.OW,
-                  buffer.data() + o * c.BH * c.BW, c.BH, c.BW, top, left);
-      corr_item(c, NB, XV, buffer.data(), Wd.data() + grp * g.Og * KHW * c.O_pad, g.Cg,
+                  buffer + o * c.BH * c.BW, c.BH, c.BW, top, left);
+      corr_item(c, NB, XV, static_cast<const T*>(buffer), Wd.data() + grp * g.Og * KHW * c.O_pad, g.Cg,
                 static_cast<const T*>(nullptr), dX + (n * g.C + grp * g.Cg) * g.H * g.W,
                 g.H * g.W);
     }
   }
 }
 
-// dK and db: the input planes zero-padded once (as the forward pass pads
-// them) and the output gradient's rows padded to whole vectors, then one
-// (output channel, input channel) pair per loop item.
+// dK and db: one loop item per band of output rows of one image
+// (weight_grad_band). Each thread pads the band's input rows, and copies its
+// output-gradient rows into rows of whole vectors, into buffers of its own
+// reused from item to item (in pieces that stay in the caches, and no fresh
+// memory to fault in on every call: a first version padded the whole batch
+// and copied the whole gradient before the loop, which took longer than the
+// loop; reading partial last vectors lane by lane instead measured 3x slower
+// on rows of 10), and adds into partial
+// sums of its own; the buffers are made before the parallel region, so nothing
+// inside can throw. The partial sums are added up at the end.
 template <typename T>
 void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X, T* dK,
                  T* dB) {
-  constexpr int L = Lanes<T>::L;
+  constexpr int L = kLanes<T>;
   const int64_t OWt = (g.OW + L - 1) / L * L;
-  CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0};
-  buffer_shape(&c, 1, L);
-  std::vector<T> Xp(g.N * g.C * c.BH * c.BW), dYp(g.N * g.O * g.OH * OWt, T(0));
-  for (int64_t plane = 0; plane < g.N * g.C; ++plane)
-    pad_plane(X + plane * g.H * g.W, g.H, g.W, Xp.data() + plane * c.BH * c.BW, c.BH, c.BW,
-              P.p_h, P.p_w);
-  for (int64_t row = 0; row < g.N * g.O * g.OH; ++row)
-    std::memcpy(dYp.data() + row * OWt, dY + row * g.OW, g.OW * sizeof(T));
-  std::vector<int64_t> offsets;
-  for (int64_t i = 0; i < g.KH; ++i)
-    for (int64_t j = 0; j < g.KW; ++j) offsets.push_back(i * P.d_h * c.BW + j * P.d_w);
-  const int64_t items = g.O * g.Cg;
-  const int n_threads = conv_threads(items, g.N * g.KH * g.KW * g.OH * OWt);
-#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
-  for (int64_t item = 0; item < items; ++item) {
-    weight_grad_item(P, g, c, dYp.data(), OWt, Xp.data(), offsets.data(), item / g.Cg,
-                     item % g.Cg, dK);
+  // bands of about 512 output values: small enough for the caches
+  const int64_t band = std::clamp<int64_t>(512 / OWt, 1, g.OH);
+  const int64_t bands = (g.OH + band - 1) / band, items = g.N * bands;
+  CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, band, g.OW, 0};
+  buffer_shape(&c, 1, L);             // a band's padded rows: c.BH x c.BW per plane
+  WeightGradShape w{g.N, g.C, g.O, g.G, g.Cg, g.Og, g.Cg * g.KH * g.KW, g.OH, OWt, c.BH,
+                    c.BW, P.s_h, P.s_w, 1, 1};
+  grad_tile_shape(g.Og, w.taps, &w.OB, &w.CB);
+  std::vector<int64_t> tap_off;     // tap (c, i, j) reads at c * BH * BW + i d_h BW + j d_w
+  for (int64_t ci = 0; ci < g.Cg; ++ci)
+    for (int64_t i = 0; i < g.KH; ++i)
+      for (int64_t j = 0; j < g.KW; ++j)
+        tap_off.push_back(ci * c.BH * c.BW + i * P.d_h * c.BW + j * P.d_w);
+  // per thread: partial sums, the band's padded input planes and gradient rows
+  const int64_t sums = g.O * w.taps * L, rows = g.C * c.BH * c.BW, dy_rows = g.O * band * OWt;
+  const int n_threads = cnn_base::threads_for(items, band * OWt * g.O * w.taps);
+  std::vector<T> parts(n_threads * sums, T(0)), padded(n_threads * rows),
+      gradient(n_threads * dy_rows, T(0));
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    const int me = omp_get_thread_num();
+    T* part = parts.data() + me * sums;
+    T* Xb = padded.data() + me * rows;
+    T* dYb = gradient.data() + me * dy_rows;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t n = item / bands, y0 = item % bands * band;
+      const int64_t y1 = std::min(y0 + band, g.OH);
+      for (int64_t ci = 0; ci < g.C; ++ci)
+        pad_plane(X + (n * g.C + ci) * g.H * g.W, g.H, g.W, Xb + ci * c.BH * c.BW, c.BH, c.BW,
+                  P.p_h - y0 * P.s_h, P.p_w);
+      for (int64_t o = 0; o < g.O; ++o)      // rows of OWt, zeros past OW (set once)
+        for (int64_t y = y0; y < y1; ++y)
+          std::memcpy(dYb + (o * (y1 - y0) + y - y0) * OWt, dY + ((n * g.O + o) * g.OH + y) * g.OW,
+                      g.OW * sizeof(T));
+      weight_grad_item(w, static_cast<const T*>(dYb), static_cast<const T*>(Xb), tap_off.data(),
+                       y0, y1, part);
+    }
+  }
+  for (int64_t k = 0; k < g.O * w.taps; ++k) {
+    T total = 0;
+    for (int t = 0; t < n_threads; ++t)
+      for (int l = 0; l < L; ++l) total += parts[t * sums + k * L + l];
+    dK[k] = total;          // dK[o][c][i][j] is o * taps + tap
   }
   if (dB != nullptr) {
     for (int64_t o = 0; o < g.O; ++o) {
@@ -630,7 +460,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
     input_grad_stride1<T>(P, g, dY, K, dX);
   } else {
     const int64_t planes = g.N * g.C;
-    const int n_threads = conv_threads(planes, g.Og * g.KH * g.KW * g.OH * g.OW);
+    const int n_threads = cnn_base::threads_for(planes, g.Og * g.KH * g.KW * g.OH * g.OW);
 #pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       input_grad_item(P, g, dY, K, dX, plane / g.C, plane % g.C);

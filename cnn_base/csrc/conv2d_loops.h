@@ -1,0 +1,267 @@
+/*
+ * The loops of conv2d.cc that run on vectors. conv2d.cc includes this file
+ * twice, into two namespaces: ``fast``, compiled for AVX2 with FMA (8 floats
+ * per instruction), and ``base``, for any x86-64 (or other) processor; the
+ * first call asks the processor which one it runs. Compiling the whole file
+ * for one target is what gives the vectors their registers: templates inlined
+ * from baseline code into an AVX2 function (the former ``flatten`` attribute)
+ * built every broadcast lane by lane with inserts and spilled the sums.
+ * No include guard: it is meant to be included twice.
+ */
+
+// ---- the register-tiled corr2d --------------------------------------------
+//
+// Out[b][y][x] = sum over input channels c and kernel cells (i, j) of
+//   Wt[c][i][j][o0 + b] * In[c][y * s_h + i * d_h][x * s_w + j * d_w]
+// where In is a zero-padded copy of the input planes (so the loop checks no
+// bounds) and Wt holds the kernels with the output channel innermost. NB output
+// channels times XV vectors of output columns are summed in registers over
+// the whole (c, i, j) loop, and every input vector loaded serves NB output
+// channels: the chapter's corr2d, in tiles the processor keeps in registers.
+// The forward pass runs it, and so does the input gradient for stride 1 (a
+// corr2d of the padded output gradient with the flipped kernels).
+
+template <typename T> struct VecOf;
+template <> struct VecOf<float> { typedef float type __attribute__((vector_size(32))); };
+template <> struct VecOf<double> { typedef double type __attribute__((vector_size(32))); };
+
+template <typename T>
+struct Lanes {
+  static constexpr int L = 32 / sizeof(T);
+};
+
+// A vector from p[0], p[s], p[2 s], ...; UNIT says s is 1 (one plain load).
+template <bool UNIT, typename T>
+inline typename VecOf<T>::type load(const T* p, int64_t s) {
+  typename VecOf<T>::type v;
+  if (UNIT) {
+    std::memcpy(&v, p, sizeof v);
+  } else {
+    T lanes[Lanes<T>::L];
+    for (int l = 0; l < Lanes<T>::L; ++l) lanes[l] = p[l * s];
+    std::memcpy(&v, lanes, sizeof v);
+  }
+  return v;
+}
+
+// A vector of ``value`` in every lane: one broadcast instruction. (Not
+// ``V{} + value``: adding +0.0 is an instruction the compiler must keep, since
+// -0.0 + 0.0 is +0.0; nor a loop over the lanes, which GCC builds lane by lane
+// with inserts. Subtracting +0.0 changes no value, -0.0 included, so it folds.)
+template <typename T>
+inline typename VecOf<T>::type splat(T value) {
+  return value - typename VecOf<T>::type{};
+}
+
+template <typename T, int NB, int XV, bool UNIT>
+void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb_valid,
+                const T* bias, T* Out, int64_t out_stride) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = Lanes<T>::L, TW = XV * L;
+  for (int64_t y = 0; y < c.OH; ++y) {
+    for (int64_t xt = 0; xt < c.OW; xt += TW) {
+      V acc[NB][XV];
+      for (int b = 0; b < NB; ++b) {
+        const T start = bias != nullptr && b < nb_valid ? bias[b] : T(0);
+        for (int v = 0; v < XV; ++v) acc[b][v] = splat(start);
+      }
+      for (int64_t ci = 0; ci < c.C_in; ++ci) {
+        for (int64_t i = 0; i < c.KH; ++i) {
+          const T* row = In + (ci * c.BH + y * c.s_h + i * c.d_h) * c.BW + xt * c.s_w;
+          const T* w = Wt + ((ci * c.KH + i) * c.KW) * c.O_pad + o0;
+          for (int64_t j = 0; j < c.KW; ++j, w += c.O_pad) {
+            const T* in = row + j * c.d_w;
+            V x[XV];
+            for (int v = 0; v < XV; ++v) x[v] = load<UNIT>(in + v * L * c.s_w, c.s_w);
+            for (int b = 0; b < NB; ++b) {
+              const V wb = splat(w[b]);
+              for (int v = 0; v < XV; ++v) acc[b][v] += wb * x[v];
+            }
+          }
+        }
+      }
+      const int64_t width = std::min<int64_t>(TW, c.OW - xt);
+      for (int b = 0; b < nb_valid; ++b) {
+        T* out = Out + b * out_stride + y * c.OW + xt;
+        for (int v = 0; v < XV; ++v) {
+          const V sum = acc[b][v];    // a copy: acc itself stays in registers
+          if ((v + 1) * L <= width) {
+            std::memcpy(out + v * L, &sum, sizeof sum);
+          } else {
+            for (int l = 0; v * L + l < width; ++l) out[v * L + l] = sum[l];
+          }
+        }
+      }
+    }
+  }
+}
+
+// corr_tiles for output channels [0, channels), NB at a time.
+template <typename T>
+void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int64_t channels,
+              const T* bias, T* Out, int64_t out_stride) {
+  for (int64_t o0 = 0; o0 < channels; o0 += NB) {
+    const int nb = static_cast<int>(std::min<int64_t>(NB, channels - o0));
+    const T* b = bias != nullptr ? bias + o0 : nullptr;
+    T* out = Out + o0 * out_stride;
+#define CNN_BASE_TILE(nb_, xv_)                                             \
+    if (NB == nb_ && XV == xv_) {                                           \
+      if (c.s_w == 1) corr_tiles<T, nb_, xv_, true>(c, In, Wt, o0, nb, b, out, out_stride); \
+      else corr_tiles<T, nb_, xv_, false>(c, In, Wt, o0, nb, b, out, out_stride);          \
+      continue;                                                             \
+    }
+    // every tile of kTiles
+    CNN_BASE_TILE(12, 1) CNN_BASE_TILE(8, 1) CNN_BASE_TILE(4, 1) CNN_BASE_TILE(2, 1)
+    CNN_BASE_TILE(1, 1) CNN_BASE_TILE(6, 2) CNN_BASE_TILE(4, 2) CNN_BASE_TILE(2, 2)
+    CNN_BASE_TILE(1, 2) CNN_BASE_TILE(4, 3) CNN_BASE_TILE(2, 3) CNN_BASE_TILE(1, 3)
+    CNN_BASE_TILE(2, 4) CNN_BASE_TILE(1, 4)
+#undef CNN_BASE_TILE
+  }
+}
+
+// out[x * s] += sum_b w[b] * dy[b][x] for x in [x0, x1): NB output-gradient
+// rows scattered back through one kernel cell into one input-gradient row
+// (the input gradient for strides above 1).
+template <typename T, int NB>
+inline void rows_scatter(T* out, const T* w, const T* const* dy, int64_t x0, int64_t x1,
+                         int64_t s) {
+  for (int64_t x = x0; x < x1; ++x) {
+    T sum = 0;
+    for (int b = 0; b < NB; ++b) sum += w[b] * dy[b][x];
+    out[x * s] += sum;
+  }
+}
+
+// Output channels handled together in the scatter.
+constexpr int kBlock = 4;
+
+// dX[n, c] for one input plane: every output-gradient row of the group's
+// output channels, times the kernel cell, added back where the cell looked.
+template <typename T>
+void input_grad_plane(const ConvParams& P, const Geometry& g, const T* dY, const T* K, T* dX,
+                      int64_t n, int64_t c) {
+  const int64_t grp = c / g.Cg, cl = c % g.Cg;
+  const int64_t KHW = g.KH * g.KW;
+  T* dXc = dX + (n * g.C + c) * g.H * g.W;
+  std::fill(dXc, dXc + g.H * g.W, T(0));
+  const T* dy[kBlock];
+  T w[kBlock];
+  for (int64_t y = 0; y < g.OH; ++y) {
+    for (int64_t i = 0; i < g.KH; ++i) {
+      const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
+      if (r < 0 || r >= g.H) continue;
+      T* row = dXc + r * g.W;
+      for (int64_t j = 0; j < g.KW; ++j) {
+        if (g.x_lo[j] >= g.x_hi[j]) continue;
+        T* out = row + (j * P.d_w - P.p_w);
+        for (int64_t o0 = grp * g.Og; o0 < (grp + 1) * g.Og; o0 += kBlock) {
+          const int nb = static_cast<int>(std::min<int64_t>(kBlock, (grp + 1) * g.Og - o0));
+          for (int b = 0; b < nb; ++b) {
+            dy[b] = dY + ((n * g.O + o0 + b) * g.OH + y) * g.OW;
+            w[b] = K[((o0 + b) * g.Cg + cl) * KHW + i * g.KW + j];
+          }
+          switch (nb) {
+            case 4: rows_scatter<T, 4>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
+            case 3: rows_scatter<T, 3>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
+            case 2: rows_scatter<T, 2>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
+            default: rows_scatter<T, 1>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- the kernel gradient -------------------------------------------------
+//
+// dK[o, c, i, j] = sum over n, y, x of dY[n, o, y, x] * Xp[n, c, y s_h + i d_h, x s_w + j d_w]
+// (Xp: the zero-padded input). A "tap" is one (input channel, kernel cell)
+// pair of a group; the taps of a group are numbered c * k_h * k_w + i * k_w + j,
+// the kernel's own order. One loop item is a band of output rows of one
+// image: every (output channel, tap) sum over the band is kept per vector
+// lane, OB output channels times CB taps at a time in registers (each input
+// vector loaded serves OB channels, each gradient vector CB taps), then added
+// to the thread's partial sums, which the caller adds up at the end.
+
+// OB x CB sums over the band's output rows [0, rows). dy[b]: the band's first
+// output-gradient row of output channel b, rows of OWt (a whole number of
+// vectors, zeros past the row's end: they cancel whatever input the padded
+// planes hold there); off[t]: where tap t reads in the band's padded input
+// planes Xb; part: the partial sums of (o0, tap0), rows of ``taps`` vectors
+// per output channel. Only the first nbo channels and ncb taps are real (the
+// others repeat the first and are not stored).
+template <typename T, int OB, int CB, bool UNIT>
+void weight_grad_tile(const T* const* dy, const T* Xb, const int64_t* off, int64_t rows,
+                      int64_t OWt, int64_t row_step, int64_t s_w, T* part, int64_t taps,
+                      int nbo, int ncb) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = Lanes<T>::L;
+  V acc[OB][CB];
+  for (int b = 0; b < OB; ++b)
+    for (int t = 0; t < CB; ++t) acc[b][t] = V{};
+  for (int64_t y = 0; y < rows; ++y) {
+    const T* row = Xb + y * row_step;
+    const int64_t dy_row = y * OWt;
+    for (int64_t x = 0; x < OWt; x += L) {
+      V in[CB];
+      for (int t = 0; t < CB; ++t) in[t] = load<UNIT>(row + off[t] + x * s_w, s_w);
+      for (int b = 0; b < OB; ++b) {
+        V d;
+        std::memcpy(&d, dy[b] + dy_row + x, sizeof d);
+        for (int t = 0; t < CB; ++t) acc[b][t] += d * in[t];
+      }
+    }
+  }
+  for (int b = 0; b < nbo; ++b) {
+    for (int t = 0; t < ncb; ++t) {
+      T* sum = part + (b * taps + t) * L;
+      V v;
+      std::memcpy(&v, sum, sizeof v);
+      v += acc[b][t];
+      std::memcpy(sum, &v, sizeof v);
+    }
+  }
+}
+
+// Every (output channel, tap) of every group for the output rows [y0, y1) of
+// one image, added to ``part`` (O x taps x L partial sums), OB x CB at a time.
+// dYb: the band's output-gradient rows (O x (y1 - y0) x OWt); Xb: the band's
+// padded input planes.
+template <typename T, int OB, int CB>
+void weight_grad_band_as(const WeightGradShape& w, const T* dYb, const T* Xb,
+                         const int64_t* tap_off, int64_t y0, int64_t y1, T* part) {
+  constexpr int L = Lanes<T>::L;
+  const T* dy[OB];
+  int64_t off[CB];
+  for (int64_t grp = 0; grp < w.G; ++grp) {
+    const T* Xg = Xb + grp * w.Cg * w.BH * w.BW;
+    for (int64_t o0 = grp * w.Og; o0 < (grp + 1) * w.Og; o0 += OB) {
+      const int nbo = static_cast<int>(std::min<int64_t>(OB, (grp + 1) * w.Og - o0));
+      for (int b = 0; b < OB; ++b)
+        dy[b] = dYb + (o0 + (b < nbo ? b : 0)) * (y1 - y0) * w.OWt;
+      for (int64_t t0 = 0; t0 < w.taps; t0 += CB) {
+        const int ncb = static_cast<int>(std::min<int64_t>(CB, w.taps - t0));
+        for (int t = 0; t < CB; ++t) off[t] = tap_off[t0 + (t < ncb ? t : 0)];
+        T* at = part + (o0 * w.taps + t0) * L;
+        if (w.s_w == 1)
+          weight_grad_tile<T, OB, CB, true>(dy, Xg, off, y1 - y0, w.OWt, w.s_h * w.BW, 1, at,
+                                            w.taps, nbo, ncb);
+        else
+          weight_grad_tile<T, OB, CB, false>(dy, Xg, off, y1 - y0, w.OWt, w.s_h * w.BW, w.s_w,
+                                             at, w.taps, nbo, ncb);
+      }
+    }
+  }
+}
+
+// weight_grad_band_as with the tile (w.OB, w.CB), one of kGradTiles.
+template <typename T>
+void weight_grad_band(const WeightGradShape& w, const T* dYb, const T* Xb,
+                      const int64_t* tap_off, int64_t y0, int64_t y1, T* part) {
+#define CNN_BASE_GRAD_TILE(ob_, cb_)                                                        \
+  if (w.OB == ob_ && w.CB == cb_)                                                          \
+    return weight_grad_band_as<T, ob_, cb_>(w, dYb, Xb, tap_off, y0, y1, part);
+  CNN_BASE_GRAD_TILE(12, 1) CNN_BASE_GRAD_TILE(6, 2) CNN_BASE_GRAD_TILE(4, 3)
+  CNN_BASE_GRAD_TILE(2, 5) CNN_BASE_GRAD_TILE(1, 9)
+#undef CNN_BASE_GRAD_TILE
+}
