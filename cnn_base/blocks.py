@@ -31,10 +31,9 @@ from mxnet.gluon import HybridBlock, Parameter, nn
 from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
-from .functional import (LAYOUTS, NATIVE_MAX_CHANNELS, NATIVE_MAX_OUT_CHANNELS,
-                         check_conv2d_input, check_pool2d_input, check_pool_args, conv2d,
-                         conv2d_native, global_pool2d, native_applies, native_conv_applies,
-                         pool2d_native, pool2d_nchw)
+from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
+                         conv2d, conv2d_native, global_pool2d, native_applies,
+                         native_conv_applies, native_conv_fits, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
@@ -210,16 +209,14 @@ class Conv2D(HybridBlock):
         self.weight.shape = self._weight_shape(x.shape[self._layout.index("C")])
 
     def _native_fits(self, in_channels):
-        """Whether the C++ kernel is the faster way for this many input channels (0: unknown).
+        """Whether the C++ kernel is the faster way for this layer (in_channels 0: unknown).
 
-        Few channels per group: the kernel; many: the gathered rows' matrix
-        multiply. Not knowing them (a hybridized parent builds its graph before
-        deferred initialization), a layer with few output channels per group
-        (LeNet's 6 and 16, a depthwise conv's 1) takes the kernel.
+        See :func:`cnn_base.functional.native_conv_fits`: not knowing the input
+        channels (a hybridized parent builds its graph before deferred
+        initialization), the output channels decide.
         """
-        if not in_channels:
-            return self._channels // self._groups <= NATIVE_MAX_OUT_CHANNELS
-        return in_channels // self._groups <= NATIVE_MAX_CHANNELS
+        return native_conv_fits(in_channels, self._channels, self._groups, self._kernel_size,
+                                self._strides, self._padding)
 
     def forward(self, x, *args):
         # Calls with data (imperative or hybridized) are checked here, before

@@ -201,6 +201,26 @@ def _conv2d_channel_last(F, X, weight, bias, k, s, p, d, groups, c_o):
                           rhs_begin=0, rhs_end=None)
 
 
+def _is_pointwise(k, s, p):
+    """A 1x1 window with stride 1 and no padding: every output cell sees one input cell."""
+    return k == (1, 1) and s == (1, 1) and p == (0, 0)
+
+
+def _conv2d_pointwise(F, X, weight, bias, c_o, groups, layout):
+    """A 1x1 conv with stride 1: the chapter's corr2d_multi_in_out_1x1, a fully connected
+    layer over the channels of every pixel.
+
+    Channel-last, every pixel is a row of its c_i channels as it stands, so
+    one ``FullyConnected`` (flatten=False) gives the NHWC output; NCHW goes
+    through one transpose in and one out. No window gathering: the gathered
+    route measured about 1.3x slower on 64 -> 64 channels of 32 x 32.
+    """
+    kernels = F.reshape(weight, (0, -1))                    # (c_o, c_i / groups)
+    rows = X if layout == "NHWC" else F.transpose(X, axes=(0, 2, 3, 1))
+    Y = _grouped(F, rows, kernels, bias, c_o, groups, flatten=False)   # (N, h, w, c_o)
+    return Y if layout == "NHWC" else F.transpose(Y, axes=(0, 3, 1, 2))
+
+
 def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
            groups=1, channels=None, in_channels=None, layout="NCHW"):
     """2-D cross-correlation of an NCHW or NHWC batch: the chapter's im2col + matrix multiply.
@@ -282,6 +302,8 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
         check_conv2d_input(X, weight.shape[c_axis] * groups if isinstance(weight, nd.NDArray)
                            else 0, groups, k, p, d, layout)
         in_channels = X.shape[c_axis]
+    if _is_pointwise(k, s, p):
+        return _conv2d_pointwise(F, X, weight, bias, c_o, groups, layout)
     if layout == "NHWC":
         if in_channels is None or in_channels // groups >= _NHWC_GATHER_MIN_CHANNELS:
             return _conv2d_channel_last(F, X, weight, bias, k, s, p, d, groups, c_o)
@@ -306,15 +328,38 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
 
 
-# Up to this many input channels per group, the blocks convolve with the C++
-# kernel (conv2d_native): its register tiles beat the matrix multiply of the
-# gathered rows there (LeNet's 1 and 6 channels, depthwise convs); with more,
-# oneDNN's matrix multiply inside FullyConnected wins (measured, see README).
-NATIVE_MAX_CHANNELS = 8
+# Which layers the blocks convolve with the C++ kernel (conv2d_native) and which
+# with the matrix multiply of conv2d (oneDNN's GEMM inside FullyConnected), as
+# measured on CPU, forward + backward against Gluon's built-in (README, "Speed"):
+# with stride 1 the kernel's register tiles win up to 64 input and output
+# channels per group (16 -> 32 channels on 64 x 64: 1.0x the built-in, the GEMM
+# 2-3x; 64 -> 64 on 32 x 32: 1.0x against 1.3x; depthwise: 1.7x against 70-90x)
+# and lose above (256 -> 256 on 14 x 14: 1.6x against 1.1x). With larger strides
+# its input gradient is a scatter loop, so only few-channel layers take it.
+NATIVE_MAX_CHANNELS = 64
+NATIVE_MAX_STRIDED_CHANNELS = 8
 # Before deferred initialization a hybridized parent's graph is built without
-# the input's channels; then layers with up to this many output channels per
-# group take the kernel (LeNet's convs, depthwise convs), wider ones the GEMM.
-NATIVE_MAX_OUT_CHANNELS = 16
+# the input's channels; then a strided layer takes the kernel with up to this
+# many output channels per group (LeNet-like layers, depthwise convs).
+NATIVE_MAX_STRIDED_OUT_CHANNELS = 16
+
+
+def native_conv_fits(in_channels, channels, groups, kernel_size, strides, padding):
+    """Whether the C++ kernel is the faster way for this layer (``in_channels`` 0: unknown).
+
+    A 1x1 conv with stride 1 and no padding is the chapter's fully connected
+    layer over the channels (:func:`conv2d` makes it one matrix product), and
+    anything else follows the measured limits above.
+    """
+    k, s, p = (_pair_args(kernel_size, strides, padding)[a] for a in range(3))
+    if _is_pointwise(k, s, p):
+        return False
+    c_i, c_o = in_channels // groups, channels // groups
+    if s == (1, 1):
+        return c_o <= NATIVE_MAX_CHANNELS and c_i <= NATIVE_MAX_CHANNELS
+    if not in_channels:
+        return c_o <= NATIVE_MAX_STRIDED_OUT_CHANNELS
+    return c_i <= NATIVE_MAX_STRIDED_CHANNELS
 
 
 def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,

@@ -27,9 +27,9 @@ def pool_backend(request):
 def conv_backend(request):
     """Run a convolution test twice: with the C++ kernel (where it applies) and with MXNet operators.
 
-    With "kernel", our Conv2D takes the kernel for up to
-    ``functional.NATIVE_MAX_CHANNELS`` input channels per group, MXNet
-    operators above; with "ops", MXNet operators always.
+    With "kernel", our Conv2D takes the kernel where
+    ``functional.native_conv_fits`` says so, MXNet operators elsewhere; with
+    "ops", MXNet operators always.
     """
     from cnn_base import native
 

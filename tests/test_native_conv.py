@@ -14,7 +14,8 @@ from mxnet.gluon import HybridBlock, nn
 
 import cnn_base as cb
 from cnn_base import native
-from cnn_base.functional import NATIVE_MAX_CHANNELS, conv2d, conv2d_native
+from cnn_base.functional import (NATIVE_MAX_CHANNELS, NATIVE_MAX_STRIDED_CHANNELS,
+                                 NATIVE_MAX_STRIDED_OUT_CHANNELS, conv2d, conv2d_native)
 from reference import central_difference
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
@@ -193,16 +194,53 @@ def _exported_ops(block, X, prefix):
         return {node["op"] for node in json.load(f)["nodes"]}
 
 
-@pytest.mark.parametrize("c_i, groups, uses_kernel", [
-    (1, 1, True), (NATIVE_MAX_CHANNELS, 1, True), (NATIVE_MAX_CHANNELS + 1, 1, False),
-    (32, 32, True), (32, 2, False)])
-def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, groups, uses_kernel,
-                                                                   tmp_path):
-    block = cb.Conv2D(groups * 2, 3, padding=1, groups=groups)
+@pytest.mark.parametrize("c_i, groups, strides, uses_kernel", [
+    (1, 1, 1, True), (NATIVE_MAX_CHANNELS, 1, 1, True), (NATIVE_MAX_CHANNELS + 1, 1, 1, False),
+    (32, 32, 1, True), (2 * NATIVE_MAX_CHANNELS + 2, 2, 1, False),
+    (NATIVE_MAX_STRIDED_CHANNELS, 1, 2, True), (NATIVE_MAX_STRIDED_CHANNELS + 1, 1, 2, False)])
+def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, groups, strides,
+                                                                   uses_kernel, tmp_path):
+    block = cb.Conv2D(groups * 2, 3, strides=strides, padding=1, groups=groups)
     block.initialize(init.Normal(0.5))
     block.hybridize()
     X = nd.random.normal(shape=(2, c_i, 6, 7))
     assert (native.CONV_OP_NAME in _exported_ops(block, X, tmp_path / "m")) == uses_kernel
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_pointwise_conv2d_is_one_fully_connected_layer_and_equals_gluon(layout, tmp_path):
+    """1x1, stride 1, no padding: the chapter's 1x1 conv, a Dense layer over each pixel's channels.
+
+    Compared with Gluon's NCHW block (its grouped NHWC conv does not run on the
+    CPU), the NHWC input, weight and output transposed.
+    """
+    to_nhwc, to_nchw = (0, 2, 3, 1), (0, 3, 1, 2)
+    block = cb.Conv2D(6, 1, groups=2, layout=layout, in_channels=4)
+    twin = nn.Conv2D(6, 1, groups=2, in_channels=4)
+    block.initialize()
+    twin.initialize(init.Normal(0.5), force_reinit=True)
+    twin.bias.set_data(nd.random.normal(shape=(6,)))
+    W = twin.weight.data()
+    block.weight.set_data(W if layout == "NCHW" else W.transpose(to_nhwc))
+    block.bias.set_data(twin.bias.data())
+    X = nd.random.normal(shape=(3, 4, 5, 7))
+    X_ours = X if layout == "NCHW" else X.transpose(to_nhwc)
+    block.hybridize()
+    ops = _exported_ops(block, X_ours, tmp_path / "pw")
+    assert "FullyConnected" in ops and native.CONV_OP_NAME not in ops and "take" not in ops
+
+    def output_and_gradients(net, X, back):
+        X.attach_grad()
+        with autograd.record():
+            Y = net(X)
+        Y.backward(nd.ones_like(Y))
+        dW = net.weight.grad()
+        return [a.transpose(back).asnumpy() for a in (Y, X.grad, dW)]
+
+    back = (0, 1, 2, 3) if layout == "NCHW" else to_nchw
+    for ours, gluons in zip(output_and_gradients(block, X_ours, back),
+                            output_and_gradients(twin, X, (0, 1, 2, 3))):
+        np.testing.assert_allclose(ours, gluons, rtol=1e-5, atol=1e-5)
 
 
 def test_hybridized_conv2d_switches_with_set_enabled_and_its_export_imports(tmp_path):
@@ -276,10 +314,12 @@ def test_lenet_hybridized_before_its_first_call_convolves_with_the_kernel_and_eq
     np.testing.assert_allclose(Y.asnumpy(), twin(X).asnumpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels, strides", [(NATIVE_MAX_CHANNELS + 1, 1),
+                                               (NATIVE_MAX_STRIDED_OUT_CHANNELS + 1, 2)])
 def test_wide_conv_in_a_hybridized_parent_before_its_first_call_uses_the_matrix_multiply(
-        tmp_path):
+        channels, strides, tmp_path):
     net = nn.HybridSequential()
-    net.add(cb.Conv2D(NATIVE_MAX_CHANNELS * 4, 3, padding=1))
+    net.add(cb.Conv2D(channels, 3, strides=strides, padding=1))
     net.initialize()
     net.hybridize()
     net(nd.ones((1, 3, 5, 5)))
