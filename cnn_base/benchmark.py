@@ -34,7 +34,8 @@ from . import blocks
 from ._checks import as_int, check_choice
 
 __all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "default_cases", "run_benchmark",
-           "time_case", "busy_processes", "geometric_mean", "summarize", "format_table"]
+           "time_case", "time_modes", "run_mode_comparison", "format_mode_table",
+           "busy_processes", "geometric_mean", "summarize", "format_table"]
 
 # How each mode hybridizes both blocks (None: not at all).
 MODES = {"imperative": None, "hybrid": {},
@@ -181,6 +182,70 @@ def time_case(kind, input_shape, kwargs, mode="static", repeats=20, number=3, wa
         ours_s.append(_time(ours, number))
         builtin_s.append(_time(builtin, number))
     return statistics.median(ours_s), statistics.median(builtin_s)
+
+
+def time_modes(kind, input_shape, kwargs, modes=tuple(MODES), repeats=20, number=3, warmup=3,
+               ctx=None):
+    """Median seconds per pass (or training step) of our block in each of ``modes``, in turns.
+
+    One copy of our block per mode (same settings), timed round-robin
+    (imperative, hybrid, static, imperative, ...), so that what hybridizing
+    changes is measured in one stretch of the machine's time and not across
+    the separate rows of :func:`run_benchmark`. Returns ``{mode: seconds}``.
+    """
+    check_choice("kind", kind, KINDS)
+    for mode in modes:
+        check_choice("mode", mode, tuple(MODES))
+    ctx = ctx or mx.cpu()
+    pair = _step_pair if kind == "lenet" else (
+        lambda shape, kw, mode, ctx: _layer_pair(kind, shape, kw, mode, ctx))
+    steps = {mode: pair(input_shape, kwargs, mode, ctx)[0] for mode in modes}
+    for _ in range(warmup):
+        for step in steps.values():
+            _time(step, number)
+    seconds = {mode: [] for mode in modes}
+    for _ in range(repeats):
+        for mode, step in steps.items():
+            seconds[mode].append(_time(step, number))
+    return {mode: statistics.median(values) for mode, values in seconds.items()}
+
+
+def run_mode_comparison(cases=None, repeats=20, number=3, warmup=3, ctx=None, progress=None):
+    """Our blocks against themselves: each case in every mode, by :func:`time_modes`.
+
+    Returns one dict per case: ``kind``, ``layer``, ``input_shape``,
+    ``settings``, ``ms`` ({mode: milliseconds}) and ``vs_imperative``
+    ({mode: its time / the imperative time}; below 1 means hybridizing helps).
+    ``progress`` as in :func:`run_benchmark`.
+    """
+    repeats, number = as_int("repeats", repeats), as_int("number", number)
+    warmup = as_int("warmup", warmup, minimum=0)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    cases = default_cases() if cases is None else list(cases)
+    results = []
+    for kind, input_shape, kwargs in cases:
+        seconds = time_modes(kind, input_shape, kwargs, tuple(MODES), repeats, number, warmup,
+                             ctx)
+        results.append({"kind": kind, "layer": _describe(kind, tuple(input_shape), kwargs),
+                        "input_shape": list(input_shape), "settings": dict(kwargs),
+                        "ms": {mode: t * 1e3 for mode, t in seconds.items()},
+                        "vs_imperative": {mode: t / seconds["imperative"]
+                                          for mode, t in seconds.items()}})
+        if progress is not None:
+            progress(len(results), len(cases))
+    return results
+
+
+def format_mode_table(results):
+    """:func:`run_mode_comparison`'s results as a plain-text table, one row per case."""
+    width = max(len(r["layer"]) for r in results)
+    lines = [f"{'layer (ours only)':<{width}}  {'imperative ms':>13}  {'hybrid ms':>9}  "
+             f"{'static ms':>9}  {'hybrid/imp':>10}  {'static/imp':>10}"]
+    lines += [f"{r['layer']:<{width}}  {r['ms']['imperative']:13.3f}  {r['ms']['hybrid']:9.3f}  "
+              f"{r['ms']['static']:9.3f}  {r['vs_imperative']['hybrid']:10.2f}  "
+              f"{r['vs_imperative']['static']:10.2f}" for r in results]
+    return "\n".join(lines)
 
 
 def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, modes=("static",),

@@ -30,6 +30,19 @@ def test_run_benchmark_returns_one_result_per_case_and_mode_with_ours_over_built
         assert r["layer"].startswith(kind if kind != "lenet" else "d2l LeNet training step")
 
 
+def test_run_mode_comparison_times_our_blocks_in_every_mode_against_imperative():
+    results = bench.run_mode_comparison(TINY_CASES, repeats=1, number=1, warmup=0)
+    assert [r["kind"] for r in results] == [kind for kind, _, _ in TINY_CASES]
+    for r in results:
+        assert set(r["ms"]) == set(bench.MODES) and min(r["ms"].values()) > 0
+        assert r["vs_imperative"]["imperative"] == 1.0
+        for mode in ("hybrid", "static"):
+            assert r["vs_imperative"][mode] == pytest.approx(r["ms"][mode] / r["ms"]["imperative"])
+    table = bench.format_mode_table(results).splitlines()
+    assert len(table) == 1 + len(TINY_CASES) and table[0].split()[-2:] == ["hybrid/imp",
+                                                                           "static/imp"]
+
+
 @pytest.mark.parametrize("modes, message", [
     ((), "modes must name at least one of"),
     (("fast",), "mode must be one of"),
@@ -189,7 +202,7 @@ def test_script_busy_runs_and_reaps_its_background_processes(tmp_path, monkeypat
                         "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["busy"] == 2 and report["modes"] == ["imperative", "hybrid", "static"]
-    assert len(report["results"]) == 3 * len(TINY_CASES)
+    assert len(report["results"]) == 3 * len(TINY_CASES) and "hybridize_gain" not in report
     assert len(started) == 2 and all(p.returncode is not None for p in started)
     assert not any(_alive(p.pid) for p in started)
 
@@ -229,6 +242,23 @@ def test_script_pooling_ops_times_the_mxnet_operator_pools(tmp_path, monkeypatch
     finally:
         native.set_enabled(old)
     assert json.loads(path.read_text())["pooling"].startswith("MXNet operators")
+
+
+def test_script_hybridize_gain_adds_the_table_and_the_json_entry(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "gain.json"
+    monkeypatch.setattr(bench, "default_cases", lambda: TINY_CASES[:2])  # in-process: tiny table
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import benchmark as script
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    assert script.main(["--repeats", "1", "--number", "1", "--warmup", "0", "--mode", "static",
+                        "--hybridize-gain", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert [r["kind"] for r in report["hybridize_gain"]] == ["conv", "maxpool"]
+    out = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(out) if line.startswith("layer (ours only)"))
+    assert len(out[header + 1:header + 3]) == 2 and out[header + 1].startswith("conv")
 
 
 def test_script_pooling_kernel_without_the_kernel_is_one_line_and_exit_2():

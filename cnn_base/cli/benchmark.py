@@ -4,6 +4,7 @@
     cnn-base benchmark --repeats 5 --json out/benchmark.json
     cnn-base benchmark --pooling ops                 # pool with MXNet operators, not the C++ kernel
     cnn-base benchmark --mode static --busy 1        # one mode, one core kept busy meanwhile
+    cnn-base benchmark --hybridize-gain              # also: ours in each mode against itself
 
 Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
 the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
@@ -13,7 +14,9 @@ saying how our blocks pool (``--pooling``: ``auto`` uses the C++ kernel of
 MXNet operators). ``--mode`` picks how both blocks run (imperative,
 ``hybridize()``, ``hybridize(static_alloc=True, static_shape=True)`` or all
 three, the default); ``--busy N`` keeps N processor cores busy with
-background processes meanwhile (stopped when the benchmark ends). On a terminal a progress bar counts the layers. The work is
+background processes meanwhile (stopped when the benchmark ends).
+``--hybridize-gain`` adds a second table: our blocks alone, the three modes
+timed in turns, each mode's time over the imperative one. On a terminal a progress bar counts the layers. The work is
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
@@ -44,6 +47,9 @@ def build_parser(prog=None):
                         "hybridize(static_alloc=True, static_shape=True) (static), or all")
     parser.add_argument("--busy", type=nonnegative_int, default=0, metavar="N",
                         help="background processes keeping N cores busy meanwhile (default: 0)")
+    parser.add_argument("--hybridize-gain", action="store_true",
+                        help="also time our blocks in the three modes against each other "
+                             "(interleaved) and print each mode's time / the imperative time")
     return parser
 
 
@@ -61,14 +67,23 @@ def main(argv=None):
     print(f"our pools and few-channel convs compute with: {native.status()}")
 
     modes = tuple(bench.MODES) if args.mode == "all" else (args.mode,)
-    with bench.busy_processes(args.busy), progress_bar("benchmark", "layer") as progress:
-        results = bench.run_benchmark(repeats=args.repeats, number=args.number,
-                                      warmup=args.warmup, modes=modes, progress=progress)
+    timing = dict(repeats=args.repeats, number=args.number, warmup=args.warmup)
+    gains = None
+    with bench.busy_processes(args.busy):
+        with progress_bar("benchmark", "layer") as progress:
+            results = bench.run_benchmark(modes=modes, progress=progress, **timing)
+        if args.hybridize_gain:
+            with progress_bar("hybridize gain", "layer") as progress:
+                gains = bench.run_mode_comparison(progress=progress, **timing)
     print(bench.format_table(results))
+    if gains is not None:
+        print(bench.format_mode_table(gains))
     if args.json is not None:
         report = {"results": results, "geometric_mean_ratio": bench.summarize(results),
                   "pooling": native.status(), "modes": list(modes), "busy": args.busy,
                   "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
+        if gains is not None:
+            report["hybridize_gain"] = gains
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
