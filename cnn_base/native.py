@@ -9,8 +9,10 @@ as Gluon's built-in pooling does, where composing MXNet operators
 
 ``csrc/conv2d.cc`` is the chapter's ``corr2d`` loop over the windows of an
 NCHW batch, in register tiles, with its two backward passes, registered as
-``cnn_base_conv2d`` (float32 and float64) in the same library; our ``Conv2D``
-uses it for few input channels per group (``functional.conv2d_native``).
+``cnn_base_conv2d`` (float32 and float64) in the same library (its vector
+loops in ``csrc/conv2d_loops.h``); our ``Conv2D`` uses it where
+``functional.native_conv_fits`` says it is the faster way
+(``functional.conv2d_native``).
 
 The library is built once per user, on first use (or by ``make``, or
 ``cnn-base build-native``), into a cache: ``$CNN_BASE_CACHE``, else

@@ -176,7 +176,7 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     assert set(report["geometric_mean_ratio"]["static"]) == {"conv", "pool", "lenet"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in report["results"])
     out = result.stdout.splitlines()
-    assert out[0] == f"our pools and few-channel convs compute with: {report['pooling']}"
+    assert out[0] == f"our pools and kernel-sized convs compute with: {report['pooling']}"
     assert out[1].split() == ["layer", "mode", "ours", "ms", "gluon", "ms", "ratio"]
     assert sum(line.startswith("geometric mean ratio") for line in out) == 3
 

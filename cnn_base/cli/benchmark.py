@@ -39,7 +39,7 @@ def build_parser(prog=None):
     parser.add_argument("--json", type=output_file(("json",)), default=None, metavar="PATH",
                         help="also write the results and geometric means to PATH (.json)")
     parser.add_argument("--pooling", choices=("auto", "kernel", "ops"), default="auto",
-                        help="how our pools (and few-channel convs) compute: the C++ "
+                        help="how our pools (and the convs that fit the kernel) compute: the C++ "
                              "kernels when built (auto), "
                              "the kernel or fail (kernel), MXNet operators (ops)")
     parser.add_argument("--mode", choices=("imperative", "hybrid", "static", "all"),
@@ -63,8 +63,8 @@ def main(argv=None):
     if args.pooling == "kernel" and not native.loaded():
         fail(parser.prog, f"--pooling kernel: the C++ kernel is not available: {native.status()}")
     native.set_enabled(args.pooling != "ops")
-    # --pooling ops turns off the whole C++ library: the few-channel conv kernel too
-    print(f"our pools and few-channel convs compute with: {native.status()}")
+    # --pooling ops turns off the whole C++ library: the conv kernel too
+    print(f"our pools and kernel-sized convs compute with: {native.status()}")
 
     modes = tuple(bench.MODES) if args.mode == "all" else (args.mode,)
     timing = dict(repeats=args.repeats, number=args.number, warmup=args.warmup)
