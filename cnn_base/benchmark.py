@@ -30,7 +30,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from . import blocks
+from . import blocks, models
 from ._checks import as_int, check_choice
 
 __all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "default_cases", "run_benchmark",
@@ -95,21 +95,6 @@ def _copy_parameters(source, target):
         mine.set_data(theirs.data())
 
 
-def lenet(conv2d, max_pool2d):
-    """d2l's LeNet (5.5, MXNet edition) with the given Conv2D and MaxPool2D classes.
-
-    Sigmoid activations, 2x2 max pools with stride 2, then Dense 120, 84, 10.
-    """
-    net = nn.HybridSequential()
-    net.add(conv2d(channels=6, kernel_size=5, activation="sigmoid"),
-            max_pool2d(pool_size=2, strides=2),
-            conv2d(channels=16, kernel_size=5, activation="sigmoid"),
-            max_pool2d(pool_size=2, strides=2),
-            nn.Dense(120, activation="sigmoid"), nn.Dense(84, activation="sigmoid"),
-            nn.Dense(10))
-    return net
-
-
 def _layer_pair(kind, input_shape, kwargs, mode, ctx):
     """Our layer and the built-in with the same weights, and a pass of each (input X, grad dY)."""
     ours_cls, builtin_cls = _PAIRS[kind]
@@ -133,8 +118,7 @@ def _layer_pair(kind, input_shape, kwargs, mode, ctx):
 
 def _step_pair(input_shape, kwargs, mode, ctx):
     """A training step of d2l's LeNet built from our blocks and from gluon.nn's, same weights."""
-    ours = lenet(blocks.Conv2D, blocks.MaxPool2D)
-    builtin = lenet(nn.Conv2D, nn.MaxPool2D)
+    ours, builtin = (models.lenet(block, hybrid=True) for block in ("custom", "builtin"))
     X = nd.random.uniform(shape=input_shape, ctx=ctx)
     y = nd.random.randint(0, kwargs["classes"], shape=(input_shape[0],), ctx=ctx)
     ours.initialize(mx.init.Xavier(), ctx=ctx)

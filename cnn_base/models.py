@@ -6,7 +6,7 @@ have the same names and shapes, so one's weights load into the other.
 """
 from mxnet.gluon import nn
 
-from ._checks import check_choice
+from ._checks import as_bool, check_choice
 from .blocks import Conv2D, MaxPool2D
 
 __all__ = ["LENET_BLOCKS", "LENET_ACTIVATIONS", "lenet", "layer_shapes"]
@@ -15,13 +15,14 @@ LENET_BLOCKS = ("custom", "builtin")
 LENET_ACTIVATIONS = ("sigmoid", "relu", "tanh", "softrelu", "softsign")
 
 
-def lenet(block="custom", activation="sigmoid"):
+def lenet(block="custom", activation="sigmoid", hybrid=False):
     """d2l-zh v1's LeNet for 1x28x28 images and 10 classes, not yet initialised.
 
     Conv2D(6, 5) -> MaxPool2D(2, 2) -> Conv2D(16, 5) -> MaxPool2D(2, 2) -> Dense(120)
     -> Dense(84) -> Dense(10), the activation after every convolution and hidden Dense
-    layer, in an ``nn.Sequential`` as the book has it. The book initialises it with
-    ``init.Xavier()`` (see :func:`cnn_base.init_net`).
+    layer, in an ``nn.Sequential`` as the book has it (``hybrid=True``: an
+    ``nn.HybridSequential``, which ``hybridize()`` compiles). The book initialises
+    it with ``init.Xavier()`` (see :func:`cnn_base.init_net`).
 
     Parameters
     ----------
@@ -29,10 +30,12 @@ def lenet(block="custom", activation="sigmoid"):
         Our Conv2D and MaxPool2D, or ``gluon.nn``'s.
     activation : str, default 'sigmoid'
         The book's sigmoid, or another of Gluon's activations (``'relu'``, ...).
+    hybrid : bool, default False
+        An ``nn.HybridSequential`` instead of the book's ``nn.Sequential``.
 
     Returns
     -------
-    mxnet.gluon.nn.Sequential
+    mxnet.gluon.nn.Sequential or mxnet.gluon.nn.HybridSequential
 
     >>> [type(layer).__module__.split('.')[0] for layer in lenet('custom')][:2]
     ['cnn_base', 'cnn_base']
@@ -41,8 +44,9 @@ def lenet(block="custom", activation="sigmoid"):
     """
     check_choice("block", block, LENET_BLOCKS)
     check_choice("activation", activation, LENET_ACTIVATIONS)
+    hybrid = as_bool("hybrid", hybrid)
     conv, pool = (Conv2D, MaxPool2D) if block == "custom" else (nn.Conv2D, nn.MaxPool2D)
-    net = nn.Sequential()
+    net = nn.HybridSequential() if hybrid else nn.Sequential()
     net.add(conv(channels=6, kernel_size=5, activation=activation),
             pool(pool_size=2, strides=2),
             conv(channels=16, kernel_size=5, activation=activation),

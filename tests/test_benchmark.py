@@ -52,16 +52,28 @@ def test_run_benchmark_refuses_unknown_or_no_modes(modes, message):
         bench.run_benchmark(TINY_CASES[:1], repeats=1, number=1, warmup=0, modes=modes)
 
 
-def test_lenet_of_the_benchmark_is_d2ls_with_the_given_blocks():
+def test_hybrid_lenet_of_the_benchmark_is_d2ls_with_our_blocks():
     from mxnet import nd
+    from mxnet.gluon import nn
     import cnn_base as cb
-    net = bench.lenet(cb.Conv2D, cb.MaxPool2D)
+    net = cb.lenet("custom", hybrid=True)
+    assert isinstance(net, nn.HybridSequential)
     net.initialize()
     assert net(nd.ones((2, 1, 28, 28))).shape == (2, 10)
     assert [type(b).__name__ for b in net] == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D",
                                                "Dense", "Dense", "Dense"]
     assert [b.weight.shape for b in net if hasattr(b, "weight")] == [
         (6, 1, 5, 5), (16, 6, 5, 5), (120, 256), (84, 120), (10, 84)]
+
+
+def _script():
+    """scripts/benchmark.py imported in this process (so that monkeypatching reaches it)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import benchmark as script
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return script
 
 
 def _alive(pid):
@@ -184,11 +196,7 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
 def test_script_busy_runs_and_reaps_its_background_processes(tmp_path, monkeypatch):
     path = tmp_path / "busy.json"
     monkeypatch.setattr(bench, "default_cases", lambda: TINY_CASES)    # in-process: tiny table
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import benchmark as script
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    script = _script()
     started = []
     real = bench.busy_processes
 
@@ -228,11 +236,7 @@ def test_script_bad_arguments_give_one_line_and_exit_2(args, message):
 def test_script_pooling_ops_times_the_mxnet_operator_pools(tmp_path, monkeypatch):
     path = tmp_path / "ops.json"
     monkeypatch.setattr(bench, "default_cases", lambda: TINY_CASES)    # in-process: tiny table
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import benchmark as script
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    script = _script()
     from cnn_base import native
     old = native.enabled()
     try:
@@ -247,11 +251,7 @@ def test_script_pooling_ops_times_the_mxnet_operator_pools(tmp_path, monkeypatch
 def test_script_hybridize_gain_adds_the_table_and_the_json_entry(tmp_path, monkeypatch, capsys):
     path = tmp_path / "gain.json"
     monkeypatch.setattr(bench, "default_cases", lambda: TINY_CASES[:2])  # in-process: tiny table
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import benchmark as script
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    script = _script()
     assert script.main(["--repeats", "1", "--number", "1", "--warmup", "0", "--mode", "static",
                         "--hybridize-gain", "--json", str(path)]) == 0
     report = json.loads(path.read_text())

@@ -3,6 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd, nd
+from mxnet.gluon import nn
 
 import cnn_base as cb
 from cnn_base.models import layer_shapes, lenet
@@ -73,10 +74,23 @@ def test_custom_lenet_weights_load_into_builtin_lenet(tmp_path):
     np.testing.assert_allclose(builtin(X).asnumpy(), custom(X).asnumpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("block", ["custom", "builtin"])
+def test_hybrid_lenet_hybridizes_and_equals_the_books_sequential_one(block, tmp_path):
+    book = cb.init_net(lenet(block), mx.cpu(), seed=3)
+    hybrid = lenet(block, hybrid=True)
+    assert isinstance(hybrid, nn.HybridSequential) and not isinstance(book, nn.HybridSequential)
+    book.save_parameters(str(tmp_path / "lenet.params"))
+    hybrid.load_parameters(str(tmp_path / "lenet.params"))
+    hybrid.hybridize()
+    X = nd.random.uniform(shape=(2, 1, 28, 28))
+    np.testing.assert_allclose(hybrid(X).asnumpy(), book(X).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"block": "gluon"}, ValueError, "block must be one of 'custom', 'builtin', got 'gluon'"),
     ({"block": None}, TypeError, "block must be one of 'custom', 'builtin', got NoneType None"),
     ({"activation": "swish"}, ValueError, "activation must be one of 'sigmoid', .* got 'swish'"),
+    ({"hybrid": 1}, TypeError, "hybrid must be True or False, got int 1"),
 ])
 def test_lenet_refuses_unknown_blocks_and_activations(kwargs, error, match):
     with pytest.raises(error, match=match):

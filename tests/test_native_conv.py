@@ -298,8 +298,7 @@ def test_environment_variable_turns_the_kernel_off_and_conv2d_still_works():
 def test_lenet_hybridized_before_its_first_call_convolves_with_the_kernel_and_equals_gluon(
         tmp_path):
     """The parent builds its graph before deferred initialization: few output channels -> kernel."""
-    from cnn_base.benchmark import lenet
-    net, twin = lenet(cb.Conv2D, cb.MaxPool2D), lenet(nn.Conv2D, nn.MaxPool2D)
+    net, twin = cb.lenet("custom", hybrid=True), cb.lenet("builtin", hybrid=True)
     net.initialize(init.Xavier())
     net.hybridize()
     X = nd.random.uniform(shape=(3, 1, 28, 28))

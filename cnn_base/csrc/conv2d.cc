@@ -307,6 +307,40 @@ void weight_grad_item(const WeightGradShape& w, const T* dYb, const T* Xb,
 template <typename T>
 constexpr int kLanes = base::Lanes<T>::L;
 
+// The corr2d of every image and group: the group's c.C_in planes of ``src``
+// (src_channels planes of H x W per image), moved down by ``top`` rows and
+// right by ``left`` columns into a zero-padded buffer, times the group's packed
+// kernels ``Wt`` (c.C_in x k_h x k_w x c.O_pad per group), plus ``bias``,
+// into the group's output planes of ``out`` (out_channels planes of
+// c.OH x c.OW per image). One loop item per (image, group); each thread's
+// buffer is made before the parallel region, so nothing inside can throw.
+// The forward pass and the stride-1 input gradient are both this.
+template <typename T>
+void corr_batch(const Geometry& g, const CorrShape& c, int NB, int XV, const T* src,
+                int64_t src_channels, int64_t H, int64_t W, int64_t top, int64_t left,
+                const T* Wt, const T* bias, T* out, int64_t out_channels) {
+  const int64_t out_per_group = out_channels / g.G, plane = c.BH * c.BW;
+  const int64_t weights_per_group = c.C_in * c.KH * c.KW * c.O_pad;
+  const int64_t items = g.N * g.G;
+  const int n_threads = cnn_base::threads_for(
+      items, out_per_group * c.C_in * c.KH * c.KW * c.OH * c.OW);
+  std::vector<T> buffers(n_threads * c.C_in * plane);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    T* buffer = buffers.data() + omp_get_thread_num() * c.C_in * plane;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t n = item / g.G, grp = item % g.G;
+      for (int64_t ci = 0; ci < c.C_in; ++ci)
+        pad_plane(src + (n * src_channels + grp * c.C_in + ci) * H * W, H, W,
+                  buffer + ci * plane, c.BH, c.BW, top, left);
+      corr_item(c, NB, XV, static_cast<const T*>(buffer), Wt + grp * weights_per_group,
+                out_per_group, bias != nullptr ? bias + grp * out_per_group : nullptr,
+                out + (n * out_channels + grp * out_per_group) * c.OH * c.OW, c.OH * c.OW);
+    }
+  }
+}
+
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0};
@@ -322,24 +356,7 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
       for (int64_t cell = 0; cell < KHW; ++cell)
         Wt[(((o / g.Og) * g.Cg + ci) * KHW + cell) * c.O_pad + o % g.Og] =
             K[(o * g.Cg + ci) * KHW + cell];
-  const int64_t items = g.N * g.G;
-  const int n_threads = cnn_base::threads_for(items, g.Og * g.Cg * KHW * g.OH * g.OW);
-  // each thread's padded planes, made before the region: nothing inside can throw
-  std::vector<T> buffers(n_threads * g.Cg * c.BH * c.BW);
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-  {
-    T* buffer = buffers.data() + omp_get_thread_num() * g.Cg * c.BH * c.BW;
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / g.G, grp = item % g.G;
-      for (int64_t ci = 0; ci < g.Cg; ++ci)
-        pad_plane(X + (n * g.C + grp * g.Cg + ci) * g.H * g.W, g.H, g.W,
-                  buffer + ci * c.BH * c.BW, c.BH, c.BW, P.p_h, P.p_w);
-      corr_item(c, NB, XV, static_cast<const T*>(buffer), Wt.data() + grp * g.Cg * KHW * c.O_pad, g.Og,
-                B != nullptr ? B + grp * g.Og : nullptr,
-                Y + (n * g.O + grp * g.Og) * g.OH * g.OW, g.OH * g.OW);
-    }
-  }
+  corr_batch(g, c, NB, XV, X, g.C, g.H, g.W, P.p_h, P.p_w, Wt.data(), B, Y, g.O);
 }
 
 // dX for stride 1: a corr2d of the output gradient, padded by (k - 1) * d - p
@@ -362,23 +379,8 @@ void input_grad_stride1(const ConvParams& P, const Geometry& g, const T* dY, con
           Wd[(o * KHW + (g.KH - 1 - i) * g.KW + (g.KW - 1 - j)) * c.O_pad + ci] =
               K[((o * g.Cg + ci) * g.KH + i) * g.KW + j];
   const int64_t top = (g.KH - 1) * P.d_h - P.p_h, left = (g.KW - 1) * P.d_w - P.p_w;
-  const int64_t items = g.N * g.G;
-  const int n_threads = cnn_base::threads_for(items, g.Og * g.Cg * KHW * g.H * g.W);
-  std::vector<T> buffers(n_threads * g.Og * c.BH * c.BW);   // as in forward
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-  {
-    T* buffer = buffers.data() + omp_get_thread_num() * g.Og * c.BH * c.BW;
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / g.G, grp = item % g.G;
-      for (int64_t o = 0; o < g.Og; ++o)
-        pad_plane(dY + (n * g.O + grp * g.Og + o) * g.OH * g.OW, g.OH, g.OW,
-                  buffer + o * c.BH * c.BW, c.BH, c.BW, top, left);
-      corr_item(c, NB, XV, static_cast<const T*>(buffer), Wd.data() + grp * g.Og * KHW * c.O_pad, g.Cg,
-                static_cast<const T*>(nullptr), dX + (n * g.C + grp * g.Cg) * g.H * g.W,
-                g.H * g.W);
-    }
-  }
+  corr_batch(g, c, NB, XV, dY, g.O, g.OH, g.OW, top, left, Wd.data(),
+             static_cast<const T*>(nullptr), dX, g.C);
 }
 
 // dK and db: one loop item per band of output rows of one image
