@@ -62,11 +62,13 @@ lenet: $(STAMP) $(NATIVE)
 	$(BIN)/cnn-base train-lenet --block both --epochs 5 --batch-size 256 --lr 0.9 \
 		--json $(OUT)/lenet.json --plot $(OUT)/lenet.png
 
-# The long differential fuzz of the pools (tests/fuzz_pool.py; make test runs a slice).
+# The long differential fuzz of the pools and of the conv kernel (tests/fuzz_pool.py,
+# tests/fuzz_conv.py; make test runs a slice of each).
 FUZZ_CASES ?= 5000
 FUZZ_SEED  ?= 1
 fuzz: $(STAMP) $(NATIVE)
 	$(BIN)/python tests/fuzz_pool.py --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
+	$(BIN)/python tests/fuzz_conv.py --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
 
 # The kernel built with AddressSanitizer + UndefinedBehaviorSanitizer (any finding
 # aborts), and a fuzz slice run on it. Python is not built with ASan, so the ASan
@@ -83,6 +85,10 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	CNN_BASE_NATIVE=0 $(BIN)/python tests/fuzz_pool.py --library $(SAN_LIB) \
+	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
+	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	CNN_BASE_NATIVE=0 $(BIN)/python tests/fuzz_conv.py --library $(SAN_LIB) \
 	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
 
 notebooks: $(STAMP)

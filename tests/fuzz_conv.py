@@ -1,0 +1,208 @@
+"""Differential fuzzing of the conv kernel: ``cnn_base_conv2d`` against Gluon's ``Convolution``.
+
+Every case is drawn from a seed: batch, groups, input and output channels per
+group (up to 13 output channels, past every register tile's width), kernel,
+stride, padding, dilation, input height and width (now and then a tall, narrow
+input, so that the kernel gradient's bands of rows end inside the output, or a
+row wider than four vectors), float32 or float64, bias or not. Each case runs
+``functional.conv2d_native`` forward and backward (the input's, kernels' and
+bias's gradients from a random output gradient) and MXNet's own
+``nd.Convolution`` in float64 on the same values, and compares the four results
+element by element, each to a tolerance scaled by what that element sums: the
+same convolution run on the absolute values (``|X|``, ``|K|``, ``|dY|``) gives
+every output's and every gradient's sum of absolute terms, and the bound is
+that sum times :func:`_tolerance` of the number of terms. An index error shows
+up as a difference of the size of a whole term, far above it.
+
+The MXNet-operator path of :func:`cnn_base.functional.conv2d` is not fuzzed
+here; the tests compare it with Gluon on their parity tables.
+
+As a library: ``run(seed, cases)`` returns a :class:`Report`; the tests run a
+bounded slice. As a script (``make fuzz`` runs it after the pooling fuzz;
+``make sanitize`` on the sanitizer build)::
+
+    python tests/fuzz_conv.py [--seed N] [--cases N] [--seconds S] [--library PATH]
+
+prints one line per failure and a summary, and exits 1 when anything failed.
+``--library`` loads that build of the kernel instead of the package's; run it
+with CNN_BASE_NATIVE=0 so the package's own build stays out.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cnn_base  # noqa: F401  (before mxnet: numpy.bool on Python 3.12+)
+from cnn_base import functional, native
+from mxnet import autograd, nd
+
+DTYPES = ("float32", "float64")
+EPS = {"float32": np.finfo(np.float32).eps, "float64": np.finfo(np.float64).eps}
+
+
+@dataclasses.dataclass
+class Case:
+    seed: int
+    N: int
+    groups: int
+    c_i: int          # per group
+    c_o: int          # per group
+    H: int
+    W: int
+    kernel: tuple
+    strides: tuple
+    padding: tuple
+    dilation: tuple
+    dtype: str
+    bias: bool
+
+    def describe(self):
+        return (f"seed {self.seed}: X ({self.N}, {self.groups * self.c_i}, {self.H}, {self.W}) "
+                f"-> {self.groups * self.c_o}, kernel {self.kernel}, strides {self.strides}, "
+                f"padding {self.padding}, dilation {self.dilation}, groups {self.groups}, "
+                f"{self.dtype}, bias {self.bias}")
+
+
+@dataclasses.dataclass
+class Report:
+    cases: int = 0
+    checks: int = 0
+    failures: list = dataclasses.field(default_factory=list)
+
+
+def random_case(rng, seed):
+    """One case drawn from ``rng``; every input holds at least one window."""
+    kernel = tuple(int(k) for k in rng.randint(1, 6, size=2))
+    strides = tuple(int(s) for s in rng.choice([1, 1, 1, 2, 3], size=2))
+    dilation = tuple(int(d) for d in rng.choice([1, 1, 1, 2], size=2))
+    span = tuple(dilation[a] * (kernel[a] - 1) + 1 for a in range(2))
+    padding = tuple(int(rng.randint(0, span[a])) for a in range(2))
+    shape = rng.choice(["small", "tall", "wide"], p=[0.7, 0.15, 0.15])
+    high = {"small": (24, 24), "tall": (150, 12), "wide": (8, 70)}[shape]
+    size = tuple(int(rng.randint(max(1, span[a] - 2 * padding[a]), max(2, span[a]) + high[a]))
+                 for a in range(2))
+    return Case(seed=seed, N=int(rng.randint(1, 4)), groups=int(rng.choice([1, 1, 1, 2, 3])),
+                c_i=int(rng.randint(1, 7)), c_o=int(rng.randint(1, 14)), H=size[0], W=size[1],
+                kernel=kernel, strides=strides, padding=padding, dilation=dilation,
+                dtype=str(rng.choice(DTYPES, p=[0.6, 0.4])), bias=bool(rng.rand() < 0.8))
+
+
+def _gluon(case, X, K, b, dY):
+    """nd.Convolution in float64: output and the gradients of X, K (and b) for dY."""
+    args = [nd.array(a, dtype="float64") for a in (X, K) + ((b,) if case.bias else ())]
+    for a in args:
+        a.attach_grad()
+    with autograd.record():
+        Y = nd.Convolution(*args, kernel=case.kernel, stride=case.strides, pad=case.padding,
+                           dilate=case.dilation, num_filter=case.groups * case.c_o,
+                           num_group=case.groups, no_bias=not case.bias)
+    Y.backward(nd.array(dY, dtype="float64"))
+    return [Y.asnumpy()] + [a.grad.asnumpy() for a in args]
+
+
+def _kernel(case, X, K, b, dY):
+    """conv2d_native in the case's dtype: output and the gradients of X, K (and b)."""
+    args = [nd.array(a, dtype=case.dtype) for a in (X, K) + ((b,) if case.bias else ())]
+    for a in args:
+        a.attach_grad()
+    with autograd.record():
+        Y = functional.conv2d_native(nd, args[0], args[1], args[2] if case.bias else None,
+                                     strides=case.strides, padding=case.padding,
+                                     dilation=case.dilation, groups=case.groups)
+    Y.backward(nd.array(dY, dtype=case.dtype))
+    return [Y.asnumpy()] + [a.grad.asnumpy() for a in args]
+
+
+def _tolerance(dtype, n):
+    """Relative error allowed for a sum of n terms (times the sum of their magnitudes).
+
+    float64: the worst case of summing in any order, n * eps (Gluon's float64
+    sums too). float32: 8 * sqrt(n) * eps, the usual size of rounding errors
+    that do not all go one way; the worst case n * eps would let a missing
+    term of a large kernel gradient through.
+    """
+    return 4 * n * EPS[dtype] if dtype == "float64" else 8 * np.sqrt(n) * EPS[dtype]
+
+
+def check_case(case, report):
+    """Run one case and add its checks (and failures, one line each) to ``report``."""
+    rng = np.random.RandomState(case.seed)
+    C, O = case.groups * case.c_i, case.groups * case.c_o
+    X = rng.normal(size=(case.N, C, case.H, case.W))
+    K = rng.normal(size=(O, case.c_i) + case.kernel)
+    b = rng.normal(size=(O,))
+    # the values the kernel sees, in its dtype, so that only its arithmetic differs
+    X, K, b = (a.astype(case.dtype).astype(np.float64) for a in (X, K, b))
+    probe = nd.Convolution(nd.array(X, dtype="float64"), nd.array(K, dtype="float64"),
+                           kernel=case.kernel, stride=case.strides, pad=case.padding,
+                           dilate=case.dilation, num_filter=O, num_group=case.groups,
+                           no_bias=True)
+    dY = rng.normal(size=probe.shape).astype(case.dtype).astype(np.float64)
+    expected = _gluon(case, X, K, b, dY)
+    bounds = _gluon(case, np.abs(X), np.abs(K), np.abs(b), np.abs(dY))
+    try:
+        got = _kernel(case, X, K, b, dY)
+    except Exception as error:     # a refusal or a crash of the operator is a failure too
+        report.failures.append(f"{case.describe()}: raised {type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''}")
+        return
+    kk = case.kernel[0] * case.kernel[1]
+    positions = case.N * probe.shape[2] * probe.shape[3]
+    terms = (case.c_i * kk, case.c_o * kk, positions, positions)   # summed per element, at most
+    for name, g, e, bound, n in zip(("output", "input gradient", "kernel gradient",
+                                     "bias gradient"), got, expected, bounds, terms):
+        report.checks += 1
+        if g.shape != e.shape:
+            report.failures.append(f"{case.describe()}: {name} shape {g.shape}, Gluon {e.shape}")
+            continue
+        tolerance = _tolerance(case.dtype, n) * bound + np.finfo(np.float64).tiny
+        bad = np.abs(g - e) > tolerance
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            report.failures.append(f"{case.describe()}: {name} differs at {at}: kernel {g[at]!r},"
+                                   f" Gluon {e[at]!r} (tolerance {tolerance[at]:.3g}; "
+                                   f"{int(bad.sum())} of {bad.size} elements)")
+
+
+def run(seed=0, cases=100, seconds=None, report=None):
+    """Check ``cases`` cases drawn from ``seed`` (fewer if ``seconds`` run out)."""
+    if not native.loaded():
+        raise RuntimeError(f"the C++ convolution kernel is not available: {native.status()}")
+    report = report or Report()
+    rng = np.random.RandomState(seed)
+    start = time.monotonic()
+    for n in range(cases):
+        if seconds is not None and time.monotonic() - start > seconds:
+            break
+        check_case(random_case(rng, seed=seed * 1_000_003 + n), report)
+        report.cases += 1
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cases", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--library", type=Path, default=None,
+                        help="load this build of the kernel library instead of the package's")
+    args = parser.parse_args(argv)
+    if args.library is not None:
+        os.environ["CNN_BASE_NATIVE"] = "1"     # as fuzz_pool.py: this build, not the package's
+        if not native.load(args.library):
+            print(f"fuzz_conv: could not load {args.library}: {native.status()}", file=sys.stderr)
+            return 2
+    report = run(args.seed, args.cases, args.seconds)
+    for line in report.failures:
+        print(line)
+    print(f"fuzz_conv: {report.cases} cases, {report.checks} checks, "
+          f"{len(report.failures)} failures (seed {args.seed})")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
