@@ -15,7 +15,7 @@ import pathlib
 import sys
 
 __all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
-           "output_file", "output_dir", "fail", "command_prog", "progress_bar"]
+           "output_file", "output_dir", "fail", "command_prog", "progress_bar", "write_results"]
 
 # The name a parser built with prog=None shows: set by the ``cnn-base`` dispatcher
 # (e.g. "cnn-base reproduce-blog"); otherwise argparse's own default, the script's file name.
@@ -52,6 +52,27 @@ def fail(prog, message, status=2):
     one_line = " ".join(str(message).split())
     sys.stderr.write(f"{prog}: error: {one_line}\n")
     sys.exit(status)
+
+
+def write_results(prog, plot=None, make_figure=None, json_path=None, report=None):
+    """Save ``make_figure()`` to ``plot`` and ``report`` as JSON to ``json_path``, each if given.
+
+    Prints ``wrote PATH`` after each file; a file that cannot be written is one
+    line on stderr and exit status 2 (:func:`fail`), never a traceback.
+    """
+    import json
+    try:
+        if plot:
+            from cnn_base.figures import save_figure
+            save_figure(make_figure(), plot)
+            print(f"wrote {plot}")
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+                f.write("\n")
+            print(f"wrote {json_path}")
+    except OSError as e:
+        fail(prog, f"cannot write {e.filename}: {e.strerror or e}")
 
 
 def nonnegative_int(text):

@@ -11,10 +11,9 @@ progress bar. The training lives in
 ``cnn_base.learn_edge_kernel``; this command parses arguments, prints and writes files.
 Bad arguments: one line on stderr, exit status 2.
 """
-import json
 
-from cnn_base.cli._args import (ArgumentParser, ctx_arg, fail, nonnegative_int, output_file,
-                                positive_float, progress_bar)
+from cnn_base.cli._args import (ArgumentParser, ctx_arg, nonnegative_int, output_file,
+                                positive_float, progress_bar, write_results)
 
 __all__ = ["build_parser", "main"]
 
@@ -77,15 +76,6 @@ def main(argv=None):
         print(f"custom vs builtin: max |loss difference| = {loss_diff:.3g}, "
               f"max |kernel difference| over the path = {path_diff:.3g}")
 
-    try:
-        if args.plot:
-            cb.save_figure(cb.training_figure(runs.values()), args.plot)
-            print(f"wrote {args.plot}")
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({block: run.to_dict() for block, run in runs.items()}, f, indent=2)
-                f.write("\n")
-            print(f"wrote {args.json}")
-    except OSError as e:
-        fail(parser.prog, f"cannot write {e.filename}: {e.strerror or e}")
+    write_results(parser.prog, args.plot, lambda: cb.training_figure(runs.values()), args.json,
+                  {block: run.to_dict() for block, run in runs.items()})
     return 0

@@ -17,11 +17,10 @@ checkpoints, ``--json`` and ``--plot`` (one block per job). The training lives i
 Bad arguments, missing data or an unusable checkpoint: one line on stderr, exit status 2.
 """
 import argparse
-import json
 import pathlib
 
 from cnn_base.cli._args import (ArgumentParser, fail, nonnegative_int, output_dir, output_file,
-                                positive_float, positive_int)
+                                positive_float, positive_int, write_results)
 
 __all__ = ["build_parser", "main"]
 
@@ -192,15 +191,6 @@ def main(argv=None):
             print(f"{block}: test acc {run.final.test_acc:.3f} after epoch {run.final.epoch}; "
                   f"seconds per epoch {times}")
 
-    try:
-        if args.plot:
-            cb.save_figure(cb.history_figure(runs), args.plot)
-            print(f"wrote {args.plot}")
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({block: run.to_dict() for block, run in runs.items()}, f, indent=2)
-                f.write("\n")
-            print(f"wrote {args.json}")
-    except OSError as e:
-        fail(parser.prog, f"cannot write {e.filename}: {e.strerror or e}")
+    write_results(parser.prog, args.plot, lambda: cb.history_figure(runs), args.json,
+                  {block: run.to_dict() for block, run in runs.items()})
     return 0
