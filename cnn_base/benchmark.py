@@ -60,6 +60,9 @@ POOL_CASES = [
     # d2l's LeNet at batch 256: after the first and the second conv layer
     ((256, 6, 24, 24), dict(pool_size=2, strides=2)),
     ((256, 16, 8, 8), dict(pool_size=2, strides=2)),
+    # channels last (Gluon's NHWC pools run on the CPU; its NHWC conv does not)
+    ((32, 28, 28, 6), dict(pool_size=2, strides=2, layout="NHWC")),
+    ((8, 64, 64, 32), dict(pool_size=3, strides=2, padding=1, layout="NHWC")),
 ]
 # The training step: (input shape, settings of the step).
 STEP_CASES = [((256, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
@@ -326,19 +329,24 @@ def summarize(results):
     """Geometric-mean ratio (ours / built-in) of conv, pooling and training-step rows, per mode.
 
     Returns ``{mode: {'conv': ..., 'pool': ..., 'lenet': ...}}`` with the
-    groups that have rows (rows without a ``mode`` count as ``'static'``).
+    groups that have rows (rows without a ``mode`` count as ``'static'``);
+    channel-last rows (settings ``layout='NHWC'``) make groups of their own,
+    e.g. ``'pool NHWC'``.
 
     >>> summarize([{"kind": "conv", "ratio": 2.0, "mode": "hybrid"},
     ...            {"kind": "conv", "ratio": 8.0, "mode": "hybrid"}])
     {'hybrid': {'conv': 4.0}}
     """
+    def group_of(row):
+        group = next(name for name, kinds in _GROUPS if row["kind"] in kinds)
+        return group + (" NHWC" if row.get("settings", {}).get("layout") == "NHWC" else "")
+
     summary = {}
     for mode in dict.fromkeys(r.get("mode", "static") for r in results):
         rows = [r for r in results if r.get("mode", "static") == mode]
-        for group, kinds in _GROUPS:
-            ratios = [r["ratio"] for r in rows if r["kind"] in kinds]
-            if ratios:
-                summary.setdefault(mode, {})[group] = geometric_mean(ratios)
+        for group in dict.fromkeys(map(group_of, rows)):
+            summary.setdefault(mode, {})[group] = geometric_mean(
+                [r["ratio"] for r in rows if group_of(r) == group])
     return summary
 
 

@@ -129,8 +129,16 @@ def test_default_table_holds_the_issues_layers():
             for shape, kw in bench.POOL_CASES}
     assert pool >= {((32, 6, 28, 28), 2, 2, 0), ((8, 32, 64, 64), 3, 2, 1),
                     ((256, 6, 24, 24), 2, 2, 0), ((256, 16, 8, 8), 2, 2, 0)}
+    assert {kw.get("layout", "NCHW") for _, kw in bench.POOL_CASES} == {"NCHW", "NHWC"}
     kinds = [kind for kind, _, _ in bench.default_cases()]
     assert kinds.count("lenet") == 1 and bench.STEP_CASES[0][0] == (256, 1, 28, 28)
+
+
+def test_summarize_puts_channel_last_rows_in_groups_of_their_own():
+    rows = [{"kind": "maxpool", "ratio": 0.5, "mode": "hybrid", "settings": {}},
+            {"kind": "avgpool", "ratio": 2.0, "mode": "hybrid", "settings": {"layout": "NHWC"}},
+            {"kind": "maxpool", "ratio": 8.0, "mode": "hybrid", "settings": {"layout": "NHWC"}}]
+    assert bench.summarize(rows) == {"hybrid": {"pool": 0.5, "pool NHWC": pytest.approx(4.0)}}
 
 
 def test_summarize_takes_the_geometric_mean_of_each_group_per_mode():
@@ -185,12 +193,12 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     assert {r["mode"] for r in report["results"]} == {"static"}
     assert report["modes"] == ["static"] and report["busy"] == 0
     assert report["geometric_mean_ratio"].keys() == {"static"}
-    assert set(report["geometric_mean_ratio"]["static"]) == {"conv", "pool", "lenet"}
+    assert set(report["geometric_mean_ratio"]["static"]) == {"conv", "pool", "pool NHWC", "lenet"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in report["results"])
     out = result.stdout.splitlines()
     assert out[0] == f"our pools and kernel-sized convs compute with: {report['pooling']}"
     assert out[1].split() == ["layer", "mode", "ours", "ms", "gluon", "ms", "ratio"]
-    assert sum(line.startswith("geometric mean ratio") for line in out) == 3
+    assert sum(line.startswith("geometric mean ratio") for line in out) == 4
 
 
 def test_script_busy_runs_and_reaps_its_background_processes(tmp_path, monkeypatch):
