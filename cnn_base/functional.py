@@ -510,8 +510,9 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
     float32). The kernel's backward overwrites
     its output instead of adding to it, so the input first goes through
     ``identity``, whose backward honours ``grad_req='add'``; inside a graph
-    MXNet runs that identity in place, for free. The kernel pools NCHW
-    planes, so an NHWC batch is transposed to NCHW and the output back (see
+    MXNet runs that identity in place, for free. An NHWC batch is averaged
+    by the kernel's channel-last loop (``layout='NHWC'``, the same bits as
+    NCHW); for max pooling it is transposed to NCHW and the output back (see
     :func:`_native_channel_last`).
     """
     if not native.loaded():
@@ -522,6 +523,9 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
         raise ValueError(f"the C++ pooling kernel takes float16, float32 or float64 input on a "
                          f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
     op = getattr(F, native.OP_NAME)
+    if layout == "NHWC" and mode == "avg":
+        return op(F.identity(X), kernel=k, stride=s, pad=p, mode=mode, ceil_mode=ceil_mode,
+                  count_include_pad=count_include_pad, layout="NHWC")
     if layout == "NHWC":
         return _native_channel_last(F, op, X, kernel=k, stride=s, pad=p, mode=mode,
                                     ceil_mode=ceil_mode, count_include_pad=count_include_pad)
@@ -532,10 +536,10 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
 def _native_channel_last(F, op, X, **settings):
     """The NCHW kernel ``op`` on an NHWC batch: transposed in, pooled, transposed back.
 
-    The transposes add a pass over the input and one over the output, forward
-    and backward, to the kernel's one pass; that is still faster than the
-    MXNet-operator pooling of NHWC (README: NHWC timings against Gluon's own
-    NHWC pooling). The transpose's backward honours ``grad_req='add'``, so
+    For max pooling. The transposes add a pass over the input and one over the
+    output, forward and backward, to the kernel's one pass; that is still
+    faster than the MXNet-operator pooling of NHWC and than Gluon's NHWC max
+    pooling (README, "Speed"). The transpose's backward honours ``grad_req='add'``, so
     no ``identity`` is needed.
     """
     Y = op(F.transpose(X, axes=(0, 3, 1, 2)), **settings)

@@ -386,10 +386,35 @@ def test_kernel_keeps_output_and_gradient_on_cpu_1(block_cls):
     (dict(kernel=(0, 2), stride=(1, 1), pad=(0, 0), mode="avg"), "kernel must be two integers"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), mode="max", ceil_mode="maybe"),
      "ceil_mode must be True or False"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), mode="avg", layout="NCW"),
+     "layout must be 'NCHW' or 'NHWC', got 'NCW'"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), mode="max", layout="NHWC"),
+     "layout 'NHWC' is for mode 'avg'"),
 ])
 def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
     with pytest.raises(mx.base.MXNetError, match=message):
         getattr(nd, native.OP_NAME)(nd.ones((1, 1, 4, 4)), **attrs).wait_to_read()
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_nhwc_average_pooling_runs_channel_last_in_the_kernel_with_the_nchw_bits(
+        dtype, hybridize, tmp_path):
+    """No transposes: the kernel's NHWC loop sums in the NCHW loop's order, so the bits agree."""
+    settings = dict(pool_size=(3, 2), strides=(2, 1), padding=1, ceil_mode=True,
+                    count_include_pad=False)
+    nchw, nhwc = cb.AvgPool2D(**settings), cb.AvgPool2D(layout="NHWC", **settings)
+    X = nd.random.normal(shape=(2, 5, 9, 8)).astype(dtype)
+    if hybridize:
+        for block in (nchw, nhwc):
+            block.hybridize()
+        ops = _exported_ops(nhwc, X.transpose((0, 2, 3, 1)), tmp_path / "avg")
+        assert native.OP_NAME in ops and "transpose" not in ops
+    Y, dX, dY = _forward_backward(nchw, X)
+    Y_t, dX_t, _ = _forward_backward(nhwc, X.transpose((0, 2, 3, 1)), dY.transpose((0, 2, 3, 1)))
+    np.testing.assert_array_equal(Y_t.transpose((0, 3, 1, 2)).asnumpy(), Y.asnumpy())
+    np.testing.assert_array_equal(dX_t.transpose((0, 3, 1, 2)).asnumpy(), dX.asnumpy())
 
 
 # ---------------------------------------------------------------- switching it on and off
