@@ -70,6 +70,7 @@ class Case:
     grad_req: str
     values: str          # 'normal', 'ties' or 'special'
     seed: int
+    layout: str = "NCHW"     # the blocks' layout; shape, X and dY are NCHW, transposed for NHWC
 
     def kwargs(self):
         kw = dict(pool_size=self.pool_size, strides=self.strides, padding=self.padding,
@@ -78,11 +79,15 @@ class Case:
             kw["count_include_pad"] = self.count_include_pad
         return kw
 
+    def block_kwargs(self):
+        """kwargs() and the layout, for our blocks and Gluon's."""
+        return dict(self.kwargs(), layout=self.layout)
+
     def __str__(self):
         return (f"{self.mode} {self.dtype} shape={self.shape} pool={self.pool_size} "
                 f"strides={self.strides} pad={self.padding} ceil={self.ceil_mode} "
                 f"cip={self.count_include_pad} hybrid={self.hybridize} req={self.grad_req} "
-                f"values={self.values} seed={self.seed}")
+                f"values={self.values} layout={self.layout} seed={self.seed}")
 
 
 @dataclasses.dataclass
@@ -109,7 +114,10 @@ def random_case(rng, seed):
                 padding=p, ceil_mode=bool(rng.rand() < 0.4),
                 count_include_pad=bool(rng.rand() < 0.5), dtype=str(rng.choice(DTYPES)),
                 hybridize=bool(rng.rand() < 0.4), grad_req=str(rng.choice(["write", "add"])),
-                values=str(rng.choice(["normal", "ties", "special", "special"])), seed=seed)
+                values=str(rng.choice(["normal", "ties", "special", "special"])), seed=seed,
+                # every fourth seed channel-last; decided by the seed, not drawn from rng,
+                # so that the cases of a seed stay what they were before NHWC existed
+                layout="NHWC" if seed % 4 == 3 else "NCHW")
 
 
 def make_input(case, rng):
@@ -132,17 +140,26 @@ def make_input(case, rng):
 
 def _pool(case):
     import cnn_base as cb
-    return (cb.MaxPool2D if case.mode == "max" else cb.AvgPool2D)(**case.kwargs())
+    return (cb.MaxPool2D if case.mode == "max" else cb.AvgPool2D)(**case.block_kwargs())
 
 
 def _builtin(case):
     from mxnet.gluon import nn
-    return (nn.MaxPool2D if case.mode == "max" else nn.AvgPool2D)(**case.kwargs())
+    return (nn.MaxPool2D if case.mode == "max" else nn.AvgPool2D)(**case.block_kwargs())
 
 
-def _forward_backward(block, X, dY, hybridize, grad_req):
-    """Y and dX of ``block`` (grad_req 'add': two passes, dX halved back after checking)."""
+def _forward_backward(block, X, dY, hybridize, grad_req, layout="NCHW"):
+    """Y and dX of ``block`` (grad_req 'add': two passes, dX halved back after checking).
+
+    X and dY are NCHW; with layout 'NHWC' the block gets them transposed, and
+    Y and the gradients are transposed back.
+    """
     from mxnet import autograd, nd
+    if layout == "NHWC":
+        to_nchw = (0, 3, 1, 2)
+        Y, grads = _forward_backward(block, X.transpose(0, 2, 3, 1), dY.transpose(0, 2, 3, 1),
+                                     hybridize, grad_req)
+        return Y.transpose(to_nchw), [g.transpose(to_nchw) for g in grads]
     if hybridize:
         block.hybridize()
     x = nd.array(X, dtype=X.dtype)
@@ -230,7 +247,8 @@ def check_case(case, report):
     for backend in backends:
         old = native.set_enabled(backend == "kernel")
         try:
-            Y, grads = _forward_backward(_pool(case), X, dY, case.hybridize, case.grad_req)
+            Y, grads = _forward_backward(_pool(case), X, dY, case.hybridize, case.grad_req,
+                                         case.layout)
         except Exception as error:              # a clean error is still a disagreement
             fail(f"{backend} raised {type(error).__name__}: {str(error).splitlines()[0]}")
             continue
@@ -276,7 +294,7 @@ def check_case(case, report):
         block = _builtin(case)
         block.cast(case.dtype)
         try:
-            Yg, grads = _forward_backward(block, X, dY, case.hybridize, "write")
+            Yg, grads = _forward_backward(block, X, dY, case.hybridize, "write", case.layout)
         except Exception as error:
             fail(f"Gluon raised {type(error).__name__}: {str(error).splitlines()[0]}")
         else:

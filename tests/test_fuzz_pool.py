@@ -21,6 +21,7 @@ def test_fuzz_cases_cover_every_dtype_mode_and_special_values():
     assert {c.mode for c in cases} == {"max", "avg"}
     assert {c.values for c in cases} == {"normal", "ties", "special"}
     assert any(c.ceil_mode for c in cases) and any(c.hybridize for c in cases)
+    assert {c.layout for c in cases} == {"NCHW", "NHWC"}
     special = next(c for c in cases if c.values == "special" and c.mode == "max")
     X = fuzz_pool.make_input(special, np.random.RandomState(special.seed))
     assert X.dtype == np.dtype(special.dtype)
