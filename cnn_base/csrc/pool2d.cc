@@ -536,38 +536,41 @@ void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const 
 // transpose in and out (which made our NHWC average pooling 2.1-2.4x Gluon's
 // NHWC one; see README). The sums are taken in the NCHW loops' order -- down
 // each window column, then across the columns, then times 1 / rows and
-// 1 / columns counted -- so both layouts give the same bits. float16 is read
-// into and summed in float32 as in the NCHW loops; the buffers are one window
-// column and one output cell of C values per thread.
+// 1 / columns counted -- so both layouts give the same bits. As there, the
+// window rows are summed first, once per output row, along whole input rows
+// (W x C contiguous values), then each window's columns. float16 is read into
+// and summed in float32 as in the NCHW loops; the buffers are one input row
+// and one output cell per thread.
 template <typename S>
 void avg_forward_nhwc(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
   typedef typename Compute<S>::type T;
   Work<S> shared(P, g);              // the column spans and 1 / counted, read only
-  int64_t cells = 0;                 // the work of one output row, for the thread count
-  if (!multiply(g.OW * g.C, std::min(P.k_h, g.H) * std::min(P.k_w, g.W), &cells))
+  int64_t row = 0, cells = 0;        // a row of W x C; the work of one output row
+  if (!multiply(g.W, g.C, &row) || !multiply(row, std::min(P.k_h, g.H) + g.OW, &cells))
     cells = std::numeric_limits<int64_t>::max();
   const int threads = cnn_base::threads_for(g.N * g.OH, cells);
-  std::vector<T> buffers(threads * 2 * g.C);
+  std::vector<T> buffers(threads * (row + g.C));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t item = 0; item < g.N * g.OH; ++item) {
     const int64_t n = item / g.OH, i = item % g.OH;
-    T* column = buffers.data() + omp_get_thread_num() * 2 * g.C;
-    T* sum = column + g.C;
+    T* acc = buffers.data() + omp_get_thread_num() * (row + g.C);   // the window rows' sums
+    T* sum = acc + row;
     const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
     const T inv_h = r.begin < r.end ? T(1) / static_cast<T>(r.counted) : T(0);
-    const int64_t image = n * g.H * g.W * g.C;
+    const int64_t image = n * g.H * row;
+    if (r.begin < r.end) {
+      // down every window column at once: the window rows are runs of W x C values
+      for (int64_t k = 0; k < row; ++k) acc[k] = value_of(X, image + r.begin * row + k);
+      for (int64_t a = r.begin + 1; a < r.end; ++a)
+        for (int64_t k = 0; k < row; ++k) acc[k] += value_of(X, image + a * row + k);
+    }
     for (int64_t j = 0; j < g.OW; ++j) {
       const Span q = shared.cols[j];
       std::fill(sum, sum + g.C, T(0));
-      for (int64_t b = q.begin; b < q.end && r.begin < r.end; ++b) {
-        const int64_t top = image + (r.begin * g.W + b) * g.C;
-        for (int64_t c = 0; c < g.C; ++c) column[c] = value_of(X, top + c);
-        for (int64_t a = r.begin + 1; a < r.end; ++a) {
-          const int64_t cell = image + (a * g.W + b) * g.C;
-          for (int64_t c = 0; c < g.C; ++c) column[c] += value_of(X, cell + c);
-        }
-        if (b == q.begin) std::copy(column, column + g.C, sum);
-        else for (int64_t c = 0; c < g.C; ++c) sum[c] += column[c];
+      if (r.begin < r.end && q.begin < q.end) {
+        std::copy(acc + q.begin * g.C, acc + (q.begin + 1) * g.C, sum);
+        for (int64_t b = q.begin + 1; b < q.end; ++b)
+          for (int64_t c = 0; c < g.C; ++c) sum[c] += acc[b * g.C + c];
       }
       for (int64_t c = 0; c < g.C; ++c) sum[c] = sum[c] * inv_h * shared.inv_w[j];
       S* out = Y + (item * g.OW + j) * g.C;
