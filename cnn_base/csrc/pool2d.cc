@@ -633,6 +633,21 @@ MXReturnValue guarded(const char* what, Body body) {
   return MX_FAIL;
 }
 
+// Calls body(S{}) with S the storage type of MXNet's ``dtype`` (float16 as its
+// raw bits, uint16_t): the one place that maps dtypes to the loops' types.
+template <typename Body>
+MXReturnValue with_storage(int dtype, Body body) {
+  switch (dtype) {
+    case mxnet::ext::kFloat32: body(float{}); return MX_SUCCESS;
+    case mxnet::ext::kFloat64: body(double{}); return MX_SUCCESS;
+    case mxnet::ext::kFloat16: body(uint16_t{}); return MX_SUCCESS;
+    default:
+      MX_ERROR_MSG << "cnn_base_pool2d takes float16, float32 or float64, got dtype code "
+                   << dtype;
+      return MX_FAIL;
+  }
+}
+
 bool same_size(const MXTensor& t, int64_t n) {
   return t.size() == n;
 }
@@ -653,33 +668,12 @@ MXReturnValue pool2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
       MX_ERROR_MSG << "cnn_base_pool2d forward: the output does not match the input";
       return MX_FAIL;
     }
-    if (P.channels_last) {        // average pooling of NHWC: avg_forward_nhwc
-      if (X.dtype == mxnet::ext::kFloat32)
-        avg_forward_nhwc<float>(P, g, X.data<float>(), Y.data<float>());
-      else if (X.dtype == mxnet::ext::kFloat64)
-        avg_forward_nhwc<double>(P, g, X.data<double>(), Y.data<double>());
-      else if (X.dtype == mxnet::ext::kFloat16)
-        avg_forward_nhwc<uint16_t>(P, g, X.data<uint16_t>(), Y.data<uint16_t>());
-      else
-        return MX_FAIL;             // refused at type inference
-      return MX_SUCCESS;
-    }
-    switch (X.dtype) {
-      case mxnet::ext::kFloat32:
-        forward_planes<float>(P, g, X.data<float>(), Y.data<float>());
-        break;
-      case mxnet::ext::kFloat64:
-        forward_planes<double>(P, g, X.data<double>(), Y.data<double>());
-        break;
-      case mxnet::ext::kFloat16:
-        forward_planes<uint16_t>(P, g, X.data<uint16_t>(), Y.data<uint16_t>());
-        break;
-      default:
-        MX_ERROR_MSG << "cnn_base_pool2d takes float16, float32 or float64, got dtype code "
-                     << X.dtype;
-        return MX_FAIL;
-    }
-    return MX_SUCCESS;
+    // the storage type S of the input's dtype; NHWC (average pooling only) has its own loop
+    return with_storage(X.dtype, [&](auto zero) {
+      typedef decltype(zero) S;
+      if (P.channels_last) avg_forward_nhwc<S>(P, g, X.data<S>(), Y.data<S>());
+      else forward_planes<S>(P, g, X.data<S>(), Y.data<S>());
+    });
   });
 }
 
@@ -702,36 +696,11 @@ MXReturnValue pool2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
       MX_ERROR_MSG << "cnn_base_pool2d backward: the gradients do not match the input";
       return MX_FAIL;
     }
-    if (P.channels_last) {
-      if (X.dtype == mxnet::ext::kFloat32)
-        avg_backward_nhwc<float>(P, g, dY.data<float>(), dX.data<float>());
-      else if (X.dtype == mxnet::ext::kFloat64)
-        avg_backward_nhwc<double>(P, g, dY.data<double>(), dX.data<double>());
-      else if (X.dtype == mxnet::ext::kFloat16)
-        avg_backward_nhwc<uint16_t>(P, g, dY.data<uint16_t>(), dX.data<uint16_t>());
-      else
-        return MX_FAIL;             // refused at type inference
-      return MX_SUCCESS;
-    }
-    switch (X.dtype) {
-      case mxnet::ext::kFloat32:
-        backward_planes<float>(P, g, dY.data<float>(), X.data<float>(), Y.data<float>(),
-                               dX.data<float>());
-        break;
-      case mxnet::ext::kFloat64:
-        backward_planes<double>(P, g, dY.data<double>(), X.data<double>(), Y.data<double>(),
-                                dX.data<double>());
-        break;
-      case mxnet::ext::kFloat16:
-        backward_planes<uint16_t>(P, g, dY.data<uint16_t>(), X.data<uint16_t>(),
-                                  Y.data<uint16_t>(), dX.data<uint16_t>());
-        break;
-      default:
-        MX_ERROR_MSG << "cnn_base_pool2d takes float16, float32 or float64, got dtype code "
-                     << X.dtype;
-        return MX_FAIL;
-    }
-    return MX_SUCCESS;
+    return with_storage(X.dtype, [&](auto zero) {
+      typedef decltype(zero) S;
+      if (P.channels_last) avg_backward_nhwc<S>(P, g, dY.data<S>(), dX.data<S>());
+      else backward_planes<S>(P, g, dY.data<S>(), X.data<S>(), Y.data<S>(), dX.data<S>());
+    });
   });
 }
 
