@@ -201,6 +201,28 @@ def _conv2d_channel_last(F, X, weight, bias, k, s, p, d, groups, c_o):
                           rhs_begin=0, rhs_end=None)
 
 
+def _conv_args(name, X, weight, kernel_size, strides, padding, dilation, groups, channels,
+               layout):
+    """The checked settings of :func:`conv2d` and :func:`conv2d_native`: (k, s, p, d, c_o, groups).
+
+    kernel_size and channels are read from an NDArray ``weight`` when not
+    given; an NDArray ``X`` is checked against them (``check_conv2d_input``).
+    """
+    c_axis = layout.index("C")                  # of X and of the weight alike
+    if isinstance(weight, nd.NDArray):
+        if kernel_size is None:
+            kernel_size = weight.shape[1:3] if layout == "NHWC" else weight.shape[2:]
+        channels = weight.shape[0] if channels is None else channels
+    if kernel_size is None or channels is None:
+        raise TypeError(f"{name} needs kernel_size and channels when weight is a Symbol")
+    k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
+    c_o, groups = as_int("channels", channels), as_int("groups", groups)
+    if isinstance(X, nd.NDArray):
+        check_conv2d_input(X, weight.shape[c_axis] * groups if isinstance(weight, nd.NDArray)
+                           else 0, groups, k, p, d, layout)
+    return k, s, p, d, c_o, groups
+
+
 def _is_pointwise(k, s, p):
     """A 1x1 window with stride 1 and no padding: every output cell sees one input cell."""
     return k == (1, 1) and s == (1, 1) and p == (0, 0)
@@ -289,19 +311,10 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     <NDArray 2x2 @cpu(0)>
     """
     check_choice("layout", layout, LAYOUTS)
-    c_axis = layout.index("C")                  # of X and of the weight alike
-    if isinstance(weight, nd.NDArray):
-        if kernel_size is None:
-            kernel_size = weight.shape[1:3] if layout == "NHWC" else weight.shape[2:]
-        channels = weight.shape[0] if channels is None else channels
-    if kernel_size is None or channels is None:
-        raise TypeError("conv2d needs kernel_size and channels when weight is a Symbol")
-    k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
-    c_o, groups = as_int("channels", channels), as_int("groups", groups)
+    k, s, p, d, c_o, groups = _conv_args("conv2d", X, weight, kernel_size, strides, padding,
+                                         dilation, groups, channels, layout)
     if isinstance(X, nd.NDArray):
-        check_conv2d_input(X, weight.shape[c_axis] * groups if isinstance(weight, nd.NDArray)
-                           else 0, groups, k, p, d, layout)
-        in_channels = X.shape[c_axis]
+        in_channels = X.shape[layout.index("C")]
     if _is_pointwise(k, s, p):
         return _conv2d_pointwise(F, X, weight, bias, c_o, groups, layout)
     if layout == "NHWC":
@@ -351,7 +364,7 @@ def native_conv_fits(in_channels, channels, groups, kernel_size, strides, paddin
     layer over the channels (:func:`conv2d` makes it one matrix product), and
     anything else follows the measured limits above.
     """
-    k, s, p = (_pair_args(kernel_size, strides, padding)[a] for a in range(3))
+    k, s, p, _ = _pair_args(kernel_size, strides, padding)
     if _is_pointwise(k, s, p):
         return False
     c_i, c_o = in_channels // groups, channels // groups
@@ -386,16 +399,9 @@ def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=
     """
     if not native.loaded():
         raise RuntimeError(f"the C++ convolution kernel is not available: {native.status()}")
-    if isinstance(weight, nd.NDArray):
-        kernel_size = weight.shape[2:] if kernel_size is None else kernel_size
-        channels = weight.shape[0] if channels is None else channels
-    if kernel_size is None or channels is None:
-        raise TypeError("conv2d_native needs kernel_size and channels when weight is a Symbol")
-    k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
-    c_o, groups = as_int("channels", channels), as_int("groups", groups)
+    k, s, p, d, c_o, groups = _conv_args("conv2d_native", X, weight, kernel_size, strides,
+                                         padding, dilation, groups, channels, "NCHW")
     if isinstance(X, nd.NDArray):
-        check_conv2d_input(X, weight.shape[1] * groups if isinstance(weight, nd.NDArray) else 0,
-                           groups, k, p, d)
         if not native_conv_applies(X):
             raise ValueError(f"the C++ convolution kernel takes float32 or float64 input on a "
                              f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
