@@ -171,6 +171,15 @@ def time_case(kind, input_shape, kwargs, mode="static", repeats=20, number=3, wa
     return statistics.median(ours_s), statistics.median(builtin_s)
 
 
+def _check_timing(repeats, number, warmup, progress):
+    """The checked (repeats, number, warmup) of a run; ``progress`` must be callable or None."""
+    checked = (as_int("repeats", repeats), as_int("number", number),
+               as_int("warmup", warmup, minimum=0))
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    return checked
+
+
 def time_modes(kind, input_shape, kwargs, modes=tuple(MODES), repeats=20, number=3, warmup=3,
                ctx=None):
     """Median seconds per pass (or training step) of our block in each of ``modes``, in turns.
@@ -205,10 +214,7 @@ def run_mode_comparison(cases=None, repeats=20, number=3, warmup=3, ctx=None, pr
     ({mode: its time / the imperative time}; below 1 means hybridizing helps).
     ``progress`` as in :func:`run_benchmark`.
     """
-    repeats, number = as_int("repeats", repeats), as_int("number", number)
-    warmup = as_int("warmup", warmup, minimum=0)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    repeats, number, warmup = _check_timing(repeats, number, warmup, progress)
     cases = default_cases() if cases is None else list(cases)
     results = []
     for kind, input_shape, kwargs in cases:
@@ -248,10 +254,7 @@ def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, modes=("
     Rows come case by case, each case in the order of ``modes``. ``progress``,
     when given, is called as ``progress(i, n)`` after row ``i`` (1-based) of ``n``.
     """
-    repeats, number = as_int("repeats", repeats), as_int("number", number)
-    warmup = as_int("warmup", warmup, minimum=0)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    repeats, number, warmup = _check_timing(repeats, number, warmup, progress)
     modes = tuple(modes)
     if not modes:
         raise ValueError(f"modes must name at least one of {tuple(MODES)}, got {modes!r}")

@@ -20,10 +20,8 @@ timed in turns, each mode's time over the imperative one. On a terminal a progre
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
-import json
-
 from cnn_base.cli._args import (ArgumentParser, fail, nonnegative_int, output_file, positive_int,
-                                progress_bar)
+                                progress_bar, write_results)
 
 __all__ = ["build_parser", "main"]
 
@@ -84,6 +82,5 @@ def main(argv=None):
                   "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
         if gains is not None:
             report["hybridize_gain"] = gains
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_results(parser.prog, json_path=args.json, report=report)
     return 0
