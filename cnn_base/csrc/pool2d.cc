@@ -346,13 +346,27 @@ inline T nan_max(T a, T b) {
   return (b > a) | (b != b) ? b : a;
 }
 
-// What one thread reuses from plane to plane: O(W + OW) values, never a plane.
+// Each output column's window columns and 1 / their counted cells: the same
+// for every plane and row, read by the NCHW and the NHWC loops.
 template <typename S>
-struct Work {
+struct Columns {
   typedef typename Compute<S>::type T;
-  typedef typename SameWidth<T>::type Row;
   std::vector<Span> cols;        // each output column's input columns
   std::vector<T> inv_w;          // 1 / counted cells of each window column j
+
+  Columns(const PoolParams& P, const Geometry& g) : cols(g.OW), inv_w(g.OW) {
+    for (int64_t j = 0; j < g.OW; ++j) {
+      cols[j] = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
+      inv_w[j] = cols[j].counted > 0 ? T(1) / static_cast<T>(cols[j].counted) : T(0);
+    }
+  }
+};
+
+// What one thread reuses from plane to plane: O(W + OW) values, never a plane.
+template <typename S>
+struct Work : Columns<S> {
+  typedef typename Compute<S>::type T;
+  typedef typename SameWidth<T>::type Row;
   std::vector<T> acc;            // one row: the window rows reduced column by column
   std::vector<T> share;          // avg backward: dY / divisor along an output row
   std::vector<T> col_max;        // max backward: each column's max over the window rows ...
@@ -360,14 +374,9 @@ struct Work {
   std::vector<T> x_row, y_row, dy_row;   // float16 rows in float32
 
   Work(const PoolParams& P, const Geometry& g)
-      : cols(g.OW), inv_w(g.OW), acc(g.W), share(g.OW), col_max(g.W), col_row(g.W),
+      : Columns<S>(P, g), acc(g.W), share(g.OW), col_max(g.W), col_row(g.W),
         x_row(sizeof(S) == sizeof(T) ? 0 : g.W), y_row(sizeof(S) == sizeof(T) ? 0 : g.OW),
-        dy_row(sizeof(S) == sizeof(T) ? 0 : g.OW) {
-    for (int64_t j = 0; j < g.OW; ++j) {
-      cols[j] = window_span(j, g.W, P.k_w, P.s_w, P.p_w, P.count_include_pad);
-      inv_w[j] = cols[j].counted > 0 ? T(1) / static_cast<T>(cols[j].counted) : T(0);
-    }
-  }
+        dy_row(sizeof(S) == sizeof(T) ? 0 : g.OW) {}
 };
 
 // Forward of one plane, separably: for output row i, first reduce the
@@ -544,7 +553,7 @@ void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const 
 template <typename S>
 void avg_forward_nhwc(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
   typedef typename Compute<S>::type T;
-  Work<S> shared(P, g);              // the column spans and 1 / counted, read only
+  const Columns<S> shared(P, g);     // the column spans and 1 / counted
   int64_t row = 0, cells = 0;        // a row of W x C; the work of one output row
   if (!multiply(g.W, g.C, &row) || !multiply(row, std::min(P.k_h, g.H) + g.OW, &cells))
     cells = std::numeric_limits<int64_t>::max();
@@ -588,7 +597,7 @@ void avg_forward_nhwc(const PoolParams& P, const Geometry& g, const S* X, S* Y) 
 template <typename S>
 void avg_backward_nhwc(const PoolParams& P, const Geometry& g, const S* dY, S* dX) {
   typedef typename Compute<S>::type T;
-  Work<S> shared(P, g);
+  const Columns<S> shared(P, g);
   int64_t row = 0, cells = 0;
   if (!multiply(g.W, g.C, &row) || !multiply(row, g.H + g.OH, &cells))
     cells = std::numeric_limits<int64_t>::max();
