@@ -18,6 +18,24 @@ def test_fuzz_slice_kernel_output_and_gradients_equal_gluons_convolution(seed):
     assert not report.failures, "\n".join(report.failures[:20])
 
 
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("N, groups, c_i, c_o, H, W, kernel, strides, padding", [
+    (2, 1, 64, 64, 9, 37, (3, 3), (2, 2), (1, 1)),     # the benchmark's strided 64-channel row
+    (1, 2, 24, 20, 11, 30, (3, 5), (3, 2), (2, 1)),    # many channels, groups, mixed strides
+], ids=["64-64-k3-s2", "groups2-k3x5-s3x2"])
+def test_wide_strided_layers_equal_gluons_convolution(N, groups, c_i, c_o, H, W, kernel, strides,
+                                                      padding, dtype):
+    """More channels than the fuzz draws: sums of hundreds of terms, checked per element."""
+    case = fuzz_conv.Case(seed=5, N=N, groups=groups, c_i=c_i, c_o=c_o, H=H, W=W, kernel=kernel,
+                          strides=strides, padding=padding, dilation=(1, 1), dtype=dtype,
+                          bias=True)
+    report = fuzz_conv.Report()
+    fuzz_conv.check_case(case, report)
+    assert report.checks == 4
+    assert not report.failures, "\n".join(report.failures)
+
+
 def test_fuzz_cases_cover_tiles_bands_strides_groups_and_dtypes():
     rng = np.random.RandomState(0)
     cases = [fuzz_conv.random_case(rng, seed=n) for n in range(300)]

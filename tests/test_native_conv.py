@@ -39,6 +39,12 @@ CONV_TABLE = [
     ((1, 2, 3, 70), dict(channels=3, kernel_size=(1, 5), padding=(0, 4), dilation=(1, 3))),
     ((2, 12, 6, 7), dict(channels=17, kernel_size=(2, 3), strides=(1, 3), padding=1)),
     ((4, 1, 6, 6), dict(channels=2, kernel_size=6, padding=5, strides=4)),
+    # the input gradient by phases: dilation 2 with stride 2 (every other phase
+    # sees no kernel cell), a 1x1 window with stride 3, a plane narrower than
+    # its stride (wide strided layers: tests/test_fuzz_conv.py, with per-element bounds)
+    ((1, 3, 7, 9), dict(channels=4, kernel_size=3, strides=2, dilation=2, padding=1)),
+    ((2, 3, 7, 8), dict(channels=2, kernel_size=1, strides=3)),
+    ((1, 2, 2, 3), dict(channels=3, kernel_size=2, strides=4, padding=1)),
 ]
 
 

@@ -14,11 +14,13 @@
 // Out[b][y][x] = sum over input channels c and kernel cells (i, j) of
 //   Wt[c][i][j][o0 + b] * In[c][y * s_h + i * d_h][x * s_w + j * d_w]
 // where In is a zero-padded copy of the input planes (so the loop checks no
-// bounds) and Wt holds the kernels with the output channel innermost. NB output
+// bounds; its rows phase-sorted, CorrShape, so that column x * s_w + j * d_w
+// sits at x + col_off[j]) and Wt holds the kernels with the output channel
+// innermost. NB output
 // channels times XV vectors of output columns are summed in registers over
 // the whole (c, i, j) loop, and every input vector loaded serves NB output
 // channels: the chapter's corr2d, in tiles the processor keeps in registers.
-// The forward pass runs it, and so does the input gradient for stride 1 (a
+// The forward pass runs it, and so does the input gradient (per phase, a
 // corr2d of the padded output gradient with the flipped kernels).
 
 template <typename T> struct VecOf;
@@ -30,17 +32,11 @@ struct Lanes {
   static constexpr int L = 32 / sizeof(T);
 };
 
-// A vector from p[0], p[s], p[2 s], ...; UNIT says s is 1 (one plain load).
-template <bool UNIT, typename T>
-inline typename VecOf<T>::type load(const T* p, int64_t s) {
+// The vector p[0], p[1], ... (one unaligned load).
+template <typename T>
+inline typename VecOf<T>::type load(const T* p) {
   typename VecOf<T>::type v;
-  if (UNIT) {
-    std::memcpy(&v, p, sizeof v);
-  } else {
-    T lanes[Lanes<T>::L];
-    for (int l = 0; l < Lanes<T>::L; ++l) lanes[l] = p[l * s];
-    std::memcpy(&v, lanes, sizeof v);
-  }
+  std::memcpy(&v, p, sizeof v);
   return v;
 }
 
@@ -53,7 +49,7 @@ inline typename VecOf<T>::type splat(T value) {
   return value - typename VecOf<T>::type{};
 }
 
-template <typename T, int NB, int XV, bool UNIT>
+template <typename T, int NB, int XV>
 void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb_valid,
                 const T* bias, T* Out, int64_t out_stride) {
   typedef typename VecOf<T>::type V;
@@ -67,12 +63,12 @@ void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb
       }
       for (int64_t ci = 0; ci < c.C_in; ++ci) {
         for (int64_t i = 0; i < c.KH; ++i) {
-          const T* row = In + (ci * c.BH + y * c.s_h + i * c.d_h) * c.BW + xt * c.s_w;
+          const T* row = In + (ci * c.BH + y * c.s_h + i * c.d_h) * c.RW + xt;
           const T* w = Wt + ((ci * c.KH + i) * c.KW) * c.O_pad + o0;
           for (int64_t j = 0; j < c.KW; ++j, w += c.O_pad) {
-            const T* in = row + j * c.d_w;
+            const T* in = row + c.col_off[j];
             V x[XV];
-            for (int v = 0; v < XV; ++v) x[v] = load<UNIT>(in + v * L * c.s_w, c.s_w);
+            for (int v = 0; v < XV; ++v) x[v] = load(in + v * L);
             for (int b = 0; b < NB; ++b) {
               const V wb = splat(w[b]);
               for (int v = 0; v < XV; ++v) acc[b][v] += wb * x[v];
@@ -106,8 +102,7 @@ void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int6
     T* out = Out + o0 * out_stride;
 #define CNN_BASE_TILE(nb_, xv_)                                             \
     if (NB == nb_ && XV == xv_) {                                           \
-      if (c.s_w == 1) corr_tiles<T, nb_, xv_, true>(c, In, Wt, o0, nb, b, out, out_stride); \
-      else corr_tiles<T, nb_, xv_, false>(c, In, Wt, o0, nb, b, out, out_stride);          \
+      corr_tiles<T, nb_, xv_>(c, In, Wt, o0, nb, b, out, out_stride);       \
       continue;                                                             \
     }
     // every tile of kTiles
@@ -116,59 +111,6 @@ void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int6
     CNN_BASE_TILE(1, 2) CNN_BASE_TILE(4, 3) CNN_BASE_TILE(2, 3) CNN_BASE_TILE(1, 3)
     CNN_BASE_TILE(2, 4) CNN_BASE_TILE(1, 4)
 #undef CNN_BASE_TILE
-  }
-}
-
-// out[x * s] += sum_b w[b] * dy[b][x] for x in [x0, x1): NB output-gradient
-// rows scattered back through one kernel cell into one input-gradient row
-// (the input gradient for strides above 1).
-template <typename T, int NB>
-inline void rows_scatter(T* out, const T* w, const T* const* dy, int64_t x0, int64_t x1,
-                         int64_t s) {
-  for (int64_t x = x0; x < x1; ++x) {
-    T sum = 0;
-    for (int b = 0; b < NB; ++b) sum += w[b] * dy[b][x];
-    out[x * s] += sum;
-  }
-}
-
-// Output channels handled together in the scatter.
-constexpr int kBlock = 4;
-
-// dX[n, c] for one input plane: every output-gradient row of the group's
-// output channels, times the kernel cell, added back where the cell looked.
-template <typename T>
-void input_grad_plane(const ConvParams& P, const Geometry& g, const T* dY, const T* K, T* dX,
-                      int64_t n, int64_t c) {
-  const int64_t grp = c / g.Cg, cl = c % g.Cg;
-  const int64_t KHW = g.KH * g.KW;
-  T* dXc = dX + (n * g.C + c) * g.H * g.W;
-  std::fill(dXc, dXc + g.H * g.W, T(0));
-  const T* dy[kBlock];
-  T w[kBlock];
-  for (int64_t y = 0; y < g.OH; ++y) {
-    for (int64_t i = 0; i < g.KH; ++i) {
-      const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
-      if (r < 0 || r >= g.H) continue;
-      T* row = dXc + r * g.W;
-      for (int64_t j = 0; j < g.KW; ++j) {
-        if (g.x_lo[j] >= g.x_hi[j]) continue;
-        T* out = row + (j * P.d_w - P.p_w);
-        for (int64_t o0 = grp * g.Og; o0 < (grp + 1) * g.Og; o0 += kBlock) {
-          const int nb = static_cast<int>(std::min<int64_t>(kBlock, (grp + 1) * g.Og - o0));
-          for (int b = 0; b < nb; ++b) {
-            dy[b] = dY + ((n * g.O + o0 + b) * g.OH + y) * g.OW;
-            w[b] = K[((o0 + b) * g.Cg + cl) * KHW + i * g.KW + j];
-          }
-          switch (nb) {
-            case 4: rows_scatter<T, 4>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
-            case 3: rows_scatter<T, 3>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
-            case 2: rows_scatter<T, 2>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w); break;
-            default: rows_scatter<T, 1>(out, w, dy, g.x_lo[j], g.x_hi[j], P.s_w);
-          }
-        }
-      }
-    }
   }
 }
 
@@ -186,14 +128,13 @@ void input_grad_plane(const ConvParams& P, const Geometry& g, const T* dY, const
 // OB x CB sums over the band's output rows [0, rows). dy[b]: the band's first
 // output-gradient row of output channel b, rows of OWt (a whole number of
 // vectors, zeros past the row's end: they cancel whatever input the padded
-// planes hold there); off[t]: where tap t reads in the band's padded input
-// planes Xb; part: the partial sums of (o0, tap0), rows of ``taps`` vectors
+// planes hold there); off[t]: where tap t reads in the band's padded
+// (phase-sorted) input planes Xb for output column 0; part: the partial sums of (o0, tap0), rows of ``taps`` vectors
 // per output channel. Only the first nbo channels and ncb taps are real (the
 // others repeat the first and are not stored).
-template <typename T, int OB, int CB, bool UNIT>
+template <typename T, int OB, int CB>
 void weight_grad_tile(const T* const* dy, const T* Xb, const int64_t* off, int64_t rows,
-                      int64_t OWt, int64_t row_step, int64_t s_w, T* part, int64_t taps,
-                      int nbo, int ncb) {
+                      int64_t OWt, int64_t row_step, T* part, int64_t taps, int nbo, int ncb) {
   typedef typename VecOf<T>::type V;
   constexpr int L = Lanes<T>::L;
   V acc[OB][CB];
@@ -204,7 +145,7 @@ void weight_grad_tile(const T* const* dy, const T* Xb, const int64_t* off, int64
     const int64_t dy_row = y * OWt;
     for (int64_t x = 0; x < OWt; x += L) {
       V in[CB];
-      for (int t = 0; t < CB; ++t) in[t] = load<UNIT>(row + off[t] + x * s_w, s_w);
+      for (int t = 0; t < CB; ++t) in[t] = load(row + off[t] + x);
       for (int b = 0; b < OB; ++b) {
         V d;
         std::memcpy(&d, dy[b] + dy_row + x, sizeof d);
@@ -234,7 +175,7 @@ void weight_grad_band_as(const WeightGradShape& w, const T* dYb, const T* Xb,
   const T* dy[OB];
   int64_t off[CB];
   for (int64_t grp = 0; grp < w.G; ++grp) {
-    const T* Xg = Xb + grp * w.Cg * w.BH * w.BW;
+    const T* Xg = Xb + grp * w.Cg * w.BH * w.RW;
     for (int64_t o0 = grp * w.Og; o0 < (grp + 1) * w.Og; o0 += OB) {
       const int nbo = static_cast<int>(std::min<int64_t>(OB, (grp + 1) * w.Og - o0));
       for (int b = 0; b < OB; ++b)
@@ -243,12 +184,8 @@ void weight_grad_band_as(const WeightGradShape& w, const T* dYb, const T* Xb,
         const int ncb = static_cast<int>(std::min<int64_t>(CB, w.taps - t0));
         for (int t = 0; t < CB; ++t) off[t] = tap_off[t0 + (t < ncb ? t : 0)];
         T* at = part + (o0 * w.taps + t0) * L;
-        if (w.s_w == 1)
-          weight_grad_tile<T, OB, CB, true>(dy, Xg, off, y1 - y0, w.OWt, w.s_h * w.BW, 1, at,
-                                            w.taps, nbo, ncb);
-        else
-          weight_grad_tile<T, OB, CB, false>(dy, Xg, off, y1 - y0, w.OWt, w.s_h * w.BW, w.s_w,
-                                             at, w.taps, nbo, ncb);
+        weight_grad_tile<T, OB, CB>(dy, Xg, off, y1 - y0, w.OWt, w.s_h * w.RW, at, w.taps,
+                                    nbo, ncb);
       }
     }
   }
