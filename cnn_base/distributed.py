@@ -498,10 +498,12 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
             f"{num_workers} worker(s) running {' '.join(command)}")
         _watch(nodes, result, received, timeout, log)
     finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+        # stopped with our handlers still set: a second Ctrl-C during the grace
+        # period is only recorded, so it cannot cut the SIGKILL and the sweep short
         _stop(nodes, grace)
         _sweep(job_id, log)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         for node in nodes:
             for thread in node.threads:
                 thread.join(timeout=2.0)

@@ -515,8 +515,10 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
         process; ``'dist_sync'`` or ``'dist_async'`` as a worker of a parameter-server
         job (started by ``launch-dist``), or that job's :class:`~cnn_base.distributed.Workers`
         when already created. Under ``'dist_sync'`` the servers only sum the gradients
-        and every worker applies the same update (``update_on_kvstore=False``), so the
-        run takes the steps of one process with the same global ``batch_size``. Under
+        (:meth:`~cnn_base.distributed.Workers.allreduce_grads` pushes and pulls them
+        through the store; the Trainer itself has ``kvstore=None``) and every worker
+        applies the same update, so the run takes the steps of one process with the
+        same global ``batch_size``. Under
         ``'dist_async'`` the servers run SGD on each push as it comes; the numbers are
         then the worker's own shard's, and there are no checkpoints (MXNet cannot save
         an optimizer that lives on the servers). One run per job: the Trainer's keys

@@ -109,6 +109,7 @@ def _jobs():
         return launcher
 
     def run(command, on_line=None, **kwargs):
+        kwargs.setdefault("timeout", JOB_SECONDS)    # a regression must not hang the suite
         out, err = Lines(on_line), Lines(on_line)
         result = dist.launch(command, env=dict(os.environ, **{MARKER: marker}), out=out,
                              err=err, **kwargs)
@@ -150,7 +151,15 @@ def _role(pid):
 # --- jobs with a real dist_sync store ------------------------------------------------------------
 
 def test_a_worker_killed_with_sigkill_stops_the_whole_job(job):
-    result, out, err = job.run(["python", WORKER, "kill"], num_workers=2, grace=2)
+    stopping = []
+
+    def note_the_failure(line):
+        if "stopping the job" in line:
+            stopping.append(time.monotonic())
+    result, out, err = job.run(["python", WORKER, "kill"], num_workers=2, grace=2,
+                               on_line=note_the_failure)
+    # every process stopped within a few seconds of the failure (grace 2 s, then SIGKILL)
+    assert stopping and time.monotonic() - stopping[0] < 2 + 8, err
     assert result.returncode == 128 + signal.SIGKILL, (out, err)
     # before that, both workers joined the store (ps-lite numbers them) and spoke: stdout
     # and stderr lines keep their stream and get their process's prefix
@@ -234,6 +243,21 @@ def test_ctrl_c_on_the_launcher_stops_the_whole_job(job):
     status, out, err = launcher.finish()
     assert status == 130, (out, err)
     assert "[launcher] received SIGINT: stopping the job" in err
+    assert sum("(stopped by the launcher)" in line for line in err) == 4, err
+    assert job.leftovers() == []
+
+
+def test_a_second_ctrl_c_while_stopping_still_kills_and_reaps_every_process(job):
+    stubborn = ["python", "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                "signal.SIG_IGN); print('ignoring SIGTERM', flush=True); time.sleep(600)"]
+    launcher = job("--workers", 2, "--grace", 3, "--", *stubborn)
+    launcher.wait_for("ignoring SIGTERM", count=2)
+    os.kill(launcher.proc.pid, signal.SIGINT)
+    launcher.wait_for("[launcher] received SIGINT: stopping the job")
+    os.kill(launcher.proc.pid, signal.SIGINT)       # impatient: during the grace period
+    status, out, err = launcher.finish()
+    assert status == 130, (out, err)
+    assert not any("Traceback" in line for line in err), err
     assert sum("(stopped by the launcher)" in line for line in err) == 4, err
     assert job.leftovers() == []
 
@@ -483,7 +507,7 @@ def lenet_runs(tmp_path_factory):
                             "python", "-m", "cnn_base", "train-lenet", *args, *extra,
                             "--kvstore", "dist_sync", "--checkpoint", folder / "ckpt",
                             "--json", folder / f"{name}.json")
-            status, out, err = launcher.finish()
+            status, out, err = launcher.finish(timeout=330)   # past the job's own --timeout
             runs[name] = {"status": status, "out": out, "err": err,
                           "leftovers": jobs.leftovers(),
                           "json": json.loads((folder / f"{name}.json").read_text())["custom"]
