@@ -225,14 +225,14 @@ class Conv2D(HybridBlock):
         if isinstance(x, sym.Symbol):
             self._symbol_input = x         # for _ConvWeight's message
             # Inside a hybridized parent: the input's context is not known here.
-            use_native = (self._layout == "NCHW" and native.enabled() and _num_gpus() == 0
+            use_native = (native.enabled() and _num_gpus() == 0
                           and self._native_fits(self.in_channels)
                           and np.dtype(self.weight.dtype) in (np.float32, np.float64))
         else:
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation, self._layout)
-            use_native = (self._layout == "NCHW" and native.enabled()
-                          and native_conv_applies(x) and self._native_fits(x.shape[1]))
+            use_native = (native.enabled() and native_conv_applies(x)
+                          and self._native_fits(x.shape[self._layout.index("C")]))
         if use_native != self._use_native:
             self._use_native = use_native
             self._clear_cached_op()        # a hybridized block rebuilds its graph
@@ -261,7 +261,7 @@ class Conv2D(HybridBlock):
         if self._use_native:
             Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
                               self._padding, self._dilation, self._groups,
-                              channels=self._channels)
+                              channels=self._channels, layout=self._layout)
         else:
             Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
                        self._dilation, self._groups, channels=self._channels,

@@ -204,12 +204,13 @@ def _exported_ops(block, X, prefix):
     (1, 1, 1, True), (NATIVE_MAX_CHANNELS, 1, 1, True), (NATIVE_MAX_CHANNELS + 1, 1, 1, False),
     (32, 32, 1, True), (2 * NATIVE_MAX_CHANNELS + 2, 2, 1, False),
     (NATIVE_MAX_STRIDED_CHANNELS, 1, 2, True), (NATIVE_MAX_STRIDED_CHANNELS + 1, 1, 2, False)])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, groups, strides,
-                                                                   uses_kernel, tmp_path):
-    block = cb.Conv2D(groups * 2, 3, strides=strides, padding=1, groups=groups)
+                                                                   uses_kernel, layout, tmp_path):
+    block = cb.Conv2D(groups * 2, 3, strides=strides, padding=1, groups=groups, layout=layout)
     block.initialize(init.Normal(0.5))
     block.hybridize()
-    X = nd.random.normal(shape=(2, c_i, 6, 7))
+    X = nd.random.normal(shape=(2, c_i, 6, 7) if layout == "NCHW" else (2, 6, 7, c_i))
     assert (native.CONV_OP_NAME in _exported_ops(block, X, tmp_path / "m")) == uses_kernel
 
 
