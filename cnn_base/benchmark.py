@@ -53,6 +53,12 @@ CONV_CASES = [
     ((256, 1, 28, 28), dict(channels=6, kernel_size=5, padding=2)),
     ((8, 64, 32, 32), dict(channels=64, kernel_size=1)),                        # 1x1
     ((8, 32, 56, 56), dict(channels=32, kernel_size=3, padding=1, groups=32)),  # depthwise
+    # channels last: Gluon's NHWC Conv2D does not run on the CPU (oneDNN refuses it), so
+    # the built-in is its NCHW Conv2D on the same batch transposed, the fastest a user has
+    ((32, 28, 28, 1), dict(channels=6, kernel_size=5, padding=2, layout="NHWC")),
+    ((8, 64, 64, 16), dict(channels=32, kernel_size=3, padding=1, layout="NHWC")),
+    ((8, 56, 56, 32), dict(channels=32, kernel_size=3, padding=1, groups=32, layout="NHWC")),
+    ((8, 32, 32, 128), dict(channels=128, kernel_size=3, padding=1, layout="NHWC")),
 ]
 POOL_CASES = [
     ((32, 6, 28, 28), dict(pool_size=2, strides=2)),
@@ -99,24 +105,37 @@ def _copy_parameters(source, target):
 
 
 def _layer_pair(kind, input_shape, kwargs, mode, ctx):
-    """Our layer and the built-in with the same weights, and a pass of each (input X, grad dY)."""
+    """Our layer and the built-in with the same weights, and a pass of each (input X, grad dY).
+
+    An NHWC conv is timed against the built-in NCHW Conv2D on the same batch
+    transposed (Gluon's NHWC Conv2D does not run on the CPU).
+    """
     ours_cls, builtin_cls = _PAIRS[kind]
-    ours, builtin = ours_cls(**kwargs), builtin_cls(**kwargs)
+    to_nchw = kind == "conv" and kwargs.get("layout") == "NHWC"
+    builtin_kwargs = {k: v for k, v in kwargs.items() if not (to_nchw and k == "layout")}
+    ours, builtin = ours_cls(**kwargs), builtin_cls(**builtin_kwargs)
     ours.initialize(ctx=ctx)
     builtin.initialize(ctx=ctx)
     X = nd.random.uniform(shape=input_shape, ctx=ctx)
-    ours(X), builtin(X)           # finish deferred initialization
-    _copy_parameters(ours, builtin)
+    Xb = X.transpose((0, 3, 1, 2)) if to_nchw else X
+    ours(X), builtin(Xb)          # finish deferred initialization
+    if to_nchw:
+        builtin.weight.set_data(ours.weight.data().transpose((0, 3, 1, 2)))
+        builtin.bias.set_data(ours.bias.data())
+    else:
+        _copy_parameters(ours, builtin)
     _hybridize(ours, mode)
     _hybridize(builtin, mode)
     X.attach_grad()
-    dY = nd.random.normal(shape=builtin(X).shape, ctx=ctx)   # the gradient from the layer above
+    Xb.attach_grad()
+    dYb = nd.random.normal(shape=builtin(Xb).shape, ctx=ctx)   # the gradient from the layer above
+    dY = dYb.transpose((0, 2, 3, 1)) if to_nchw else dYb
 
-    def step(block):
+    def step(block, X, dY):
         with autograd.record():
             Y = block(X)
         Y.backward(dY)
-    return (lambda: step(ours)), (lambda: step(builtin))
+    return (lambda: step(ours, X, dY)), (lambda: step(builtin, Xb, dYb))
 
 
 def _step_pair(input_shape, kwargs, mode, ctx):

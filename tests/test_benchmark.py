@@ -15,6 +15,7 @@ SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "benchmark
 TINY_CASES = [("conv", (2, 3, 8, 8), dict(channels=4, kernel_size=3, padding=1)),
               ("maxpool", (2, 3, 8, 8), dict(pool_size=3, strides=2, padding=1)),
               ("avgpool", (2, 3, 8, 8), dict(pool_size=2)),
+              ("conv", (2, 8, 8, 3), dict(channels=4, kernel_size=3, padding=1, layout="NHWC")),
               ("lenet", (2, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
 
 
@@ -130,6 +131,7 @@ def test_default_table_holds_the_issues_layers():
     assert pool >= {((32, 6, 28, 28), 2, 2, 0), ((8, 32, 64, 64), 3, 2, 1),
                     ((256, 6, 24, 24), 2, 2, 0), ((256, 16, 8, 8), 2, 2, 0)}
     assert {kw.get("layout", "NCHW") for _, kw in bench.POOL_CASES} == {"NCHW", "NHWC"}
+    assert {kw.get("layout", "NCHW") for _, kw in bench.CONV_CASES} == {"NCHW", "NHWC"}
     kinds = [kind for kind, _, _ in bench.default_cases()]
     assert kinds.count("lenet") == 1 and bench.STEP_CASES[0][0] == (256, 1, 28, 28)
 
@@ -193,12 +195,13 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
     assert {r["mode"] for r in report["results"]} == {"static"}
     assert report["modes"] == ["static"] and report["busy"] == 0
     assert report["geometric_mean_ratio"].keys() == {"static"}
-    assert set(report["geometric_mean_ratio"]["static"]) == {"conv", "pool", "pool NHWC", "lenet"}
+    assert set(report["geometric_mean_ratio"]["static"]) == {"conv", "conv NHWC", "pool",
+                                                             "pool NHWC", "lenet"}
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in report["results"])
     out = result.stdout.splitlines()
     assert out[0] == f"our pools and kernel-sized convs compute with: {report['pooling']}"
     assert out[1].split() == ["layer", "mode", "ours", "ms", "gluon", "ms", "ratio"]
-    assert sum(line.startswith("geometric mean ratio") for line in out) == 4
+    assert sum(line.startswith("geometric mean ratio") for line in out) == 5
 
 
 def test_script_busy_runs_and_reaps_its_background_processes(tmp_path, monkeypatch):
