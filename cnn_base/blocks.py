@@ -32,6 +32,7 @@ from . import native
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
 from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
+                         check_size_args,
                          conv2d, conv2d_native, global_pool2d, native_applies,
                          native_conv_applies, native_conv_fits, pool2d_native, pool2d_nchw)
 from .ops import POOL_MODES
@@ -166,6 +167,8 @@ class Conv2D(HybridBlock):
         self._strides = as_pair("strides", strides)
         self._padding = as_pair("padding", padding, minimum=0)
         self._dilation = as_pair("dilation", dilation)
+        check_size_args(kernel_size=self._kernel_size, strides=self._strides,
+                        padding=self._padding, dilation=self._dilation)
         self._groups = as_int("groups", groups)
         self._layout = check_choice("layout", layout, LAYOUTS)
         in_channels = as_int("in_channels", in_channels, minimum=0)

@@ -45,9 +45,9 @@ __all__ = ["LAYOUTS", "conv2d", "conv2d_native", "pool2d_nchw", "pool2d_native",
 # The layouts of Gluon's 2-D blocks: channels first or channels last.
 LAYOUTS = ("NCHW", "NHWC")
 
-# The largest pool_size, strides or padding accepted: the C++ kernel's
-# attribute limit (kMaxAttr in csrc/pool2d.cc), so that every size the blocks
-# accept fits the kernel's 64-bit index arithmetic.
+# The largest window, stride, padding or dilation accepted: the C++ kernels'
+# attribute limit (kMaxAttr in csrc/pool2d.cc and csrc/conv2d.cc), so that every
+# size the blocks accept fits the kernels' 64-bit index arithmetic.
 MAX_POOL_ARG = 2 ** 31 - 1
 # MXNet's dimensions are 32-bit: an input side plus its padding must fit.
 MAX_DIM = 2 ** 32 - 1
@@ -216,6 +216,7 @@ def _conv_args(name, X, weight, kernel_size, strides, padding, dilation, groups,
     if kernel_size is None or channels is None:
         raise TypeError(f"{name} needs kernel_size and channels when weight is a Symbol")
     k, s, p, d = _pair_args(kernel_size, strides, padding, dilation)
+    check_size_args(kernel_size=k, strides=s, padding=p, dilation=d)
     c_o, groups = as_int("channels", channels), as_int("groups", groups)
     if isinstance(X, nd.NDArray):
         check_conv2d_input(X, weight.shape[c_axis] * groups if isinstance(weight, nd.NDArray)
@@ -794,6 +795,20 @@ def check_pool_padding(pool_size, padding):
                          f"{tuple(pool_size)} on each axis")
 
 
+def check_size_args(**pairs):
+    """Sizes (pairs of ints, by name) the C++ kernels can hold: each at most ``MAX_POOL_ARG``.
+
+    >>> check_size_args(kernel_size=(3, 3), dilation=(2 ** 62, 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: dilation must be at most 2147483647 (2**31 - 1), got (4611686018427387904, 1)
+    """
+    for name, pair in pairs.items():
+        if max(pair) > MAX_POOL_ARG:
+            raise ValueError(f"{name} must be at most {MAX_POOL_ARG} (2**31 - 1), "
+                             f"got {tuple(pair)}")
+
+
 def check_pool_args(pool_size, strides, padding):
     """Pooling settings (pairs of ints) the C++ kernel can hold, padding smaller than the window.
 
@@ -804,10 +819,7 @@ def check_pool_args(pool_size, strides, padding):
     ...
     ValueError: strides must be at most 2147483647 (2**31 - 1), got (18446744073709551617, 1)
     """
-    for name, pair in (("pool_size", pool_size), ("strides", strides), ("padding", padding)):
-        if max(pair) > MAX_POOL_ARG:
-            raise ValueError(f"{name} must be at most {MAX_POOL_ARG} (2**31 - 1), "
-                             f"got {tuple(pair)}")
+    check_size_args(pool_size=pool_size, strides=strides, padding=padding)
     check_pool_padding(pool_size, padding)
 
 

@@ -4,18 +4,19 @@ Every case is drawn from a seed: batch, groups, input and output channels per
 group (up to 13 output channels, past every register tile's width), kernel,
 stride, padding, dilation, input height and width (now and then a tall, narrow
 input, so that the kernel gradient's bands of rows end inside the output, or a
-row wider than four vectors), float32 or float64, bias or not. Each case runs
-``functional.conv2d_native`` forward and backward (the input's, kernels' and
-bias's gradients from a random output gradient) and MXNet's own
-``nd.Convolution`` in float64 on the same values, and compares the four results
-element by element, each to a tolerance scaled by what that element sums: the
-same convolution run on the absolute values (``|X|``, ``|K|``, ``|dY|``) gives
-every output's and every gradient's sum of absolute terms, and the bound is
-that sum times :func:`_tolerance` of the number of terms. An index error shows
-up as a difference of the size of a whole term, far above it.
-
-The MXNet-operator path of :func:`cnn_base.functional.conv2d` is not fuzzed
-here; the tests compare it with Gluon on their parity tables.
+row wider than four vectors), float32 or float64, bias or not, and in one case
+of four a few special values (NaN, +inf, -inf) in the input. Each case runs
+``functional.conv2d_native`` (the C++ kernel) and ``functional.conv2d`` (the
+MXNet-operator path) forward and backward (the input's, kernels' and bias's
+gradients from a random output gradient), and MXNet's own ``nd.Convolution``
+in float64 on the same values, and compares the results element by element:
+where Gluon's value is NaN or infinite, ours must be the same NaN or infinity;
+elsewhere within a tolerance scaled by what that element sums: the same
+convolution run on the absolute values (``|X|``, ``|K|``, ``|dY|``, special
+values as 0) gives every output's and every gradient's sum of absolute terms,
+and the bound is that sum times :func:`_tolerance` of the number of terms. An
+index error shows up as a difference of the size of a whole term, far above
+it; a NaN or infinity that reaches a sum it does not belong to, as a NaN.
 
 As a library: ``run(seed, cases)`` returns a :class:`Report`; the tests run a
 bounded slice. As a script (``make fuzz`` runs it after the pooling fuzz;
@@ -60,12 +61,13 @@ class Case:
     dilation: tuple
     dtype: str
     bias: bool
+    special: bool = False     # NaN and infinities in the input
 
     def describe(self):
         return (f"seed {self.seed}: X ({self.N}, {self.groups * self.c_i}, {self.H}, {self.W}) "
                 f"-> {self.groups * self.c_o}, kernel {self.kernel}, strides {self.strides}, "
                 f"padding {self.padding}, dilation {self.dilation}, groups {self.groups}, "
-                f"{self.dtype}, bias {self.bias}")
+                f"{self.dtype}, bias {self.bias}" + (", NaN/inf in X" if self.special else ""))
 
 
 @dataclasses.dataclass
@@ -89,7 +91,8 @@ def random_case(rng, seed):
     return Case(seed=seed, N=int(rng.randint(1, 4)), groups=int(rng.choice([1, 1, 1, 2, 3])),
                 c_i=int(rng.randint(1, 7)), c_o=int(rng.randint(1, 14)), H=size[0], W=size[1],
                 kernel=kernel, strides=strides, padding=padding, dilation=dilation,
-                dtype=str(rng.choice(DTYPES, p=[0.6, 0.4])), bias=bool(rng.rand() < 0.8))
+                dtype=str(rng.choice(DTYPES, p=[0.6, 0.4])), bias=bool(rng.rand() < 0.8),
+                special=bool(rng.rand() < 0.25))
 
 
 def _gluon(case, X, K, b, dY):
@@ -105,17 +108,37 @@ def _gluon(case, X, K, b, dY):
     return [Y.asnumpy()] + [a.grad.asnumpy() for a in args]
 
 
-def _kernel(case, X, K, b, dY):
-    """conv2d_native in the case's dtype: output and the gradients of X, K (and b)."""
+def _ours(conv, case, X, K, b, dY):
+    """``conv`` (conv2d_native or conv2d) in the case's dtype: output, gradients of X, K (and b)."""
     args = [nd.array(a, dtype=case.dtype) for a in (X, K) + ((b,) if case.bias else ())]
     for a in args:
         a.attach_grad()
     with autograd.record():
-        Y = functional.conv2d_native(nd, args[0], args[1], args[2] if case.bias else None,
-                                     strides=case.strides, padding=case.padding,
-                                     dilation=case.dilation, groups=case.groups)
+        Y = conv(nd, args[0], args[1], args[2] if case.bias else None, strides=case.strides,
+                 padding=case.padding, dilation=case.dilation, groups=case.groups)
     Y.backward(nd.array(dY, dtype=case.dtype))
     return [Y.asnumpy()] + [a.grad.asnumpy() for a in args]
+
+
+def _kernel(case, X, K, b, dY):
+    """The C++ kernel (conv2d_native)."""
+    return _ours(functional.conv2d_native, case, X, K, b, dY)
+
+
+def _ops(case, X, K, b, dY):
+    """The MXNet-operator path (conv2d)."""
+    return _ours(functional.conv2d, case, X, K, b, dY)
+
+
+SPECIAL = (np.nan, np.inf, -np.inf)
+
+
+def _specials(rng, X):
+    """X with one to three of its cells set to NaN, +inf or -inf."""
+    X = X.copy()
+    for _ in range(rng.randint(1, 4)):
+        X.flat[rng.randint(X.size)] = SPECIAL[rng.randint(len(SPECIAL))]
+    return X
 
 
 def _tolerance(dtype, n):
@@ -141,30 +164,38 @@ def check_case(case, report):
     OH, OW = output_shape((case.H, case.W), case.kernel, case.strides, case.padding,
                           case.dilation)
     dY = rng.normal(size=(case.N, O, OH, OW)).astype(case.dtype).astype(np.float64)
+    if case.special:
+        X = _specials(rng, X)
     expected = _gluon(case, X, K, b, dY)
-    bounds = _gluon(case, np.abs(X), np.abs(K), np.abs(b), np.abs(dY))
-    try:
-        got = _kernel(case, X, K, b, dY)
-    except Exception as error:     # a refusal or a crash of the operator is a failure too
-        report.failures.append(f"{case.describe()}: raised {type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''}")
-        return
+    bounds = _gluon(case, np.abs(np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)),
+                    np.abs(K), np.abs(b), np.abs(dY))
     kk = case.kernel[0] * case.kernel[1]
     positions = case.N * OH * OW
     terms = (case.c_i * kk, case.c_o * kk, positions, positions)   # summed per element, at most
-    for name, g, e, bound, n in zip(("output", "input gradient", "kernel gradient",
-                                     "bias gradient"), got, expected, bounds, terms):
-        report.checks += 1
-        if g.shape != e.shape:
-            report.failures.append(f"{case.describe()}: {name} shape {g.shape}, Gluon {e.shape}")
+    for path, run_path in (("kernel", _kernel), ("ops", _ops)):
+        try:
+            got = run_path(case, X, K, b, dY)
+        except Exception as error:     # a refusal or a crash of the operator is a failure too
+            report.failures.append(f"{case.describe()}: {path} raised {type(error).__name__}: "
+                                   f"{str(error).splitlines()[0] if str(error) else ''}")
             continue
-        tolerance = _tolerance(case.dtype, n) * bound + np.finfo(np.float64).tiny
-        bad = np.abs(g - e) > tolerance
-        if bad.any():
-            at = tuple(int(i) for i in np.argwhere(bad)[0])
-            report.failures.append(f"{case.describe()}: {name} differs at {at}: kernel {g[at]!r},"
-                                   f" Gluon {e[at]!r} (tolerance {tolerance[at]:.3g}; "
-                                   f"{int(bad.sum())} of {bad.size} elements)")
+        for name, g, e, bound, n in zip(("output", "input gradient", "kernel gradient",
+                                         "bias gradient"), got, expected, bounds, terms):
+            report.checks += 1
+            if g.shape != e.shape:
+                report.failures.append(f"{case.describe()}: {path} {name} shape {g.shape}, "
+                                       f"Gluon {e.shape}")
+                continue
+            tolerance = _tolerance(case.dtype, n) * bound + np.finfo(np.float64).tiny
+            with np.errstate(invalid="ignore"):
+                bad = np.where(np.isfinite(e), ~(np.abs(g - e) <= tolerance),
+                               ~((g == e) | (np.isnan(g) & np.isnan(e))))
+            if bad.any():
+                at = tuple(int(i) for i in np.argwhere(bad)[0])
+                report.failures.append(f"{case.describe()}: {path} {name} differs at {at}: "
+                                       f"ours {g[at]!r}, Gluon {e[at]!r} (tolerance "
+                                       f"{tolerance[at]:.3g}; {int(bad.sum())} of {bad.size} "
+                                       f"elements)")
 
 
 def run(seed=0, cases=100, seconds=None, report=None):

@@ -696,6 +696,15 @@ def test_lenet_of_our_blocks_trains_exports_and_matches_its_gluon_twin(tmp_path)
      r"activation must be one of .*'relu'.*, got 'relux'"),
     (dict(channels=4, kernel_size=3, use_bias="yes"), TypeError,
      r"use_bias must be True or False, got str 'yes'"),
+    # sizes past the C++ kernels' attribute limit (they overflowed silently, issue 13)
+    (dict(channels=4, kernel_size=3, strides=2 ** 64 + 1), ValueError,
+     r"strides must be at most 2147483647 \(2\*\*31 - 1\), got \(18446744073709551617, "),
+    (dict(channels=4, kernel_size=3, padding=2 ** 63), ValueError,
+     r"padding must be at most 2147483647 \(2\*\*31 - 1\), got \(9223372036854775808, "),
+    (dict(channels=4, kernel_size=(3, 2 ** 31)), ValueError,
+     r"kernel_size must be at most 2147483647 \(2\*\*31 - 1\), got \(3, 2147483648\)"),
+    (dict(channels=4, kernel_size=3, dilation=2 ** 62), ValueError,
+     r"dilation must be at most 2147483647"),
 ])
 def test_conv2d_refuses_bad_arguments_when_built(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -180,6 +180,11 @@ def test_kernel_refuses_other_dtypes_naming_what_it_takes(dtype):
      "stride must be 2 integer"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(-1, 0), dilate=(1, 1), num_filter=1, num_group=1),
      "pad must be 2 integer"),
+    # refused, not clamped or wrapped: the largest accepted is 2**31 - 1
+    (dict(kernel=(2, 2), stride=(2 ** 64 + 1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1,
+          num_group=1), r"stride must be 2 integer\(s\) from 1 to 2147483647, got "),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), dilate=(1, 2 ** 31), num_filter=1,
+          num_group=1), r"dilate must be 2 integer\(s\) from 1 to 2147483647"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=3, num_group=2),
      "num_group 2 must divide num_filter 3"),
     (dict(kernel=(5, 5), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1),

@@ -49,6 +49,7 @@
 
 #include "mxnet/lib_api.h"
 
+#include "attrs.h"      // parse_ints, kMaxAttr: the attributes, read alike by both kernels
 #include "parallel.h"   // the threading policy shared by cnn_base's kernels
 
 using mxnet::ext::MXReturnValue;
@@ -66,26 +67,8 @@ struct ConvParams {
   bool no_bias;
 };
 
-// The non-negative integers written in ``text``, e.g. "(3, 2)" -> {3, 2};
-// ``negative`` is set when a minus sign appears.
-std::vector<int64_t> parse_ints(const std::string& text, bool* negative) {
-  std::vector<int64_t> values;
-  int64_t value = 0;
-  bool in_number = false;
-  for (char ch : text) {
-    if (ch == '-') *negative = true;
-    if (ch >= '0' && ch <= '9') {
-      if (value < (int64_t(1) << 40)) value = value * 10 + (ch - '0');
-      in_number = true;
-    } else if (in_number) {
-      values.push_back(value);
-      value = 0;
-      in_number = false;
-    }
-  }
-  if (in_number) values.push_back(value);
-  return values;
-}
+using cnn_base::kMaxAttr;
+using cnn_base::parse_ints;
 
 bool read_ints(const Attrs& attrs, const char* name, size_t count, int64_t minimum,
                int64_t* out) {
@@ -94,13 +77,14 @@ bool read_ints(const Attrs& attrs, const char* name, size_t count, int64_t minim
     MX_ERROR_MSG << "cnn_base_conv2d needs the attribute " << name;
     return false;
   }
-  bool negative = false;
-  std::vector<int64_t> values = parse_ints(it->second, &negative);
+  std::vector<int64_t> values;
+  const bool parsed = parse_ints(it->second, &values);
   if (count == 2 && values.size() == 1) values.push_back(values[0]);
-  if (negative || values.size() != count ||
+  if (!parsed || values.size() != count ||
       *std::min_element(values.begin(), values.end()) < minimum) {
     MX_ERROR_MSG << "cnn_base_conv2d: " << name << " must be " << count
-                 << " integer(s) >= " << minimum << ", got '" << it->second << "'";
+                 << " integer(s) from " << minimum << " to " << kMaxAttr << ", got '"
+                 << it->second << "'";
     return false;
   }
   for (size_t a = 0; a < count; ++a) out[a] = values[a];
@@ -189,7 +173,7 @@ struct CorrShape {
 // What the kernel gradient's loops read: sizes, the shape of a band's padded
 // input planes, the steps and the tile (OB output channels x CB taps).
 struct WeightGradShape {
-  int64_t N, C, O, G, Cg, Og, taps, OH, OWt, BH, RW, s_h;
+  int64_t N, C, O, G, Cg, Og, taps, OH, OW, OWt, BH, RW, s_h;
   int OB, CB;
 };
 
@@ -492,8 +476,8 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, band, g.OW, 0, 0, 0, nullptr};
   buffer_shape(&c, 1, L);             // a band's padded rows: c.BH rows of c.RW per plane
   const std::vector<int64_t> col_off = column_offsets(c);
-  WeightGradShape w{g.N, g.C, g.O, g.G, g.Cg, g.Og, g.Cg * g.KH * g.KW, g.OH, OWt, c.BH,
-                    c.RW, P.s_h, 1, 1};
+  WeightGradShape w{g.N, g.C, g.O, g.G, g.Cg, g.Og, g.Cg * g.KH * g.KW, g.OH, g.OW, OWt,
+                    c.BH, c.RW, P.s_h, 1, 1};
   grad_tile_shape(g.Og, w.taps, &w.OB, &w.CB);
   std::vector<int64_t> tap_off;     // tap (c, i, j) reads at c BH RW + i d_h RW + col_off[j]
   for (int64_t ci = 0; ci < g.Cg; ++ci)

@@ -32,6 +32,22 @@ struct Lanes {
   static constexpr int L = 32 / sizeof(T);
 };
 
+// Integer vectors of the same lanes, for masks.
+template <typename T> struct MaskOf;
+template <> struct MaskOf<float> { typedef int32_t type __attribute__((vector_size(32))); };
+template <> struct MaskOf<double> { typedef int64_t type __attribute__((vector_size(32))); };
+
+// ``v`` with the lanes where ``mask`` is 0 set to +0.0 (one bitwise and).
+template <typename T>
+inline typename VecOf<T>::type masked(typename VecOf<T>::type v,
+                                      const typename MaskOf<T>::type& mask) {
+  typename MaskOf<T>::type bits;
+  std::memcpy(&bits, &v, sizeof v);
+  bits &= mask;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
 // The vector p[0], p[1], ... (one unaligned load).
 template <typename T>
 inline typename VecOf<T>::type load(const T* p) {
@@ -127,16 +143,21 @@ void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int6
 
 // OB x CB sums over the band's output rows [0, rows). dy[b]: the band's first
 // output-gradient row of output channel b, rows of OWt (a whole number of
-// vectors, zeros past the row's end: they cancel whatever input the padded
-// planes hold there); off[t]: where tap t reads in the band's padded
-// (phase-sorted) input planes Xb for output column 0; part: the partial sums of (o0, tap0), rows of ``taps`` vectors
+// vectors, zeros past the row's end OW); off[t]: where tap t reads in the
+// band's padded (phase-sorted) input planes Xb for output column 0. The input
+// lanes past OW are masked to zero as well: they may hold real input cells
+// (seen by other taps), and 0 * inf or 0 * NaN there would reach the sum of a
+// tap that never sees them. part: the partial sums of (o0, tap0), rows of ``taps`` vectors
 // per output channel. Only the first nbo channels and ncb taps are real (the
 // others repeat the first and are not stored).
 template <typename T, int OB, int CB>
 void weight_grad_tile(const T* const* dy, const T* Xb, const int64_t* off, int64_t rows,
-                      int64_t OWt, int64_t row_step, T* part, int64_t taps, int nbo, int ncb) {
+                      int64_t OW, int64_t OWt, int64_t row_step, T* part, int64_t taps, int nbo,
+                      int ncb) {
   typedef typename VecOf<T>::type V;
   constexpr int L = Lanes<T>::L;
+  typename MaskOf<T>::type last;          // the lanes of the last vector before OW
+  for (int l = 0; l < L; ++l) last[l] = OWt - L + l < OW ? -1 : 0;
   V acc[OB][CB];
   for (int b = 0; b < OB; ++b)
     for (int t = 0; t < CB; ++t) acc[b][t] = V{};
@@ -146,6 +167,8 @@ void weight_grad_tile(const T* const* dy, const T* Xb, const int64_t* off, int64
     for (int64_t x = 0; x < OWt; x += L) {
       V in[CB];
       for (int t = 0; t < CB; ++t) in[t] = load(row + off[t] + x);
+      if (x + L > OW)
+        for (int t = 0; t < CB; ++t) in[t] = masked<T>(in[t], last);
       for (int b = 0; b < OB; ++b) {
         V d;
         std::memcpy(&d, dy[b] + dy_row + x, sizeof d);
@@ -184,8 +207,8 @@ void weight_grad_band_as(const WeightGradShape& w, const T* dYb, const T* Xb,
         const int ncb = static_cast<int>(std::min<int64_t>(CB, w.taps - t0));
         for (int t = 0; t < CB; ++t) off[t] = tap_off[t0 + (t < ncb ? t : 0)];
         T* at = part + (o0 * w.taps + t0) * L;
-        weight_grad_tile<T, OB, CB>(dy, Xg, off, y1 - y0, w.OWt, w.s_h * w.RW, at, w.taps,
-                                    nbo, ncb);
+        weight_grad_tile<T, OB, CB>(dy, Xg, off, y1 - y0, w.OW, w.OWt, w.s_h * w.RW, at,
+                                    w.taps, nbo, ncb);
       }
     }
   }

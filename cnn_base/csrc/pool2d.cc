@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "mxnet/lib_api.h"
+#include "attrs.h"      // parse_ints, kMaxAttr: the attributes, read alike by both kernels
 #include "parallel.h"
 
 using mxnet::ext::MXReturnValue;
@@ -66,38 +67,14 @@ typedef std::unordered_map<std::string, std::string> Attrs;
 
 namespace {
 
-// The largest kernel, stride or pad accepted: every index computed from them
-// and from MXNet's 32-bit dimensions then fits int64 with room to spare.
-// cnn_base.functional.MAX_POOL_ARG is the same number on the Python side.
-constexpr int64_t kMaxAttr = std::numeric_limits<int32_t>::max();
+using cnn_base::kMaxAttr;
+using cnn_base::parse_ints;
 
 struct PoolParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w;
   bool is_max, ceil_mode, count_include_pad;
   bool channels_last;            // layout "NHWC" (average pooling only)
 };
-
-// The integers written in ``text``, e.g. "(3, 2)" -> {3, 2}. False when the
-// text holds anything but digits, brackets, commas, spaces (and Python 2's
-// 'L'), or a number above kMaxAttr.
-bool parse_ints(const std::string& text, std::vector<int64_t>* values) {
-  int64_t value = 0;
-  bool in_number = false;
-  for (char ch : text) {
-    if (ch >= '0' && ch <= '9') {
-      value = value * 10 + (ch - '0');
-      if (value > kMaxAttr) return false;
-      in_number = true;
-      continue;
-    }
-    if (std::strchr("()[], L", ch) == nullptr || ch == '\0') return false;
-    if (in_number) values->push_back(value);
-    value = 0;
-    in_number = false;
-  }
-  if (in_number) values->push_back(value);
-  return true;
-}
 
 bool read_pair(const Attrs& attrs, const char* name, int64_t minimum, int64_t* a, int64_t* b) {
   auto it = attrs.find(name);
