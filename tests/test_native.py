@@ -81,14 +81,24 @@ class _KernelPool(HybridBlock):
         return self._pool(F, x, **self._args)
 
 
-def _builtin(kw):
-    """Gluon's own block for pooling arguments ``kw``."""
+def _builtin(kw, layout="NCHW"):
+    """Gluon's own block for pooling arguments ``kw``, in ``layout``."""
     kw = dict(kw)
     mode = kw.pop("mode")
     if mode == "max":
         kw.pop("count_include_pad", None)
-        return nn.MaxPool2D(**kw)
-    return nn.AvgPool2D(**kw)
+        return nn.MaxPool2D(layout=layout, **kw)
+    return nn.AvgPool2D(layout=layout, **kw)
+
+
+def _to(layout, A):
+    """An NCHW-ordered array (NDArray or NumPy) in ``layout``'s order."""
+    return A.transpose((0, 2, 3, 1)) if layout == "NHWC" else A
+
+
+def _from(layout, A):
+    """The inverse of ``_to``: ``layout``'s order back to NCHW's."""
+    return A.transpose((0, 3, 1, 2)) if layout == "NHWC" else A
 
 
 @pytest.fixture
@@ -112,49 +122,66 @@ def test_kernel_is_built_and_loaded_where_a_compiler_exists():
 # ---------------------------------------------------------------- numbers
 
 @needs_kernel
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("input_shape, kw", POOL_TABLE, ids=[_case_id(c) for c in POOL_TABLE])
-def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape, kw, dtype):
-    X = nd.random.normal(shape=input_shape, dtype=dtype)
-    Y, dX, dY = _forward_backward(lambda x: pool2d_native(nd, x, **kw), X)
-    Y_ops, dX_ops, _ = _forward_backward(lambda x: pool2d_nchw(nd, x, **kw), X, dY)
+def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape, kw, dtype,
+                                                                     layout):
+    """NHWC: the same NCHW-drawn batch, transposed, through the kernel's NHWC path; the
+    NumPy reference (NCHW) is transposed to NHWC."""
+    X = _to(layout, nd.random.normal(shape=input_shape, dtype=dtype))
+    Y, dX, dY = _forward_backward(lambda x: pool2d_native(nd, x, layout=layout, **kw), X)
+    Y_ops, dX_ops, _ = _forward_backward(lambda x: pool2d_nchw(nd, x, layout=layout, **kw),
+                                         X, dY)
     assert Y.dtype == dX.dtype == np.dtype(dtype)
     assert Y.shape == Y_ops.shape
     np.testing.assert_allclose(Y.asnumpy(), Y_ops.asnumpy(), **TOL[dtype])
     np.testing.assert_allclose(dX.asnumpy(), dX_ops.asnumpy(), **TOL[dtype])
 
-    Y_ref, dX_ref = pool2d_batch_np(X.asnumpy().astype(np.float64),
-                                    dY.asnumpy().astype(np.float64), **kw,
+    Y_ref, dX_ref = pool2d_batch_np(_from(layout, X.asnumpy()).astype(np.float64),
+                                    _from(layout, dY.asnumpy()).astype(np.float64), **kw,
                                     lowest=lowest(dtype))
-    np.testing.assert_allclose(Y.asnumpy(), Y_ref, **TOL[dtype])
-    np.testing.assert_allclose(dX.asnumpy(), dX_ref, **TOL[dtype])
+    np.testing.assert_allclose(Y.asnumpy(), _to(layout, Y_ref), **TOL[dtype])
+    np.testing.assert_allclose(dX.asnumpy(), _to(layout, dX_ref), **TOL[dtype])
 
 
-def _gluon_compares(input_shape, kw, dtype):
-    """Whether Gluon's pooling can serve as the reference for this setting and dtype.
+def _gluon_compares(input_shape, kw, dtype, layout="NCHW"):
+    """Whether Gluon's pooling can serve as the reference for this setting, dtype and layout.
 
-    In float32, oneDNN behind Gluon's AvgPool2D refuses the (2, 2, 8, 9) ceil_mode rows
+    In float32, oneDNN behind Gluon's NCHW AvgPool2D refuses the (2, 2, 8, 9) ceil_mode rows
     ("could not create a descriptor for a pooling forward propagation primitive"; pinned
-    against NumPy in test_gluon_faults).
+    against NumPy in test_gluon_refuses_a_float32_ceil_mode_average_that_we_compute).
+    Gluon's NHWC pooling does not go to oneDNN and takes them.
     """
-    return dtype == "float64" or not (kw["mode"] == "avg" and input_shape == (2, 2, 8, 9))
+    return (dtype == "float64" or layout == "NHWC"
+            or not (kw["mode"] == "avg" and input_shape == (2, 2, 8, 9)))
 
 
-GLUON_CASES = [pytest.param(shape, kw, dtype, id=f"{dtype}-{_case_id((shape, kw))}")
-               for dtype in ("float32", "float64") for shape, kw in POOL_TABLE
-               if _gluon_compares(shape, kw, dtype)]
+GLUON_CASES = [pytest.param(shape, kw, dtype, layout,
+                            id=f"{layout}-{dtype}-{_case_id((shape, kw))}")
+               for layout in ("NCHW", "NHWC") for dtype in ("float32", "float64")
+               for shape, kw in POOL_TABLE if _gluon_compares(shape, kw, dtype, layout)]
 
 
 @needs_kernel
-@pytest.mark.parametrize("input_shape, kw, dtype", GLUON_CASES)
-def test_kernel_output_and_gradient_equal_gluons_builtin_pooling(input_shape, kw, dtype):
-    X = nd.random.normal(shape=input_shape, dtype=dtype)
-    Y, dX, dY = _forward_backward(lambda x: pool2d_native(nd, x, **kw), X)
-    builtin = _builtin(kw)
+@pytest.mark.parametrize("input_shape, kw, dtype, layout", GLUON_CASES)
+def test_kernel_output_and_gradient_equal_gluons_builtin_pooling(input_shape, kw, dtype, layout):
+    """NHWC: the kernel's NHWC path against Gluon's NHWC block on the same transposed batch,
+    and against Gluon's NCHW block on the NCHW batch, transposed (where that one runs)."""
+    X_nchw = nd.random.normal(shape=input_shape, dtype=dtype)
+    X = _to(layout, X_nchw)
+    Y, dX, dY = _forward_backward(lambda x: pool2d_native(nd, x, layout=layout, **kw), X)
+    builtin = _builtin(kw, layout)
     builtin.cast(dtype)
     Y_ref, dX_ref, _ = _forward_backward(builtin, X, dY)
     np.testing.assert_allclose(Y.asnumpy(), Y_ref.asnumpy(), **TOL[dtype])
     np.testing.assert_allclose(dX.asnumpy(), dX_ref.asnumpy(), **TOL[dtype])
+    if layout == "NHWC" and _gluon_compares(input_shape, kw, dtype):
+        builtin = _builtin(kw)
+        builtin.cast(dtype)
+        Y_ref, dX_ref, _ = _forward_backward(builtin, X_nchw, _from(layout, dY))
+        np.testing.assert_allclose(Y.asnumpy(), _to(layout, Y_ref).asnumpy(), **TOL[dtype])
+        np.testing.assert_allclose(dX.asnumpy(), _to(layout, dX_ref).asnumpy(), **TOL[dtype])
 
 
 @pytest.mark.usefixtures("pool_backend")
