@@ -792,7 +792,7 @@ def test_bad_input_at_call_time_names_the_problem(make, X, error, message, hybri
         block(X)
 
 
-def test_conv2d_in_hybridized_parent_with_input_smaller_than_kernel_names_both_sizes():
+def test_conv2d_in_hybridized_parent_with_input_smaller_than_kernel_names_both_sizes(conv_backend):
     # was: AssertionError "Cannot initialize Parameter ... invalid shape: (2, 0, 7, 7)"
     net = nn.HybridSequential()
     net.add(cb.Conv2D(2, 7))
@@ -803,8 +803,10 @@ def test_conv2d_in_hybridized_parent_with_input_smaller_than_kernel_names_both_s
         net(nd.ones((1, 1, 5, 5)))
 
 
-def test_conv2d_in_hybridized_parent_says_the_same_under_python_dash_o():
+@pytest.mark.parametrize("native_env", ["1", "0"], ids=["kernel", "ops"])
+def test_conv2d_in_hybridized_parent_says_the_same_under_python_dash_o(native_env):
     # was (python -O): "Operator _zeros inferring shapes failed"
+    import os
     import subprocess
     import sys
     code = ("import cnn_base as cb; from mxnet import nd; from mxnet.gluon import nn\n"
@@ -813,13 +815,13 @@ def test_conv2d_in_hybridized_parent_says_the_same_under_python_dash_o():
             "try:\n    net(nd.ones((1, 1, 5, 5)))\n"
             "except ValueError as e:\n    print('ValueError', e)\n")
     done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=dict(os.environ, CNN_BASE_NATIVE=native_env))
     assert done.returncode == 0, done.stderr
     assert "ValueError" in done.stdout
     assert "input of height and width (5, 5) is too small for the kernel (7, 7)" in done.stdout
 
 
-def test_conv2d_deep_in_hybridized_parent_names_the_size_that_reaches_it():
+def test_conv2d_deep_in_hybridized_parent_names_the_size_that_reaches_it(conv_backend):
     net = nn.HybridSequential()
     net.add(cb.Conv2D(2, 3), cb.Conv2D(2, (5, 2), padding=(0, 1)))
     net.initialize()

@@ -771,3 +771,23 @@ def test_gluon_refuses_a_float32_ceil_mode_average_that_we_compute():
     np.testing.assert_allclose(dX, dX_ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(mx.base.MXNetError, match="could not create a descriptor"):
         _pool_both_ways(nn.AvgPool2D(**kw), X, dY)          # training: forward + backward
+
+
+@needs_kernel
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_kernel_inference_passes_its_input_without_a_copy(layout, monkeypatch):
+    """identity (a copy of the whole input) only while autograd records (issue 13, item 3)."""
+    calls = []
+    real = nd.identity
+    monkeypatch.setattr(nd, "identity", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    X = nd.random.uniform(shape=(2, 3, 8, 8) if layout == "NCHW" else (2, 8, 8, 3))
+    Y = pool2d_native(nd, X, 2, mode="avg", layout=layout)
+    assert calls == []
+    X.attach_grad(grad_req="add")
+    for _ in range(2):
+        with autograd.record():
+            Z = pool2d_native(nd, X, 2, mode="avg", layout=layout)
+        Z.backward()
+    assert len(calls) == 2
+    np.testing.assert_allclose(Z.asnumpy(), Y.asnumpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(X.grad.asnumpy(), np.full(X.shape, 2 * 0.25), rtol=1e-6)
