@@ -135,6 +135,15 @@ def library_path(extra_flags=()):
     return cache_dir() / f"libcnn_base-{digest.hexdigest()[:20]}.so"
 
 
+def _exists(library, advice=""):
+    """Whether ``library`` exists; a folder that cannot be searched is a NativeBuildError."""
+    try:
+        return library.exists()
+    except OSError as error:         # e.g. PermissionError: a parent folder the user cannot enter
+        raise NativeBuildError(f"cannot use {library.parent}: {error.strerror or error}"
+                               f"{advice}") from None
+
+
 def build(force=False, library=None, extra_flags=()):
     """Compile every ``csrc/*.cc`` with MXNet's ``lib_api`` into one library; return its path.
 
@@ -152,7 +161,8 @@ def build(force=False, library=None, extra_flags=()):
     extra_flags = tuple(extra_flags)
     default = library is None
     library = library_path(extra_flags) if default else Path(library)
-    if not force and library.exists():
+    advice = _CACHE_ADVICE if default else ""
+    if not force and _exists(library, advice):
         return _loaded_after_build(library, default, extra_flags)
     cxx = compiler()
     if cxx is None:
@@ -169,7 +179,7 @@ def build(force=False, library=None, extra_flags=()):
     try:
         if lock is not None and fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)    # another process building it: wait, then reuse
-        if force or not library.exists():
+        if force or not _exists(library, advice):
             _compile(cxx, library, extra_flags)
     finally:
         if lock is not None:
@@ -240,15 +250,19 @@ def load(library=None):
             return False
         if library is not None:
             library = Path(library)
-            if not library.exists():
-                _state["reason"] = f"{library} does not exist"
+            try:
+                if not _exists(library):
+                    _state["reason"] = f"{library} does not exist"
+                    return False
+            except NativeBuildError as error:
+                _state["reason"] = str(error)
                 return False
             return _load_file(library)
         if _state["build_failed"]:
             return False
         try:
             library = library_path()
-            if library.exists():
+            if _exists(library, _CACHE_ADVICE):
                 return _load_file(library)
             if sys.stderr is not None and sys.stderr.isatty():
                 sys.stderr.write(f"cnn_base: compiling the C++ pooling kernel into "
@@ -262,7 +276,7 @@ def load(library=None):
                 _warn_once("no C++ compiler ($CXX, c++, g++ or clang++), so pooling uses MXNet "
                            "operators (same results, slower); install one and the kernel "
                            f"builds on the next import, or now with `{_command_name()}`")
-            elif first.startswith("cannot write"):
+            elif first.startswith(("cannot write", "cannot use")):
                 _state["reason"] = f"not built: {first}"
                 _warn_once("the C++ pooling kernel could not be built, so pooling uses MXNet "
                            f"operators (same results, slower): {first}")

@@ -5,12 +5,14 @@ csrc/*.h, the flags, the compiler and the mxnet version, so a stale library is n
 Processes that need a real compile (a few seconds each) share one fresh cache per module.
 """
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
 import textwrap
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 from cnn_base import native
@@ -133,6 +135,35 @@ def test_build_into_a_read_only_folder_is_native_build_error(monkeypatch, tmp_pa
         tmp_path.chmod(0o700)
 
 
+def test_a_cache_folder_that_cannot_be_searched_is_native_build_error(monkeypatch, tmp_path):
+    """A parent folder the user cannot enter: Path.exists raises PermissionError (not as root)."""
+    locked = tmp_path / "locked"
+    monkeypatch.setenv("CNN_BASE_CACHE", str(locked / "cache"))
+    real = pathlib.Path.exists
+
+    def exists(self):
+        if str(self).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+    monkeypatch.setattr(pathlib.Path, "exists", exists)
+    with pytest.raises(native.NativeBuildError,
+                       match="cannot use .*locked.*Permission denied.*CNN_BASE_CACHE"):
+        native.build()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root enters any folder")
+def test_build_under_a_folder_that_cannot_be_entered_is_native_build_error(monkeypatch,
+                                                                            tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o000)
+    monkeypatch.setenv("CNN_BASE_CACHE", str(locked / "cache"))
+    try:
+        with pytest.raises(native.NativeBuildError, match="cannot"):
+            native.build()
+    finally:
+        locked.chmod(0o700)
+
+
 def test_build_without_any_compiler_is_native_build_error(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "")
     monkeypatch.setenv("PATH", str(tmp_path))        # no c++, g++ or clang++ there
@@ -219,3 +250,16 @@ def test_concurrent_first_uses_build_one_library_that_both_load(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.strip() == built_status
+
+
+def test_import_puts_back_numpy_bool_for_mxnet_only_when_missing():
+    """mxnet 1.9.1 reads numpy.bool at import; numpy >= 1.24 (Python 3.12) removed it."""
+    out, err = finish(python("""
+        import numpy
+        had = hasattr(numpy, "bool")
+        import cnn_base
+        print(had, numpy.bool is bool)
+    """))
+    had, now = out.split()
+    assert now == "True", err       # numpy 1.23 has it (the builtin); 1.26 gets it back
+    assert had == ("True" if tuple(map(int, np.__version__.split(".")[:2])) < (1, 24) else "False")
