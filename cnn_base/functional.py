@@ -345,17 +345,14 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
 # Which layers the blocks convolve with the C++ kernel (conv2d_native) and which
 # with the matrix multiply of conv2d (oneDNN's GEMM inside FullyConnected), as
 # measured on CPU, forward + backward against Gluon's built-in (README, "Speed"):
-# with stride 1 the kernel's register tiles win up to 64 input and output
-# channels per group (16 -> 32 channels on 64 x 64: 1.0x the built-in, the GEMM
-# 2-3x; 64 -> 64 on 32 x 32: 1.0x against 1.3x; depthwise: 1.7x against 70-90x)
-# and lose above (256 -> 256 on 14 x 14: 1.6x against 1.1x). With larger strides
-# its input gradient is a scatter loop, so only few-channel layers take it.
+# the kernel's register tiles win up to 64 input and output channels per group,
+# with any stride (16 -> 32 channels on 64 x 64: 1.0x the built-in, the GEMM
+# 2-3x; 64 -> 64 on 32 x 32 with stride 2: 1.4x against 2.7x; depthwise:
+# 1.7x against 70-90x) and lose above (256 -> 256 on 14 x 14: 1.6x against
+# 1.1x; 128 -> 128 on 16 x 16 with stride 2: 1.8x against 1.2x). Not knowing
+# the input's channels (a hybridized parent builds its graph before deferred
+# initialization), the output channels decide.
 NATIVE_MAX_CHANNELS = 64
-NATIVE_MAX_STRIDED_CHANNELS = 8
-# Before deferred initialization a hybridized parent's graph is built without
-# the input's channels; then a strided layer takes the kernel with up to this
-# many output channels per group (LeNet-like layers, depthwise convs).
-NATIVE_MAX_STRIDED_OUT_CHANNELS = 16
 
 
 def native_conv_fits(in_channels, channels, groups, kernel_size, strides, padding):
@@ -363,17 +360,13 @@ def native_conv_fits(in_channels, channels, groups, kernel_size, strides, paddin
 
     A 1x1 conv with stride 1 and no padding is the chapter's fully connected
     layer over the channels (:func:`conv2d` makes it one matrix product), and
-    anything else follows the measured limits above.
+    anything else follows the measured limit above.
     """
     k, s, p, _ = _pair_args(kernel_size, strides, padding)
     if _is_pointwise(k, s, p):
         return False
     c_i, c_o = in_channels // groups, channels // groups
-    if s == (1, 1):
-        return c_o <= NATIVE_MAX_CHANNELS and c_i <= NATIVE_MAX_CHANNELS
-    if not in_channels:
-        return c_o <= NATIVE_MAX_STRIDED_OUT_CHANNELS
-    return c_i <= NATIVE_MAX_STRIDED_CHANNELS
+    return c_o <= NATIVE_MAX_CHANNELS and c_i <= NATIVE_MAX_CHANNELS
 
 
 def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,

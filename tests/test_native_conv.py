@@ -14,8 +14,7 @@ from mxnet.gluon import HybridBlock, nn
 
 import cnn_base as cb
 from cnn_base import native
-from cnn_base.functional import (NATIVE_MAX_CHANNELS, NATIVE_MAX_STRIDED_CHANNELS,
-                                 NATIVE_MAX_STRIDED_OUT_CHANNELS, conv2d, conv2d_native)
+from cnn_base.functional import NATIVE_MAX_CHANNELS, conv2d, conv2d_native
 from reference import central_difference
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
@@ -208,7 +207,8 @@ def _exported_ops(block, X, prefix):
 @pytest.mark.parametrize("c_i, groups, strides, uses_kernel", [
     (1, 1, 1, True), (NATIVE_MAX_CHANNELS, 1, 1, True), (NATIVE_MAX_CHANNELS + 1, 1, 1, False),
     (32, 32, 1, True), (2 * NATIVE_MAX_CHANNELS + 2, 2, 1, False),
-    (NATIVE_MAX_STRIDED_CHANNELS, 1, 2, True), (NATIVE_MAX_STRIDED_CHANNELS + 1, 1, 2, False)])
+    (NATIVE_MAX_CHANNELS, 1, 2, True), (NATIVE_MAX_CHANNELS + 1, 1, 2, False),
+    (64 * 3, 64 * 3, 3, True)])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, groups, strides,
                                                                    uses_kernel, layout, tmp_path):
@@ -326,7 +326,7 @@ def test_lenet_hybridized_before_its_first_call_convolves_with_the_kernel_and_eq
 
 
 @pytest.mark.parametrize("channels, strides", [(NATIVE_MAX_CHANNELS + 1, 1),
-                                               (NATIVE_MAX_STRIDED_OUT_CHANNELS + 1, 2)])
+                                               (NATIVE_MAX_CHANNELS + 1, 2)])
 def test_wide_conv_in_a_hybridized_parent_before_its_first_call_uses_the_matrix_multiply(
         channels, strides, tmp_path):
     net = nn.HybridSequential()
