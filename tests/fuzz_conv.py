@@ -4,8 +4,9 @@ Every case is drawn from a seed: batch, groups, input and output channels per
 group (up to 13 output channels, past every register tile's width), kernel,
 stride, padding, dilation, input height and width (now and then a tall, narrow
 input, so that the kernel gradient's bands of rows end inside the output, or a
-row wider than four vectors), float32 or float64, bias or not, and in one case
-of four a few special values (NaN, +inf, -inf) in the input. Each case runs
+row wider than four vectors), float32 or float64, bias or not, NCHW or (one
+case in four) NHWC with Gluon's NHWC weight, and in one case of four a few
+special values (NaN, +inf, -inf) in the input. Each case runs
 ``functional.conv2d_native`` (the C++ kernel) and ``functional.conv2d`` (the
 MXNet-operator path) forward and backward (the input's, kernels' and bias's
 gradients from a random output gradient), and MXNet's own ``nd.Convolution``
@@ -62,12 +63,14 @@ class Case:
     dtype: str
     bias: bool
     special: bool = False     # NaN and infinities in the input
+    layout: str = "NCHW"      # ours run in it; Gluon in NCHW, the results transposed back
 
     def describe(self):
         return (f"seed {self.seed}: X ({self.N}, {self.groups * self.c_i}, {self.H}, {self.W}) "
                 f"-> {self.groups * self.c_o}, kernel {self.kernel}, strides {self.strides}, "
                 f"padding {self.padding}, dilation {self.dilation}, groups {self.groups}, "
-                f"{self.dtype}, bias {self.bias}" + (", NaN/inf in X" if self.special else ""))
+                f"{self.dtype}, bias {self.bias}" + (", NaN/inf in X" if self.special else "")
+                + (", NHWC" if self.layout == "NHWC" else ""))
 
 
 @dataclasses.dataclass
@@ -92,7 +95,7 @@ def random_case(rng, seed):
                 c_i=int(rng.randint(1, 7)), c_o=int(rng.randint(1, 14)), H=size[0], W=size[1],
                 kernel=kernel, strides=strides, padding=padding, dilation=dilation,
                 dtype=str(rng.choice(DTYPES, p=[0.6, 0.4])), bias=bool(rng.rand() < 0.8),
-                special=bool(rng.rand() < 0.25))
+                special=bool(rng.rand() < 0.25), layout=str(rng.choice(["NCHW", "NHWC"], p=[0.75, 0.25])))
 
 
 def _gluon(case, X, K, b, dY):
@@ -109,15 +112,22 @@ def _gluon(case, X, K, b, dY):
 
 
 def _ours(conv, case, X, K, b, dY):
-    """``conv`` (conv2d_native or conv2d) in the case's dtype: output, gradients of X, K (and b)."""
-    args = [nd.array(a, dtype=case.dtype) for a in (X, K) + ((b,) if case.bias else ())]
+    """``conv`` (conv2d_native or conv2d) in the case's dtype and layout: output, gradients of
+    X, K (and b), in NCHW (and Gluon's NCHW weight layout)."""
+    last = case.layout == "NHWC"
+    to_last = (lambda a: a.transpose(0, 2, 3, 1)) if last else (lambda a: a)
+    to_first = (lambda a: a.transpose(0, 3, 1, 2)) if last else (lambda a: a)
+    args = [nd.array(to_last(a), dtype=case.dtype) for a in (X, K)]
+    args += [nd.array(b, dtype=case.dtype)] if case.bias else []
     for a in args:
         a.attach_grad()
     with autograd.record():
         Y = conv(nd, args[0], args[1], args[2] if case.bias else None, strides=case.strides,
-                 padding=case.padding, dilation=case.dilation, groups=case.groups)
-    Y.backward(nd.array(dY, dtype=case.dtype))
-    return [Y.asnumpy()] + [a.grad.asnumpy() for a in args]
+                 padding=case.padding, dilation=case.dilation, groups=case.groups,
+                 layout=case.layout)
+    Y.backward(nd.array(to_last(dY), dtype=case.dtype))
+    grads = [a.grad.asnumpy() for a in args]
+    return [to_first(Y.asnumpy()), to_first(grads[0]), to_first(grads[1])] + grads[2:]
 
 
 def _kernel(case, X, K, b, dY):

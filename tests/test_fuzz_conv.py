@@ -41,6 +41,7 @@ def test_fuzz_cases_cover_tiles_bands_strides_groups_and_dtypes():
     cases = [fuzz_conv.random_case(rng, seed=n) for n in range(300)]
     assert {c.dtype for c in cases} == set(fuzz_conv.DTYPES)
     assert {c.bias for c in cases} == {True, False} and {c.special for c in cases} == {True, False}
+    assert {c.layout for c in cases} == {"NCHW", "NHWC"}
     assert any(max(c.strides) > 1 for c in cases) and any(max(c.dilation) > 1 for c in cases)
     assert any(c.groups > 1 for c in cases) and any(c.c_o > 12 for c in cases)
     assert any(c.H > 64 for c in cases) and any(c.W > 32 for c in cases)     # bands, wide rows
