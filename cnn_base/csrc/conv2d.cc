@@ -35,13 +35,8 @@
  * cnn_base.functional.conv2d_native does.
  *
  * Attributes: kernel, stride, pad, dilate as "(a, b)"; num_filter, num_group
- * as integers; no_bias "True"/"False"; layout "NCHW" (default) or "NHWC".
- * Inputs X (N, C, H, W), weight (num_filter, C / num_group, k_h, k_w) and,
- * without no_bias, bias (num_filter,); with layout "NHWC" (Gluon's NHWC
- * layouts) X (N, H, W, C), weight (num_filter, k_h, k_w, C / num_group) and
- * the output (N, OH, OW, num_filter), read and written where they are (the
- * planes are gathered into the padded buffers and scattered from the tiles'
- * output, so no transposed copy of the batch is made).
+ * as integers; no_bias "True"/"False". Inputs X (N, C, H, W), weight
+ * (num_filter, C / num_group, k_h, k_w) and, without no_bias, bias (num_filter,).
  */
 #include <algorithm>
 #include <cstdint>
@@ -70,7 +65,6 @@ namespace {
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
   bool no_bias;
-  bool channels_last;            // layout "NHWC"
 };
 
 using cnn_base::kMaxAttr;
@@ -117,39 +111,13 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
                  << P->num_filter;
     return false;
   }
-  it = attrs.find("layout");
-  P->channels_last = it != attrs.end() && it->second == "NHWC";
-  if (it != attrs.end() && it->second != "NHWC" && it->second != "NCHW") {
-    MX_ERROR_MSG << "cnn_base_conv2d: layout must be NCHW or NHWC, got '" << it->second << "'";
-    return false;
-  }
   return true;
 }
 
-// Where a batch's planes are: element (n, c, r, w) of a batch of planes of
-// ``cols`` columns is at n * image + c * channel + (r * cols + w) * pix.
-struct Planes {
-  int64_t image, channel, pix;
-};
-
-Planes planes_of(bool channels_last, int64_t channels, int64_t rows, int64_t cols) {
-  return channels_last ? Planes{rows * cols * channels, 1, channels}
-                       : Planes{channels * rows * cols, rows * cols, 1};
-}
-
-// Sizes of one call, where the input's (x) and the output's (y) planes are,
-// and the weight's layout.
+// Sizes of one call.
 struct Geometry {
   int64_t N, C, H, W, O, G, Cg, Og, KH, KW, OH, OW;
-  bool channels_last;
-  Planes x, y;
 };
-
-// Where weight[o][c][i][j] is: (O, Cg, KH, KW), or (O, KH, KW, Cg) for NHWC.
-inline int64_t weight_index(const Geometry& g, int64_t o, int64_t c, int64_t i, int64_t j) {
-  return g.channels_last ? ((o * g.KH + i) * g.KW + j) * g.Cg + c
-                         : ((o * g.Cg + c) * g.KH + i) * g.KW + j;
-}
 
 int64_t out_length(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
   const int64_t span = d * (k - 1) + 1;
@@ -158,19 +126,11 @@ int64_t out_length(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
 
 bool geometry_of(const ConvParams& P, const std::vector<int64_t>& x_shape, Geometry* g) {
   if (x_shape.size() != 4) {
-    MX_ERROR_MSG << "cnn_base_conv2d needs a 4-D input "
-                 << (P.channels_last ? "(batch, height, width, channels)"
-                                     : "(batch, channels, height, width)")
-                 << ", got " << x_shape.size() << " dimensions";
+    MX_ERROR_MSG << "cnn_base_conv2d needs a 4-D input (batch, channels, height, width), got "
+                 << x_shape.size() << " dimensions";
     return false;
   }
-  g->channels_last = P.channels_last;
-  g->N = x_shape[0];
-  if (P.channels_last) {
-    g->H = x_shape[1], g->W = x_shape[2], g->C = x_shape[3];
-  } else {
-    g->C = x_shape[1], g->H = x_shape[2], g->W = x_shape[3];
-  }
+  g->N = x_shape[0], g->C = x_shape[1], g->H = x_shape[2], g->W = x_shape[3];
   g->O = P.num_filter, g->G = P.groups;
   if (g->C % g->G) {
     MX_ERROR_MSG << "cnn_base_conv2d: num_group " << g->G << " must divide the input's "
@@ -189,8 +149,6 @@ bool geometry_of(const ConvParams& P, const std::vector<int64_t>& x_shape, Geome
                  << ") with padding (" << P.p_h << ", " << P.p_w << ")";
     return false;
   }
-  g->x = planes_of(P.channels_last, g->C, g->H, g->W);
-  g->y = planes_of(P.channels_last, g->O, g->OH, g->OW);
   return true;
 }
 
@@ -282,12 +240,12 @@ std::vector<int64_t> column_offsets(const CorrShape& c) {
   return off;
 }
 
-// dst (BH rows of c.RW, phase-sorted as CorrShape says) = src (H x W, its
-// cell (r, w) at src[(r W + w) pix]) moved down by ``top`` rows and right by
-// ``left`` columns (negative: cut off), zeros elsewhere.
+// dst (BH rows of c.RW, phase-sorted as CorrShape says) = src (H x W) moved
+// down by ``top`` rows and right by ``left`` columns (negative: cut off),
+// zeros elsewhere.
 template <typename T>
-void pad_plane(const T* src, int64_t H, int64_t W, int64_t pix, T* dst, const CorrShape& c,
-               int64_t top, int64_t left) {
+void pad_plane(const T* src, int64_t H, int64_t W, T* dst, const CorrShape& c, int64_t top,
+               int64_t left) {
   const int64_t BW = c.BW, s = c.s_w;
   const int64_t lo = std::clamp<int64_t>(left, 0, BW);
   const int64_t hi = std::max(lo, std::clamp<int64_t>(left + W, 0, BW));
@@ -298,21 +256,17 @@ void pad_plane(const T* src, int64_t H, int64_t W, int64_t pix, T* dst, const Co
       std::fill(out, out + c.RW, T(0));
       continue;
     }
-    const int64_t at = r * W - left;       // padded column col is src[(at + col) pix]
     if (s == 1) {
       std::fill(out, out + lo, T(0));
-      if (pix == 1) {
-        if (hi > lo) std::memcpy(out + lo, src + at + lo, (hi - lo) * sizeof(T));
-      } else {
-        for (int64_t col = lo; col < hi; ++col) out[col] = src[(at + col) * pix];
-      }
+      if (hi > lo) std::memcpy(out + lo, src + r * W + (lo - left), (hi - lo) * sizeof(T));
       std::fill(out + hi, out + BW, T(0));
       continue;
     }
+    const T* in = src + r * W - left;      // in[col]: padded column col
     for (int64_t q = 0; q < s; ++q) {
       T* phase = out + q * c.PW;
       for (int64_t u = 0, col = q; u < c.PW; ++u, col += s)
-        phase[u] = col >= lo && col < hi ? src[(at + col) * pix] : T(0);
+        phase[u] = col >= lo && col < hi ? in[col] : T(0);
     }
   }
 }
@@ -372,46 +326,35 @@ void plan_corr(CorrShape* c, int64_t channels, int* NB, int* XV, std::vector<int
 }
 
 // The corr2d of every image and group: the group's c.C_in planes of ``src``
-// (planes of H x W where ``in`` says), moved down by ``top`` rows and right
-// by ``left`` columns into a zero-padded buffer, times the group's packed
+// (src_channels planes of H x W per image), moved down by ``top`` rows and
+// right by ``left`` columns into a zero-padded buffer, times the group's packed
 // kernels ``Wt`` (c.C_in x k_h x k_w x c.O_pad per group), plus ``bias``,
 // into the group's output planes of ``out`` (out_channels planes of
-// c.OH x c.OW per image where ``to`` says: written in place when contiguous,
-// else through a staging buffer, for channel-last output). One loop item per
-// (image, group); each thread's buffers are made before the parallel region,
-// so nothing inside can throw. The forward pass and every phase of the input
-// gradient are this.
+// c.OH x c.OW per image). One loop item per (image, group); each thread's
+// buffer is made before the parallel region, so nothing inside can throw.
+// The forward pass and every phase of the input gradient are this.
 template <typename T>
 void corr_batch(const Geometry& g, const CorrShape& c, int NB, int XV, const T* src,
-                const Planes& in, int64_t H, int64_t W, int64_t top, int64_t left,
-                const T* Wt, const T* bias, T* out, const Planes& to, int64_t out_channels) {
+                int64_t src_channels, int64_t H, int64_t W, int64_t top, int64_t left,
+                const T* Wt, const T* bias, T* out, int64_t out_channels) {
   const int64_t out_per_group = out_channels / g.G, plane = c.BH * c.RW;
-  const int64_t out_plane = c.OH * c.OW;
   const int64_t weights_per_group = c.C_in * c.KH * c.KW * c.O_pad;
   const int64_t items = g.N * g.G;
-  const bool in_place = to.pix == 1;
-  const int64_t per_thread = c.C_in * plane + (in_place ? 0 : out_per_group * out_plane);
   const int n_threads = cnn_base::threads_for(
       items, out_per_group * c.C_in * c.KH * c.KW * c.OH * c.OW);
-  std::vector<T> buffers(n_threads * per_thread);
+  std::vector<T> buffers(n_threads * c.C_in * plane);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
-    T* buffer = buffers.data() + omp_get_thread_num() * per_thread;
-    T* staged = buffer + c.C_in * plane;
+    T* buffer = buffers.data() + omp_get_thread_num() * c.C_in * plane;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t n = item / g.G, grp = item % g.G;
       for (int64_t ci = 0; ci < c.C_in; ++ci)
-        pad_plane(src + n * in.image + (grp * c.C_in + ci) * in.channel, H, W, in.pix,
+        pad_plane(src + (n * src_channels + grp * c.C_in + ci) * H * W, H, W,
                   buffer + ci * plane, c, top, left);
-      T* first = out + n * to.image + grp * out_per_group * to.channel;
       corr_item(c, NB, XV, static_cast<const T*>(buffer), Wt + grp * weights_per_group,
                 out_per_group, bias != nullptr ? bias + grp * out_per_group : nullptr,
-                in_place ? first : staged, in_place ? to.channel : out_plane);
-      if (!in_place)
-        for (int64_t b = 0; b < out_per_group; ++b)
-          for (int64_t cell = 0; cell < out_plane; ++cell)
-            first[b * to.channel + cell * to.pix] = staged[b * out_plane + cell];
+                out + (n * out_channels + grp * out_per_group) * c.OH * c.OW, c.OH * c.OW);
     }
   }
 }
@@ -429,8 +372,8 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
     for (int64_t ci = 0; ci < g.Cg; ++ci)
       for (int64_t cell = 0; cell < KHW; ++cell)
         Wt[(((o / g.Og) * g.Cg + ci) * KHW + cell) * c.O_pad + o % g.Og] =
-            K[weight_index(g, o, ci, cell / g.KW, cell % g.KW)];
-  corr_batch(g, c, NB, XV, X, g.x, g.H, g.W, P.p_h, P.p_w, Wt.data(), B, Y, g.y, g.O);
+            K[(o * g.Cg + ci) * KHW + cell];
+  corr_batch(g, c, NB, XV, X, g.C, g.H, g.W, P.p_h, P.p_w, Wt.data(), B, Y, g.O);
 }
 
 // The kernel rows (or columns) that reach the input rows a, a + s, a + 2 s, ...
@@ -456,15 +399,15 @@ PhaseTaps phase_taps(int64_t a, int64_t k, int64_t s, int64_t p, int64_t d) {
 template <typename T>
 void put_phase(const Geometry& g, const T* part, int64_t a, int64_t b, int64_t s_h,
                int64_t s_w, int64_t OHa, int64_t OWb, T* dX) {
-  const int64_t planes = g.N * g.C, pix = g.x.pix;
+  const int64_t planes = g.N * g.C;
   const int n_threads = cnn_base::threads_for(planes, OHa * OWb);
 #pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
   for (int64_t plane = 0; plane < planes; ++plane) {
-    T* to = dX + plane / g.C * g.x.image + plane % g.C * g.x.channel + (a * g.W + b) * pix;
+    T* to = dX + plane * g.H * g.W + a * g.W + b;
     const T* from = part != nullptr ? part + plane * OHa * OWb : nullptr;
     for (int64_t u = 0; u < OHa; ++u)
       for (int64_t v = 0; v < OWb; ++v)
-        to[(u * s_h * g.W + v * s_w) * pix] = from != nullptr ? from[u * OWb + v] : T(0);
+        to[u * s_h * g.W + v * s_w] = from != nullptr ? from[u * OWb + v] : T(0);
   }
 }
 
@@ -503,12 +446,9 @@ void input_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* K,
           for (int64_t m = 0; m < kh; ++m)
             for (int64_t m2 = 0; m2 < kw; ++m2)
               Wd[((o * kh + m) * kw + m2) * c.O_pad + ci] =
-                  K[weight_index(g, o, ci, rows.taps[m], cols.taps[m2])];
-      // the phase's cells: contiguous planes of OHa x OWb in ``part``, or dX itself
-      const Planes phase{g.C * OHa * OWb, OHa * OWb, 1};
-      corr_batch(g, c, NB, XV, dY, g.y, g.OH, g.OW, -rows.e0, -cols.e0, Wd.data(),
-                 static_cast<const T*>(nullptr), strided ? part.data() : dX,
-                 strided ? phase : g.x, g.C);
+                  K[((o * g.Cg + ci) * g.KH + rows.taps[m]) * g.KW + cols.taps[m2]];
+      corr_batch(g, c, NB, XV, dY, g.O, g.OH, g.OW, -rows.e0, -cols.e0, Wd.data(),
+                 static_cast<const T*>(nullptr), strided ? part.data() : dX, g.C);
       if (strided) put_phase(g, static_cast<const T*>(part.data()), a, b, P.s_h, P.s_w, OHa,
                              OWb, dX);
     }
@@ -560,19 +500,12 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
       const int64_t n = item / bands, y0 = item % bands * band;
       const int64_t y1 = std::min(y0 + band, g.OH);
       for (int64_t ci = 0; ci < g.C; ++ci)
-        pad_plane(X + n * g.x.image + ci * g.x.channel, g.H, g.W, g.x.pix,
-                  Xb + ci * c.BH * c.RW, c, P.p_h - y0 * P.s_h, P.p_w);
-      for (int64_t o = 0; o < g.O; ++o) {    // rows of OWt, zeros past OW (set once)
-        const T* plane = dY + n * g.y.image + o * g.y.channel;
-        for (int64_t y = y0; y < y1; ++y) {
-          T* row = dYb + (o * (y1 - y0) + y - y0) * OWt;
-          if (g.y.pix == 1) {
-            std::memcpy(row, plane + y * g.OW, g.OW * sizeof(T));
-          } else {
-            for (int64_t x = 0; x < g.OW; ++x) row[x] = plane[(y * g.OW + x) * g.y.pix];
-          }
-        }
-      }
+        pad_plane(X + (n * g.C + ci) * g.H * g.W, g.H, g.W, Xb + ci * c.BH * c.RW, c,
+                  P.p_h - y0 * P.s_h, P.p_w);
+      for (int64_t o = 0; o < g.O; ++o)      // rows of OWt, zeros past OW (set once)
+        for (int64_t y = y0; y < y1; ++y)
+          std::memcpy(dYb + (o * (y1 - y0) + y - y0) * OWt, dY + ((n * g.O + o) * g.OH + y) * g.OW,
+                      g.OW * sizeof(T));
       weight_grad_item(w, static_cast<const T*>(dYb), static_cast<const T*>(Xb), tap_off.data(),
                        y0, y1, part);
     }
@@ -581,16 +514,14 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
     T total = 0;
     for (int t = 0; t < n_threads; ++t)
       for (int l = 0; l < L; ++l) total += parts[t * sums + k * L + l];
-    // k is o * taps + tap, tap (c, i, j) numbered c * k_h * k_w + i * k_w + j
-    const int64_t o = k / w.taps, tap = k % w.taps, cell = tap % (g.KH * g.KW);
-    dK[weight_index(g, o, tap / (g.KH * g.KW), cell / g.KW, cell % g.KW)] = total;
+    dK[k] = total;          // dK[o][c][i][j] is o * taps + tap
   }
   if (dB != nullptr) {
     for (int64_t o = 0; o < g.O; ++o) {
       T total = 0;
       for (int64_t n = 0; n < g.N; ++n) {
-        const T* plane = dY + n * g.y.image + o * g.y.channel;
-        for (int64_t cell = 0; cell < g.OH * g.OW; ++cell) total += plane[cell * g.y.pix];
+        const T* plane = dY + (n * g.O + o) * g.OH * g.OW;
+        for (int64_t cell = 0; cell < g.OH * g.OW; ++cell) total += plane[cell];
       }
       dB[o] = total;
     }
@@ -710,12 +641,9 @@ MXReturnValue conv2d_infer_shape(const Attrs& attrs,
   const std::vector<unsigned int>& shape = (*in_shapes)[0];
   Geometry g;
   if (!geometry_of(P, std::vector<int64_t>(shape.begin(), shape.end()), &g)) return MX_FAIL;
-  const unsigned int O = static_cast<unsigned int>(P.num_filter);
-  const unsigned int Cg = static_cast<unsigned int>(g.Cg);
-  const unsigned int KH = static_cast<unsigned int>(P.k_h), KW = static_cast<unsigned int>(P.k_w);
-  const std::vector<unsigned int> weight =
-      P.channels_last ? std::vector<unsigned int>{O, KH, KW, Cg}
-                      : std::vector<unsigned int>{O, Cg, KH, KW};
+  const std::vector<unsigned int> weight = {
+      static_cast<unsigned int>(P.num_filter), static_cast<unsigned int>(g.Cg),
+      static_cast<unsigned int>(P.k_h), static_cast<unsigned int>(P.k_w)};
   std::vector<unsigned int>& given = (*in_shapes)[1];
   // MXNet writes an unknown dimension as 0 or as -1 (read here as the largest unsigned)
   const bool known = given.size() == 4 &&
@@ -729,9 +657,8 @@ MXReturnValue conv2d_infer_shape(const Attrs& attrs,
   }
   given = weight;
   if (!P.no_bias) (*in_shapes)[2] = {static_cast<unsigned int>(P.num_filter)};
-  const unsigned int OH = static_cast<unsigned int>(g.OH), OW = static_cast<unsigned int>(g.OW);
-  (*out_shapes)[0] = P.channels_last ? std::vector<unsigned int>{shape[0], OH, OW, O}
-                                     : std::vector<unsigned int>{shape[0], O, OH, OW};
+  (*out_shapes)[0] = {shape[0], static_cast<unsigned int>(P.num_filter),
+                      static_cast<unsigned int>(g.OH), static_cast<unsigned int>(g.OW)};
   return MX_SUCCESS;
 }
 
