@@ -731,6 +731,9 @@ def test_conv2d_refuses_bad_arguments_when_built(kwargs, error, message):
     (cb.AvgPool2D, dict(count_include_pad=None), TypeError,
      r"count_include_pad must be True or False, got NoneType None"),
     (cb.Pool2D, dict(mode="min"), ValueError, r"mode must be one of 'max', 'avg', got 'min'"),
+    # issue 13, item 4: ran with stride 1 (the kernel's integer overflowed)
+    (cb.MaxPool2D, dict(pool_size=2, strides=2 ** 64 + 1), ValueError,
+     r"strides must be at most 2147483647 \(2\*\*31 - 1\), got \(18446744073709551617, "),
 ])
 def test_pooling_refuses_bad_arguments_when_built(cls, kwargs, error, message):
     with pytest.raises(error, match=message):
