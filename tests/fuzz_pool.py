@@ -289,7 +289,12 @@ def check_case(case, report):
             fail("kernel and MXNet-op path give different gradients")
 
     finite = bool(np.isfinite(X).all())
-    gluon_wrong = case.dtype == "float32" and case.mode == "avg" and case.ceil_mode
+    # Gluon's known float32 faults (tests/test_native.py pins them against NumPy): the
+    # average's ceil_mode windows; a max with padding over cells at float32's lowest value
+    gluon_wrong = case.dtype == "float32" and (
+        (case.mode == "avg" and case.ceil_mode)
+        or (case.mode == "max" and max(case.padding) > 0
+            and bool((X == np.finfo(np.float32).min).any())))
     if finite and not gluon_wrong:
         block = _builtin(case)
         block.cast(case.dtype)

@@ -773,6 +773,28 @@ def test_gluon_refuses_a_float32_ceil_mode_average_that_we_compute():
         _pool_both_ways(nn.AvgPool2D(**kw), X, dY)          # training: forward + backward
 
 
+@pytest.mark.usefixtures("pool_backend")
+def test_gluon_float32_max_with_padding_loses_the_gradient_of_cells_at_the_lowest_value():
+    # found by `tests/fuzz_pool.py --seed 12 --cases 1500`: each window holds one real cell,
+    # equal to float32's lowest, and padding; oneDNN sends the gradient to one cell of four
+    # (float16 and float64 Gluon, NumPy and we send it to each window's real cell)
+    lo = np.finfo(np.float32).min
+    X = np.full((1, 1, 2, 2), lo, np.float32)
+    dY = np.ones((1, 1, 2, 2), np.float32)
+    Y, dX = _pool_both_ways(cb.MaxPool2D(2, strides=2, padding=1), X, dY)
+    Y_ref, dX_ref = pool2d_batch_np(X.astype(np.float64), dY.astype(np.float64), mode="max",
+                                    pool_size=2, strides=2, padding=1)
+    np.testing.assert_array_equal(Y, Y_ref.astype(np.float32))
+    np.testing.assert_array_equal(dX, dX_ref)
+    np.testing.assert_array_equal(dX.ravel(), [1, 1, 1, 1])
+    _, dX_gluon = _pool_both_ways(nn.MaxPool2D(2, strides=2, padding=1), X, dY)
+    assert dX_gluon.sum() == 1.0                                     # Gluon's fault
+    block64 = nn.MaxPool2D(2, strides=2, padding=1)
+    block64.cast("float64")
+    _, dX_gluon64 = _pool_both_ways(block64, X.astype(np.float64), dY.astype(np.float64))
+    np.testing.assert_array_equal(dX_gluon64.ravel(), [1, 1, 1, 1])
+
+
 @needs_kernel
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_kernel_inference_passes_its_input_without_a_copy(layout, monkeypatch):
