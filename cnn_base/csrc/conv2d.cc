@@ -41,15 +41,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <exception>
-#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "mxnet/lib_api.h"
 
-#include "attrs.h"      // parse_ints, kMaxAttr: the attributes, read alike by both kernels
+#include "operator_common.h"   // parse_ints, kMaxAttr, guarded: shared by both operators
 #include "parallel.h"   // the threading policy shared by cnn_base's kernels
 
 using mxnet::ext::MXReturnValue;
@@ -69,6 +67,8 @@ struct ConvParams {
 
 using cnn_base::kMaxAttr;
 using cnn_base::parse_ints;
+
+constexpr char kOp[] = "cnn_base_conv2d";   // the name in guarded's messages
 
 bool read_ints(const Attrs& attrs, const char* name, size_t count, int64_t minimum,
                int64_t* out) {
@@ -359,20 +359,44 @@ void corr_batch(const Geometry& g, const CorrShape& c, int NB, int XV, const T* 
   }
 }
 
+// The kernels as corr_tiles reads them, per group: Wt[grp][a][m][m2][b], the
+// corr's output channel b innermost and zero-padded to O_pad, = K[o][c][rows[m]][cols[m2]].
+// For the forward pass the corr's inputs a are the conv's input channels c
+// and its outputs b the conv's output channels o; for the input gradient
+// (``swap``) the other way round, with each phase's kernel rows and columns.
+template <typename T>
+std::vector<T> pack_kernels(const Geometry& g, const T* K, const std::vector<int64_t>& rows,
+                            const std::vector<int64_t>& cols, bool swap, int64_t O_pad) {
+  const int64_t A = swap ? g.Og : g.Cg, B = swap ? g.Cg : g.Og;
+  const int64_t kh = rows.size(), kw = cols.size();
+  std::vector<T> Wt(g.G * A * kh * kw * O_pad, T(0));
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t m = 0; m < kh; ++m)
+        for (int64_t m2 = 0; m2 < kw; ++m2)
+          for (int64_t b = 0; b < B; ++b) {
+            const int64_t o = grp * g.Og + (swap ? a : b), c = swap ? b : a;
+            Wt[(((grp * A + a) * kh + m) * kw + m2) * O_pad + b] =
+                K[((o * g.Cg + c) * g.KH + rows[m]) * g.KW + cols[m2]];
+          }
+  return Wt;
+}
+
+// 0, 1, ..., n - 1: every kernel row (or column), in order.
+std::vector<int64_t> all_of(int64_t n) {
+  std::vector<int64_t> all(n);
+  for (int64_t i = 0; i < n; ++i) all[i] = i;
+  return all;
+}
+
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0, 0, 0, nullptr};
   int NB, XV;
   std::vector<int64_t> col_off;
   plan_corr<T>(&c, g.Og, &NB, &XV, &col_off);
-  // each group's kernels with the output channel innermost, zero-padded to O_pad
-  const int64_t KHW = g.KH * g.KW;
-  std::vector<T> Wt(g.G * g.Cg * KHW * c.O_pad, T(0));
-  for (int64_t o = 0; o < g.O; ++o)
-    for (int64_t ci = 0; ci < g.Cg; ++ci)
-      for (int64_t cell = 0; cell < KHW; ++cell)
-        Wt[(((o / g.Og) * g.Cg + ci) * KHW + cell) * c.O_pad + o % g.Og] =
-            K[(o * g.Cg + ci) * KHW + cell];
+  const std::vector<T> Wt =
+      pack_kernels(g, K, all_of(g.KH), all_of(g.KW), /*swap=*/false, c.O_pad);
   corr_batch(g, c, NB, XV, X, g.C, g.H, g.W, P.p_h, P.p_w, Wt.data(), B, Y, g.O);
 }
 
@@ -439,14 +463,7 @@ void input_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* K,
       int NB, XV;
       std::vector<int64_t> col_off;
       plan_corr<T>(&c, g.Cg, &NB, &XV, &col_off);
-      // Wd[o][m][m2][c] = K[o][c][rows.taps[m]][cols.taps[m2]] (o: all output channels)
-      std::vector<T> Wd(g.O * kh * kw * c.O_pad, T(0));
-      for (int64_t o = 0; o < g.O; ++o)
-        for (int64_t ci = 0; ci < g.Cg; ++ci)
-          for (int64_t m = 0; m < kh; ++m)
-            for (int64_t m2 = 0; m2 < kw; ++m2)
-              Wd[((o * kh + m) * kw + m2) * c.O_pad + ci] =
-                  K[((o * g.Cg + ci) * g.KH + rows.taps[m]) * g.KW + cols.taps[m2]];
+      const std::vector<T> Wd = pack_kernels(g, K, rows.taps, cols.taps, /*swap=*/true, c.O_pad);
       corr_batch(g, c, NB, XV, dY, g.O, g.OH, g.OW, -rows.e0, -cols.e0, Wd.data(),
                  static_cast<const T*>(nullptr), strided ? part.data() : dX, g.C);
       if (strided) put_phase(g, static_cast<const T*>(part.data()), a, b, P.s_h, P.s_w, OHa,
@@ -539,21 +556,6 @@ std::vector<int64_t> shape_of(const MXTensor& t) {
   return std::vector<int64_t>(t.shape.begin(), t.shape.end());
 }
 
-// Runs ``body`` and turns any exception it throws into an MXNet error.
-template <typename Body>
-MXReturnValue guarded(const char* what, Body body) {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    MX_ERROR_MSG << "cnn_base_conv2d " << what << ": out of memory";
-  } catch (const std::exception& error) {
-    MX_ERROR_MSG << "cnn_base_conv2d " << what << ": " << error.what();
-  } catch (...) {
-    MX_ERROR_MSG << "cnn_base_conv2d " << what << ": unknown error";
-  }
-  return MX_FAIL;
-}
-
 }  // namespace
 
 // inputs: X, weight[, bias]; outputs: Y
@@ -566,7 +568,7 @@ MXReturnValue conv2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   MXTensor& K = (*inputs)[1];
   MXTensor* B = P.no_bias ? nullptr : &(*inputs)[2];
   MXTensor& Y = (*outputs)[0];
-  return guarded("forward", [&] {
+  return cnn_base::guarded(kOp, "forward", [&] {
     if (X.dtype == mxnet::ext::kFloat64) {
       forward(P, g, X.data<double>(), K.data<double>(), B ? B->data<double>() : nullptr,
               Y.data<double>());
@@ -591,7 +593,7 @@ MXReturnValue conv2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   MXTensor& dX = (*outputs)[0];
   MXTensor& dK = (*outputs)[1];
   MXTensor* dB = P.no_bias ? nullptr : &(*outputs)[2];
-  return guarded("backward", [&] {
+  return cnn_base::guarded(kOp, "backward", [&] {
     if (X.dtype == mxnet::ext::kFloat64) {
       backward(P, g, dY.data<double>(), X.data<double>(), K.data<double>(), dX.data<double>(),
                dK.data<double>(), dB ? dB->data<double>() : nullptr);

@@ -47,14 +47,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "mxnet/lib_api.h"
-#include "attrs.h"      // parse_ints, kMaxAttr: the attributes, read alike by both kernels
+#include "operator_common.h"   // parse_ints, kMaxAttr, guarded: shared by both operators
 #include "parallel.h"
 
 using mxnet::ext::MXReturnValue;
@@ -69,6 +68,8 @@ namespace {
 
 using cnn_base::kMaxAttr;
 using cnn_base::parse_ints;
+
+constexpr char kOp[] = "cnn_base_pool2d";   // the name in guarded's messages
 
 struct PoolParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w;
@@ -604,21 +605,6 @@ void avg_backward_nhwc(const PoolParams& P, const Geometry& g, const S* dY, S* d
   }
 }
 
-// Runs ``body`` and turns any exception it throws into an MXNet error.
-template <typename Body>
-MXReturnValue guarded(const char* what, Body body) {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    MX_ERROR_MSG << "cnn_base_pool2d " << what << ": out of memory";
-  } catch (const std::exception& error) {
-    MX_ERROR_MSG << "cnn_base_pool2d " << what << ": " << error.what();
-  } catch (...) {
-    MX_ERROR_MSG << "cnn_base_pool2d " << what << ": unknown error";
-  }
-  return MX_FAIL;
-}
-
 // Calls body(S{}) with S the storage type of MXNet's ``dtype`` (float16 as its
 // raw bits, uint16_t): the one place that maps dtypes to the loops' types.
 template <typename Body>
@@ -643,7 +629,7 @@ bool same_size(const MXTensor& t, int64_t n) {
 // inputs: X (N, C, H, W); outputs: Y (N, C, OH, OW)
 MXReturnValue pool2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                              std::vector<MXTensor>* outputs, const OpResource& res) {
-  return guarded("forward", [&]() {
+  return cnn_base::guarded(kOp, "forward", [&]() {
     PoolParams P;
     Geometry g;
     if (inputs->size() != 1 || outputs->size() != 1) return MX_FAIL;
@@ -667,7 +653,7 @@ MXReturnValue pool2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 // outputs: dX
 MXReturnValue pool2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                               std::vector<MXTensor>* outputs, const OpResource& res) {
-  return guarded("backward", [&]() {
+  return cnn_base::guarded(kOp, "backward", [&]() {
     PoolParams P;
     Geometry g;
     if (inputs->size() != 3 || outputs->size() != 1) return MX_FAIL;
@@ -691,7 +677,7 @@ MXReturnValue pool2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 }
 
 MXReturnValue pool2d_parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
-  return guarded("attributes", [&]() {
+  return cnn_base::guarded(kOp, "attributes", [&]() {
     *num_in = 1;
     *num_out = 1;
     PoolParams P;
@@ -701,7 +687,7 @@ MXReturnValue pool2d_parse_attrs(const Attrs& attrs, int* num_in, int* num_out) 
 
 MXReturnValue pool2d_infer_type(const Attrs& attrs, std::vector<int>* in_types,
                                 std::vector<int>* out_types) {
-  return guarded("type inference", [&]() {
+  return cnn_base::guarded(kOp, "type inference", [&]() {
     const int dtype = (*in_types)[0];
     if (dtype != mxnet::ext::kFloat32 && dtype != mxnet::ext::kFloat64 &&
         dtype != mxnet::ext::kFloat16) {
@@ -718,7 +704,7 @@ MXReturnValue pool2d_infer_type(const Attrs& attrs, std::vector<int>* in_types,
 MXReturnValue pool2d_infer_shape(const Attrs& attrs,
                                  std::vector<std::vector<unsigned int>>* in_shapes,
                                  std::vector<std::vector<unsigned int>>* out_shapes) {
-  return guarded("shape inference", [&]() {
+  return cnn_base::guarded(kOp, "shape inference", [&]() {
     PoolParams P;
     Geometry g;
     if (!read_params(attrs, &P)) return MX_FAIL;
