@@ -208,6 +208,7 @@ def _conv_args(name, X, weight, kernel_size, strides, padding, dilation, groups,
     kernel_size and channels are read from an NDArray ``weight`` when not
     given; an NDArray ``X`` is checked against them (``check_conv2d_input``).
     """
+    check_choice("layout", layout, LAYOUTS)
     c_axis = layout.index("C")                  # of X and of the weight alike
     if isinstance(weight, nd.NDArray):
         if kernel_size is None:
@@ -311,7 +312,6 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
      [37. 43.]]
     <NDArray 2x2 @cpu(0)>
     """
-    check_choice("layout", layout, LAYOUTS)
     k, s, p, d, c_o, groups = _conv_args("conv2d", X, weight, kernel_size, strides, padding,
                                          dilation, groups, channels, layout)
     if isinstance(X, nd.NDArray):
@@ -380,7 +380,7 @@ def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=
     overwrites them instead of adding to them, so while autograd records every
     input goes through ``identity`` first, whose backward honours
     ``grad_req='add'`` (:func:`_kernel_input`). With ``layout='NHWC'`` (Gluon's
-    NHWC weight layout too) see :func:`_native_conv_channel_last`.
+    NHWC weight layout too) see :func:`_native_channel_last`.
 
     Examples
     --------
@@ -394,7 +394,6 @@ def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=
     """
     if not native.loaded():
         raise RuntimeError(f"the C++ convolution kernel is not available: {native.status()}")
-    check_choice("layout", layout, LAYOUTS)
     k, s, p, d, c_o, groups = _conv_args("conv2d_native", X, weight, kernel_size, strides,
                                          padding, dilation, groups, channels, layout)
     if isinstance(X, nd.NDArray):
@@ -404,25 +403,11 @@ def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=
     settings = dict(kernel=k, stride=s, pad=p, dilate=d, num_filter=c_o, num_group=groups,
                     no_bias=bias is None)
     op = getattr(F, native.CONV_OP_NAME)
-    if layout == "NHWC":
-        return _native_conv_channel_last(F, op, X, weight, bias, **settings)
-    inputs = [_kernel_input(F, A) for A in (X, weight, bias) if A is not None]
-    return op(*inputs, **settings)
-
-
-def _native_conv_channel_last(F, op, X, weight, bias, **settings):
-    """The NCHW conv kernel ``op`` on an NHWC batch and an NHWC weight (c_o, k_h, k_w, c_i/g).
-
-    What it buys: the kernel's register tiles for NHWC layers too. Input, weight
-    and output are transposed in and out (a pass over each, forward and
-    backward); the channel-last gather of :func:`conv2d` measured 1.5-20x slower
-    than that on the layers the kernel takes (depthwise 56 x 56: 518 ms against
-    28 ms; README, "Speed"). The transposes' backward honours ``grad_req='add'``;
-    the bias goes through ``identity`` as in :func:`conv2d_native`.
-    """
-    inputs = [F.transpose(X, axes=(0, 3, 1, 2)), F.transpose(weight, axes=(0, 3, 1, 2))]
-    inputs += [] if bias is None else [_kernel_input(F, bias)]
-    return F.transpose(op(*inputs, **settings), axes=(0, 2, 3, 1))
+    bias = [] if bias is None else [_kernel_input(F, bias)]
+    if layout == "NHWC":    # Gluon's NHWC weight (c_o, k_h, k_w, c_i / groups) too
+        return _native_channel_last(F, op, X, F.transpose(weight, axes=(0, 3, 1, 2)), *bias,
+                                    **settings)
+    return op(_kernel_input(F, X), _kernel_input(F, weight), *bias, **settings)
 
 
 def native_conv_applies(X):
@@ -567,16 +552,19 @@ def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mod
               count_include_pad=count_include_pad)
 
 
-def _native_channel_last(F, op, X, **settings):
-    """The NCHW kernel ``op`` on an NHWC batch: transposed in, pooled, transposed back.
+def _native_channel_last(F, op, X, *inputs, **settings):
+    """An NCHW kernel ``op`` on an NHWC batch: ``X`` transposed in, ``op`` run, the output back.
 
-    For max pooling. The transposes add a pass over the input and one over the
-    output, forward and backward, to the kernel's one pass; that is still
-    faster than the MXNet-operator pooling of NHWC and than Gluon's NHWC max
-    pooling (README, "Speed"). The transpose's backward honours ``grad_req='add'``, so
-    no ``identity`` is needed.
+    ``inputs``: the operator's other inputs (the conv's weight, already
+    transposed, and bias). For max pooling and for Conv2D. The transposes add a
+    pass over the input and one over the output, forward and backward; that is
+    still faster than the MXNet-operator pooling of NHWC and than Gluon's NHWC
+    max pooling, and the channel-last gather of :func:`conv2d` measured
+    1.5-20x slower than that on the layers the conv kernel takes (depthwise
+    56 x 56: 518 ms against 28 ms; README, "Speed"). A transpose's backward
+    honours ``grad_req='add'``, so ``X`` needs no ``identity``.
     """
-    Y = op(F.transpose(X, axes=(0, 3, 1, 2)), **settings)
+    Y = op(F.transpose(X, axes=(0, 3, 1, 2)), *inputs, **settings)
     return F.transpose(Y, axes=(0, 2, 3, 1))
 
 
