@@ -58,6 +58,29 @@ def _pair_args(kernel_size, strides, padding, dilation=1, kernel_name="kernel_si
             as_pair("padding", padding, minimum=0), as_pair("dilation", dilation))
 
 
+def _slice(F, X, begin, end, step=None, channel_axis=1):
+    """``F.slice(X, begin, end, step)``, never a cut of the channels by MXNet's oneDNN slice.
+
+    MXNet 1.9.1 sends a slice whose steps are all 1 to oneDNN, which divides
+    by zero (SIGFPE: the process dies) when it cuts the channel axis of an
+    array that a built-in oneDNN op (Conv2D, Activation, ...) left in its
+    blocked layout at a size that is not a multiple of the block, e.g. our
+    one-channel size probes of a built-in conv's output while autograd
+    records (tests/test_mixed_blocks.py). Cuts of the other axes measured safe
+    in every layout. So a unit-step cut of the channels is made by
+    ``slice_axis``, which has no oneDNN path, and the rest by ``slice``.
+    """
+    if step is None or all(t in (None, 1) for t in step):
+        b, e = begin[channel_axis], end[channel_axis]
+        if b is not None or e is not None:
+            X = F.slice_axis(X, axis=channel_axis, begin=b or 0, end=e)
+            begin, end = (tuple(None if a == channel_axis else v for a, v in enumerate(t))
+                          for t in (begin, end))
+        if all(v is None for v in begin + end):
+            return X
+    return F.slice(X, begin=begin, end=end, step=step)
+
+
 def _padded(F, X, pad_width, value, layout="NCHW"):
     """Pad the height and width by ``pad_width`` = (top, bottom, left, right) with ``value``.
 
@@ -77,9 +100,9 @@ def _padded(F, X, pad_width, value, layout="NCHW"):
 def _plane(F, X, layout="NCHW"):
     """The first sample's first channel, (1, 1, h, w), without gradient: a size probe."""
     if layout == "NHWC":
-        probe = F.slice(X, begin=(0, None, None, 0), end=(1, None, None, 1))
+        probe = _slice(F, X, begin=(0, None, None, 0), end=(1, None, None, 1), channel_axis=3)
         return F.transpose(F.BlockGrad(probe), axes=(0, 3, 1, 2))
-    return F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+    return F.BlockGrad(_slice(F, X, begin=(0, 0, None, None), end=(1, 1, None, None)))
 
 
 def _zero_padded(F, X, pad_width, layout="NCHW"):
@@ -92,7 +115,7 @@ def _zero_padded(F, X, pad_width, layout="NCHW"):
     if (top, left) != (bottom, right) or not any(pad_width) or layout == "NHWC":
         return _padded(F, X, pad_width, 0.0, layout)
     flat = F.im2col(X, kernel=(1, 1), pad=(top, left))           # (N, c, h_p * w_p)
-    probe = F.BlockGrad(F.slice(X, begin=(0, 0, None, None), end=(1, 1, None, None)))
+    probe = F.BlockGrad(_slice(F, X, begin=(0, 0, None, None), end=(1, 1, None, None)))
     return F.reshape_like(flat, _padded(F, probe, pad_width, 0.0), lhs_begin=2, lhs_end=None,
                           rhs_begin=2, rhs_end=None)
 
@@ -149,7 +172,7 @@ def _window_index(F, Xp, k, s, d):
     ``arange_like`` of Xp's first channel, so they follow the input's size;
     float64 keeps positions exact past 2 ** 24.
     """
-    probe = F.BlockGrad(F.slice(Xp, begin=(None, 0, None, None), end=(None, 1, None, None)))
+    probe = F.BlockGrad(_slice(F, Xp, begin=(None, 0, None, None), end=(None, 1, None, None)))
     position = F.contrib.arange_like(F.cast(probe, "float64"))      # (N, 1, h_p, w_p)
     k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
     grid = F.slice(position, begin=(None, None, 0, 0),
@@ -191,7 +214,8 @@ def _conv2d_channel_last(F, X, weight, bias, k, s, p, d, groups, c_o):
     in and the output back.
     """
     Xp = _padded(F, X, (p[0], p[0], p[1], p[1]), 0.0, "NHWC")       # (N, h_p, w_p, c_i)
-    probe = F.slice(Xp, begin=(None, None, None, 0), end=(None, None, None, 1))
+    probe = _slice(F, Xp, begin=(None, None, None, 0), end=(None, None, None, 1),
+                   channel_axis=3)
     index, grid = _window_index(F, F.transpose(probe, axes=(0, 3, 1, 2)), k, s, d)
     cells = F.reshape(F.reshape(Xp, (-3, 0, 0)), (-3, 0))          # (N * h_p * w_p, c_i)
     rows = F.take(cells, index)                                     # (N * L, k_h * k_w, c_i)
@@ -329,7 +353,8 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
         rows, grid = _gathered_rows(F, X, k, s, p, d)              # (N * L, k_h * k_w, c_i)
         kernels = F.transpose(weight, axes=(0, 2, 3, 1))          # the rows' (i, j, c) order
         Y = _grouped(F, rows, kernels, bias, c_o, groups, flatten=True)   # (N * L, c_o)
-        Y = F.reshape_like(Y, F.reshape(grid, (0, -1)), lhs_begin=0, lhs_end=1,
+        # (N * h' * w', c_o) -> (N, h', w', c_o), the sizes taken from grid (N, 1, h', w')
+        Y = F.reshape_like(Y, F.reshape(grid, (0, -3, 0)), lhs_begin=0, lhs_end=1,
                            rhs_begin=0, rhs_end=None)
     else:
         cols = F.im2col(X, kernel=k, stride=s, dilate=d, pad=p)  # (N, K, h' * w')
@@ -337,9 +362,23 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
         Y = _grouped(F, rows, weight, bias, c_o, groups, flatten=False)
         k_eff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
         grid = _grid(F, X, k_eff, s, (p[0], p[0], p[1], p[1]))
-    # (N, h' * w', c_o) -> (N, c_o, h' * w') -> (N, c_o, h', w')
-    Y = F.transpose(Y, axes=(0, 2, 1))
-    return F.reshape_like(Y, grid, lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None)
+        # (N, h' * w', c_o) -> (N, h', w', c_o)
+        Y = F.reshape_like(Y, grid, lhs_begin=1, lhs_end=2, rhs_begin=2, rhs_end=None)
+    return _nchw_output(F, Y)
+
+
+def _nchw_output(F, Y):
+    """(N, h', w', c_o) -> (N, c_o, h', w'): the conv's output, ending with a 4-D transpose.
+
+    The output's gradient may come from a built-in oneDNN op in its blocked
+    layout. A transpose is the first op of our backward that meets it: MXNet's
+    oneDNN transpose reads a 4-D blocked array correctly. A reshape there
+    instead (the output made 4-D from a 3-D transpose) hands its backward
+    ``_backward_copy`` the 4-D blocked gradient as a 3-D array, and the
+    transpose after it fails to build its oneDNN reorder (MXNetError in a
+    hybridized parent; tests/test_mixed_blocks.py, "kernel>builtin").
+    """
+    return F.transpose(Y, axes=(0, 3, 1, 2))
 
 
 # Which layers the blocks convolve with the C++ kernel (conv2d_native) and which

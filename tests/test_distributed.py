@@ -536,8 +536,10 @@ def test_two_workers_with_half_batches_give_the_loss_curve_of_one_process(lenet_
     job, one = lenet_runs["job"], lenet_runs["one"]
     _assert_same_curve(job, one)
     assert len(job["json"]["epochs"]) == 1 and one["status"] == 0
-    # the curve moves: a mistake in the split or the sums could not hide in a flat line
-    assert _curve(one)[0, 0] - _curve(one)[1, 0] > 0.05, _curve(one)
+    # the curve moves: a mistake in the split or the sums could not hide in a flat line.
+    # The drop must be far above the comparison's tolerance (rtol 1e-5 of a loss near 2.3,
+    # about 2e-5); it was 0.015 on an Intel Xeon and over 0.05 on an AMD EPYC.
+    assert _curve(one)[0, 0] - _curve(one)[1, 0] > 0.005, _curve(one)
     assert {k: job["json"][k] for k in ("kvstore", "num_workers", "batch_size", "num_train")} \
         == {"kvstore": "dist_sync", "num_workers": 2, "batch_size": BATCH, "num_train": N_TRAIN}
     assert job["leftovers"] == []
