@@ -164,11 +164,33 @@ bool geometry_of(const ConvParams& P, const std::vector<int64_t>& x_shape, Geome
 // instead of gathering them lane by lane (eight scalar loads a vector). For
 // s_w = 1 the layout is the plain one. col_off[j] is where kernel column j
 // reads in a row (column_offsets), relative to the output column.
+//
+// src_s_h, src_s_w (0: the same as s_h, s_w) are set by skip_gaps when the
+// buffer leaves out the rows (columns) that no window reads.
 struct CorrShape {
   int64_t C_in, BH, BW, KH, KW, s_h, s_w, d_h, d_w, OH, OW, O_pad;
   int64_t PW, RW;
   const int64_t* col_off;
+  int64_t src_s_h = 0, src_s_w = 0;
 };
+
+// A stride longer than the window (span = d (k - 1) + 1) leaves rows (columns)
+// of the padded input that no window reads. The buffer then holds only the
+// rows that are read: buffer row b is padded row b / span * s + b % span, and
+// the corr steps by span in the buffer. What it buys: memory that follows the
+// output, not the padding: Conv2D(1, 3, strides=10000, padding=10000) on a
+// 3 x 3 input padded planes of 20003 x 20003 (1.6 GB) for a 3 x 3 output;
+// its buffer is now 9 x 9. The sums are the same, in the same order.
+void skip_gaps(CorrShape* c) {
+  const int64_t span_h = (c->KH - 1) * c->d_h + 1, span_w = (c->KW - 1) * c->d_w + 1;
+  if (c->s_h > span_h) c->src_s_h = c->s_h, c->s_h = span_h;
+  if (c->s_w > span_w) c->src_s_w = c->s_w, c->s_w = span_w;
+}
+
+// Which padded row (column) the buffer's row (column) b holds: see skip_gaps.
+inline int64_t source_index(int64_t b, int64_t s, int64_t src_s) {
+  return src_s == 0 ? b : b / s * src_s + b % s;
+}
 
 // What the kernel gradient's loops read: sizes, the shape of a band's padded
 // input planes, the steps and the tile (OB output channels x CB taps).
@@ -242,7 +264,7 @@ std::vector<int64_t> column_offsets(const CorrShape& c) {
 
 // dst (BH rows of c.RW, phase-sorted as CorrShape says) = src (H x W) moved
 // down by ``top`` rows and right by ``left`` columns (negative: cut off),
-// zeros elsewhere.
+// zeros elsewhere; with skip_gaps, only the padded rows and columns it keeps.
 template <typename T>
 void pad_plane(const T* src, int64_t H, int64_t W, T* dst, const CorrShape& c, int64_t top,
                int64_t left) {
@@ -251,22 +273,24 @@ void pad_plane(const T* src, int64_t H, int64_t W, T* dst, const CorrShape& c, i
   const int64_t hi = std::max(lo, std::clamp<int64_t>(left + W, 0, BW));
   for (int64_t br = 0; br < c.BH; ++br) {
     T* out = dst + br * c.RW;
-    const int64_t r = br - top;
+    const int64_t r = source_index(br, c.s_h, c.src_s_h) - top;
     if (r < 0 || r >= H) {
       std::fill(out, out + c.RW, T(0));
       continue;
     }
-    if (s == 1) {
+    if (s == 1 && c.src_s_w == 0) {
       std::fill(out, out + lo, T(0));
       if (hi > lo) std::memcpy(out + lo, src + r * W + (lo - left), (hi - lo) * sizeof(T));
       std::fill(out + hi, out + BW, T(0));
       continue;
     }
-    const T* in = src + r * W - left;      // in[col]: padded column col
-    for (int64_t q = 0; q < s; ++q) {
+    const T* in = src + r * W;
+    for (int64_t q = 0; q < s; ++q) {         // buffer column q + u s: padded column pc
       T* phase = out + q * c.PW;
-      for (int64_t u = 0, col = q; u < c.PW; ++u, col += s)
-        phase[u] = col >= lo && col < hi ? in[col] : T(0);
+      for (int64_t u = 0; u < c.PW; ++u) {
+        const int64_t col = source_index(q + u * s, s, c.src_s_w) - left;
+        phase[u] = col >= 0 && col < W ? in[col] : T(0);
+      }
     }
   }
 }
@@ -392,6 +416,7 @@ std::vector<int64_t> all_of(int64_t n) {
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0, 0, 0, nullptr};
+  skip_gaps(&c);
   int NB, XV;
   std::vector<int64_t> col_off;
   plan_corr<T>(&c, g.Og, &NB, &XV, &col_off);
@@ -491,10 +516,11 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
   const int64_t band = std::clamp<int64_t>(512 / OWt, 1, g.OH);
   const int64_t bands = (g.OH + band - 1) / band, items = g.N * bands;
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, band, g.OW, 0, 0, 0, nullptr};
+  skip_gaps(&c);
   buffer_shape(&c, 1, L);             // a band's padded rows: c.BH rows of c.RW per plane
   const std::vector<int64_t> col_off = column_offsets(c);
   WeightGradShape w{g.N, g.C, g.O, g.G, g.Cg, g.Og, g.Cg * g.KH * g.KW, g.OH, g.OW, OWt,
-                    c.BH, c.RW, P.s_h, 1, 1};
+                    c.BH, c.RW, c.s_h, 1, 1};
   grad_tile_shape(g.Og, w.taps, &w.OB, &w.CB);
   std::vector<int64_t> tap_off;     // tap (c, i, j) reads at c BH RW + i d_h RW + col_off[j]
   for (int64_t ci = 0; ci < g.Cg; ++ci)
