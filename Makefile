@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
-# The C++ pooling kernel is compiled into a per-user cache (cnn_base/native.py says where);
+# The C++ kernels are compiled into a per-user cache (cnn_base/native/__init__.py says where);
 # this stamp only spares make a Python start when nothing changed.
 NATIVE := $(VENV)/.native-built
 SUPPORTED := 3.10 3.11 3.12
@@ -14,7 +14,7 @@ SUPPORTED := 3.10 3.11 3.12
 WANT := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0], sys.executable)' 2>/dev/null)
 WANT_MINOR := $(basename $(firstword $(WANT)))
 
-.PHONY: demo test venv notebooks benchmark lenet fuzz sanitize clean FORCE
+.PHONY: demo test venv notebooks benchmark lenet fuzz sanitize docs clean FORCE
 .DEFAULT_GOAL := venv
 
 # Checked before anything is installed (make clean needs no Python): one line, then make stops.
@@ -37,8 +37,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	echo "$(WANT)" > $(STAMP)
 
-# The C++ pooling kernel; without a compiler the pools use MXNet operators instead.
-$(NATIVE): $(wildcard cnn_base/csrc/*) cnn_base/native.py $(STAMP)
+# The C++ kernels (pooling, convolution); without a compiler the blocks use MXNet operators instead.
+$(NATIVE): $(wildcard cnn_base/csrc/*) cnn_base/native/__init__.py $(STAMP)
 	$(BIN)/cnn-base build-native --optional
 	touch $(NATIVE)
 
@@ -94,6 +94,14 @@ sanitize: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,notebooks]'
 	@echo "open them with: $(BIN)/jupyter lab notebooks/"
+
+# The documentation site into docs/_build/html (open index.html there): the notebooks executed,
+# an API page per public name from the docstrings, the animations drawn by cnn_base, the
+# interactive page copied; any Sphinx warning fails the build (-W), after all are reported.
+docs: $(STAMP) $(NATIVE)
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "The site is in docs/_build/html/ (open docs/_build/html/index.html)"
 
 FORCE:
 

@@ -1,26 +1,22 @@
 """cnn_base: the "CNN basics" chapter of Dive into Deep Learning (MXNet edition, 5.1-5.4) in Gluon.
 
-Layers of the package, each importing only from those above it:
+The folders are the layers; each imports only from those above it in this list:
 
-- ``ops``: corr2d and friends, pool2d (NDArray in, NDArray out, differentiable)
-- ``native``: pool2d's and corr2d's loops in C++ as the MXNet operators ``cnn_base_pool2d`` and
-  ``cnn_base_conv2d`` (built by ``make``)
-- ``functional``: corr2d and pool2d on NCHW batches for NDArray and Symbol (im2col + matmul,
-  pooling taps or the C++ kernel)
-- ``blocks``: Gluon Conv2D, MaxPool2D, AvgPool2D built on ``functional``, peers of ``gluon.nn``'s
-- ``shapes``: output-size formulas, receptive fields, parameter and multiply-add counts
-- ``examples``: the blog's example arrays
-- ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape (the chapter's exercises)
-- ``context``: ``'auto'``/``'cpu(N)'``/``'gpu(N)'`` -> a checked ``mx.Context``
-- ``train``: learning the edge kernel as the blog does, with our Conv2D or Gluon's, on any context
-- ``data``: Fashion-MNIST's IDX files found and read with NumPy, Gluon DataLoaders in a seeded order
-- ``models``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
-- ``distributed``: a parameter-server job (scheduler, servers, workers) launched on this machine,
-  a worker's share of the data and sums over the workers (``cnn_base.distributed``, not re-exported)
-- ``training``: d2l's ``train_ch5`` on one context or several, or as a worker of a
-  parameter-server job, with exact checkpoint/resume
-- ``figures``: the blog's figures redrawn from computed values, the edge kernel on a photograph
-- ``lenet_figures``: a LeNet run's loss and accuracy curves, test images with their predicted labels
+- ``ops``: the chapter's operations on NDArrays in its order: corr2d, padding and stride
+  (pad2d, corr2d_strided), channels, 1x1, pool2d (differentiable); ``shapes``: output
+  sizes, receptive fields, costs; ``examples``: the blog's arrays; ``context``
+- ``native/``: the loader of the C++ kernels ``cnn_base_pool2d`` and ``cnn_base_conv2d``
+  (sources in ``csrc/``, built by ``make`` or on first use)
+- ``functional/``: corr2d and pool2d on NCHW/NHWC batches for NDArray and Symbol: ``conv``
+  (the im2col reference, then the fast paths), ``pool``, ``global_pool``, and
+  ``_dispatch``, which path and why
+- ``blocks``: Gluon Conv2D, MaxPool2D, AvgPool2D, ... built on ``functional``, peers of ``gluon.nn``'s
+- ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape;
+  ``edge_learning``: learning the edge kernel as the blog does; ``figures``: the blog's figures
+- ``nets/``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
+- ``training/``: Fashion-MNIST, d2l's ``train_ch5`` with checkpoints, parameter-server
+  workers (``cnn_base.training.distributed``, not re-exported), a run's figures
+- ``benchmark``: our blocks timed against Gluon's; ``cli/``: the ``cnn-base`` commands
 
 ``import cnn_base`` imports them all (and MXNet) and loads the C++ kernel, except in
 the ``cnn-base`` command (or ``python -m cnn_base``, or a clone's ``scripts/*.py``):
@@ -49,8 +45,15 @@ with warnings.catch_warnings():
 
 # The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
 _REEXPORTED = ("ops", "functional", "blocks", "shapes", "examples", "exercises", "context",
-               "train", "data", "models", "training", "figures", "lenet_figures")
-_SUBMODULES = ("native", "benchmark", "cli", "distributed") + _REEXPORTED
+               "edge_learning", "training.data", "nets", "training.checkpoints", "training.loop",
+               "training.experiment", "figures", "training.figures")
+_SUBMODULES = ("native", "benchmark", "cli", "training", "ops", "functional", "blocks",
+               "shapes", "examples", "exercises", "context", "edge_learning", "nets", "figures")
+# Where the modules of the flat layout went: ``cnn_base.data`` and ``from cnn_base import
+# data`` still give the module (the same object, so a test's monkeypatch reaches it).
+_MOVED = {"data": "training.data", "models": "nets.lenet",
+          "distributed": "training.distributed", "lenet_figures": "training.figures",
+          "train": "edge_learning"}
 _names = None     # every re-exported name, once _import_all has run
 
 
@@ -87,8 +90,8 @@ def _import_all():
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+    if name in _SUBMODULES or name in _MOVED:
+        return importlib.import_module(f"{__name__}.{_MOVED.get(name, name)}")
     if name == "__all__":
         return list(_import_all())
     if not name.startswith("__") and name in _import_all():

@@ -30,7 +30,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from . import blocks, models
+from . import blocks, nets
 from ._checks import as_int, check_choice
 
 __all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "default_cases", "run_benchmark",
@@ -140,7 +140,7 @@ def _layer_pair(kind, input_shape, kwargs, mode, ctx):
 
 def _step_pair(input_shape, kwargs, mode, ctx):
     """A training step of d2l's LeNet built from our blocks and from gluon.nn's, same weights."""
-    ours, builtin = (models.lenet(block, hybrid=True) for block in ("custom", "builtin"))
+    ours, builtin = (nets.lenet(block, hybrid=True) for block in ("custom", "builtin"))
     X = nd.random.uniform(shape=input_shape, ctx=ctx)
     y = nd.random.randint(0, kwargs["classes"], shape=(input_shape[0],), ctx=ctx)
     ours.initialize(mx.init.Xavier(), ctx=ctx)

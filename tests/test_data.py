@@ -1,4 +1,4 @@
-"""Fashion-MNIST's IDX reader, where it looks, and the DataLoaders (cnn_base.data).
+"""Fashion-MNIST's IDX reader, where it looks, and the DataLoaders (cnn_base.training.data).
 
 Every test but the last works on small IDX files it writes itself, with the Debian
 folder, MXNet's cache and ``$CNN_BASE_DATA`` pointed at temporary folders, and
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from mxnet.gluon.data.vision import transforms
 
-from cnn_base import data
-from cnn_base.data import (DataNotFoundError, IDXFormatError, epoch_order, load_fashion_mnist,
+from cnn_base.training import data
+from cnn_base.training.data import (DataNotFoundError, IDXFormatError, epoch_order, load_fashion_mnist,
                            read_idx, to_tensor)
 
 TRAIN_IMAGES, TRAIN_LABELS = data.FASHION_MNIST_FILES[True]

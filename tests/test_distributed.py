@@ -1,4 +1,4 @@
-"""The parameter-server launcher (cnn_base.distributed, launch-dist), the data split for workers,
+"""The parameter-server launcher (cnn_base.training.distributed, launch-dist), the data split for workers,
 and LeNet trained by two workers of a dist_sync job (train-lenet --kvstore dist_sync).
 
 Jobs run as a user runs them: ``python scripts/launch_dist.py ... -- COMMAND`` in a
@@ -25,8 +25,8 @@ import uuid
 import numpy as np
 import pytest
 
-from cnn_base import data
-from cnn_base import distributed as dist
+from cnn_base.training import data
+from cnn_base.training import distributed as dist
 from cnn_base.cli import launch_dist, train_lenet
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def _jobs():
     """Jobs with a marker of their own; afterwards every process carrying it is killed and reaped.
 
     ``jobs(*args)`` starts ``cnn-base launch-dist``; ``jobs.run(command, on_line=None,
-    **kwargs)`` runs :func:`cnn_base.distributed.launch` in this process (no launcher
+    **kwargs)`` runs :func:`cnn_base.training.distributed.launch` in this process (no launcher
     start-up cost): it returns the JobResult and the stdout and stderr lines.
     """
     marker = uuid.uuid4().hex

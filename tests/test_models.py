@@ -1,4 +1,4 @@
-"""LeNet (cnn_base.models): d2l-zh v1's layers, and our blocks equal to Gluon's inside it."""
+"""LeNet (cnn_base.nets): d2l-zh v1's layers, and our blocks equal to Gluon's inside it."""
 import mxnet as mx
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 import cnn_base as cb
-from cnn_base.models import layer_shapes, lenet
+from cnn_base.nets import layer_shapes, lenet
 
 # d2l-zh v1 §5.5 prints these for X of shape (1, 1, 28, 28)
 D2L_SHAPES = [(1, 6, 24, 24), (1, 6, 12, 12), (1, 16, 8, 8), (1, 16, 4, 4), (1, 120), (1, 84),

@@ -28,7 +28,7 @@ NEEDS_FASHION_MNIST = {"06_lenet.ipynb"}   # trains on the real data set: skippe
 
 
 def _skip_without_fashion_mnist():
-    from cnn_base.data import DataNotFoundError, find_fashion_mnist
+    from cnn_base.training.data import DataNotFoundError, find_fashion_mnist
 
     try:
         for train in (True, False):

@@ -1,4 +1,4 @@
-"""d2l's train_ch5 (cnn_base.training): contexts, checkpoints, exact resume, refusals.
+"""d2l's train_ch5 (cnn_base.training.loop): contexts, checkpoints, exact resume, refusals.
 
 Most tests train on a small synthetic data set (random 28x28 images and labels), so they
 run anywhere and fast; the runs on the real Fashion-MNIST are skipped, with the reason,

@@ -25,7 +25,7 @@ COMMANDS = {
                           "learn the edge kernel [[1, -1]] with our Conv2D and Gluon's"),
     "draw-figures": ("draw_figures", "redraw the blog's figures from computed values as PNGs"),
     "benchmark": ("benchmark", "time our Conv2D and pools against Gluon's built-ins"),
-    "build-native": ("build_native", "build the C++ pooling kernel"),
+    "build-native": ("build_native", "build the C++ kernels (pooling, convolution)"),
     "train-lenet": ("train_lenet", "train d2l's LeNet on Fashion-MNIST with our blocks and Gluon's"),
     "launch-dist": ("launch_dist", "start a parameter-server job (scheduler, servers, workers) "
                                    "on this machine"),

@@ -1,16 +1,16 @@
-"""Build cnn_base's C++ pooling kernel into the per-user cache (make runs this).
+"""Build cnn_base's C++ kernels (pooling, convolution) into the per-user cache (make runs this).
 
     cnn-base build-native              # compile unless this exact library is in the cache
     cnn-base build-native --force      # compile anyway
     cnn-base build-native --optional   # no compiler or a failed compile: say so, exit 0
 
-``import cnn_base`` builds the kernel by itself on first use; this command does
+``import cnn_base`` builds the kernels by itself on first use; this command does
 it now and shows the compiler's messages when it fails. The work is done by
 ``cnn_base.native.build``; the library goes to ``cnn_base.native.library_path()``
 (in ``$CNN_BASE_CACHE``, else ``$XDG_CACHE_HOME/cnn_base``, else
 ``~/.cache/cnn_base``). Without ``--optional`` a failed build is one line on
 stderr (the compiler's messages follow it) and exit status 1; with it, the
-blocks simply pool with MXNet operators. Bad arguments: one line on stderr,
+blocks simply pool and convolve with MXNet operators. Bad arguments: one line on stderr,
 exit status 2.
 """
 import sys

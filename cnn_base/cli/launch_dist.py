@@ -9,7 +9,7 @@ the ``DMLC_*`` variables of every process, prefixes each output line with the pr
 role and number (``[worker 0] ...``), and exits with the workers' status. If any process
 dies, the job passes ``--timeout``, or the launcher gets Ctrl-C, every process of the job
 is stopped and the launcher says which one failed and how. The code is
-:func:`cnn_base.distributed.launch`. Bad arguments (``--workers 0``, a missing script, a
+:func:`cnn_base.training.distributed.launch`. Bad arguments (``--workers 0``, a missing script, a
 port in use): one line on stderr, exit status 2.
 """
 import sys
@@ -60,7 +60,7 @@ def main(argv=None):
         parser.error("no command to run: give the workers' command after --, "
                      "e.g. -- python scripts/train_lenet.py --kvstore dist_sync")
 
-    from cnn_base.distributed import LaunchError, launch
+    from cnn_base.training.distributed import LaunchError, launch
 
     try:
         result = launch(command, args.workers, args.servers, port=args.port,

@@ -35,7 +35,7 @@ KVSTORES = ("local", "device", "dist_sync", "dist_async")           # cnn_base.K
 def ctx_list_arg(text):
     """``--ctx``: one context or a comma-separated list (``cpu(0),cpu(1)``), each checked."""
     from cnn_base.context import ContextUnavailableError
-    from cnn_base.training import as_ctx_list   # mxnet loads only when needed
+    from cnn_base.training.loop import as_ctx_list   # mxnet loads only when needed
 
     try:
         return as_ctx_list(text)
@@ -100,7 +100,7 @@ def build_parser(prog=None):
 
 def _checkpoint_dirs(root, blocks):
     """Each block's checkpoint folder; a folder laid out for the other mode is refused."""
-    from cnn_base.training import latest_checkpoint
+    from cnn_base.training.checkpoints import latest_checkpoint
 
     if root is None:
         return {block: None for block in blocks}
@@ -134,7 +134,7 @@ def main(argv=None):
     import matplotlib
     matplotlib.use("Agg")   # files only, no display
     import cnn_base as cb
-    from cnn_base.distributed import SINGLE_PROCESS, Workers
+    from cnn_base.training.distributed import SINGLE_PROCESS, Workers
 
     try:
         workers = Workers.create(args.kvstore) if distributed else SINGLE_PROCESS

@@ -52,10 +52,10 @@ __all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE_DIR", "build",
 
 OP_NAME = "cnn_base_pool2d"
 CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
-SOURCE_DIR = Path(__file__).with_name("csrc")
+SOURCE_DIR = Path(__file__).parent.parent / "csrc"     # cnn_base/csrc, beside this package
 _MXNET_DIR = Path(mx.__file__).parent
 _FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 # a clone (or an editable install of one) has the Makefile beside the package
 _IN_CLONE = (_PACKAGE_ROOT / "Makefile").exists() and (_PACKAGE_ROOT / "setup.cfg").exists()
 
@@ -69,7 +69,7 @@ _compiler_ids = {}
 
 
 class NativeBuildError(RuntimeError):
-    """The C++ pooling kernel could not be built; the message says why (the compiler's output)."""
+    """The C++ kernels could not be built; the message says why (the compiler's output)."""
 
 
 def compiler():
@@ -232,7 +232,8 @@ def _warn_once(message):
 
 
 def load(library=None):
-    """Load the kernel into MXNet once; return whether ``cnn_base_pool2d`` is now available.
+    """Load the kernels into MXNet once; return whether ``cnn_base_pool2d`` and ``cnn_base_conv2d``
+    are now available.
 
     By default the cache file of :func:`library_path` is loaded, built first if it
     is missing (once per process: a failed build says why on stderr, in one line,
@@ -265,7 +266,7 @@ def load(library=None):
             if _exists(library, _CACHE_ADVICE):
                 return _load_file(library)
             if sys.stderr is not None and sys.stderr.isatty():
-                sys.stderr.write(f"cnn_base: compiling the C++ pooling kernel into "
+                sys.stderr.write(f"cnn_base: compiling the C++ kernels (pooling, convolution) into "
                                  f"{library.parent} (once)\n")
             build(library=None)     # loads it
         except NativeBuildError as error:
@@ -273,16 +274,16 @@ def load(library=None):
             first = str(error).splitlines()[0]
             if compiler() is None:
                 _state["reason"] = "not built: no C++ compiler found"
-                _warn_once("no C++ compiler ($CXX, c++, g++ or clang++), so pooling uses MXNet "
-                           "operators (same results, slower); install one and the kernel "
+                _warn_once("no C++ compiler ($CXX, c++, g++ or clang++), so our pools and conv use "
+                           "MXNet operators (same results, slower); install one and the kernel "
                            f"builds on the next import, or now with `{_command_name()}`")
             elif first.startswith(("cannot write", "cannot use")):
                 _state["reason"] = f"not built: {first}"
-                _warn_once("the C++ pooling kernel could not be built, so pooling uses MXNet "
+                _warn_once("the C++ kernels could not be built, so our pools and conv use MXNet "
                            f"operators (same results, slower): {first}")
             else:
                 _state["reason"] = "not built: the compiler failed"
-                _warn_once("the C++ pooling kernel failed to compile, so pooling uses MXNet "
+                _warn_once("the C++ kernels failed to compile, so our pools and conv use MXNet "
                            f"operators (same results, slower); `{_command_name()}` shows "
                            "the compiler's messages")
         return _state["loaded"]
@@ -294,7 +295,7 @@ def _load_file(library):
         mx.library.load(str(library.resolve()), verbose=False)
     except mx.base.MXNetError as error:
         _state["reason"] = f"{library} failed to load: {str(error).splitlines()[0]}"
-        _warn_once(f"{_state['reason']}; pooling uses MXNet operators")
+        _warn_once(f"{_state['reason']}; our pools and conv use MXNet operators")
     else:
         _state["loaded"] = True
         _state["reason"] = f"loaded from {library}"
@@ -332,11 +333,12 @@ def set_enabled(flag):
 
 
 def status():
-    """One line: which pooling the blocks use, and why."""
+    """One line: whether the blocks pool and convolve with the C++ kernels, and why."""
     _first_use()
     if enabled():
-        return f"C++ kernel ({OP_NAME}, {_state['reason']})"
+        return (f"C++ kernel ({OP_NAME}, {_state['reason']}), and {CONV_OP_NAME} from the "
+                "same library")
     if _state["loaded"]:
-        return "MXNet operators (the C++ kernel is loaded but turned off)"
+        return "MXNet operators (the C++ kernels are loaded but turned off)"
     return f"MXNet operators (C++ kernel: {_state['reason']})"
 

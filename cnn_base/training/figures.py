@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ._checks import as_int
+from .._checks import as_int
 from .data import get_fashion_mnist_labels
 
 __all__ = ["history_figure", "predictions_figure"]

@@ -6,8 +6,8 @@ have the same names and shapes, so one's weights load into the other.
 """
 from mxnet.gluon import nn
 
-from ._checks import as_bool, check_choice
-from .blocks import Conv2D, MaxPool2D
+from .._checks import as_bool, check_choice
+from ..blocks import Conv2D, MaxPool2D
 
 __all__ = ["LENET_BLOCKS", "LENET_ACTIVATIONS", "lenet", "layer_shapes"]
 

@@ -31,7 +31,7 @@ import zlib
 import numpy as np
 from mxnet import gluon, nd
 
-from ._checks import as_bool, as_int
+from .._checks import as_bool, as_int
 
 __all__ = ["FASHION_MNIST_FILES", "TEXT_LABELS", "DEBIAN_PACKAGE", "DEBIAN_DIR",
            "DataNotFoundError", "IDXFormatError", "read_idx", "mxnet_cache_dir", "search_dirs",

@@ -87,6 +87,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._mxnet_private import kvstore_barrier
+
 __all__ = ["LaunchError", "NodeExit", "JobResult", "JOB_ENV", "LOCALHOST", "TIMEOUT_STATUS",
            "free_port", "check_port", "resolve_command", "node_env", "threads_per_worker",
            "launch", "job_processes", "check_shardable", "shard_order", "DIST_KVSTORES",
@@ -140,7 +142,7 @@ def check_port(port, host=LOCALHOST):
     >>> check_port(0)
     Traceback (most recent call last):
     ...
-    cnn_base.distributed.LaunchError: port must be between 1 and 65535, got 0
+    cnn_base.training.distributed.LaunchError: port must be between 1 and 65535, got 0
     """
     if not isinstance(port, numbers.Integral) or isinstance(port, bool):
         raise TypeError(f"port must be an int, got {type(port).__name__} {port!r}")
@@ -169,7 +171,7 @@ def resolve_command(command):
     >>> resolve_command(["python", "no/such/script.py"])
     Traceback (most recent call last):
     ...
-    cnn_base.distributed.LaunchError: script not found: 'no/such/script.py'
+    cnn_base.training.distributed.LaunchError: script not found: 'no/such/script.py'
     """
     if isinstance(command, str) or not isinstance(command, (list, tuple)):
         raise TypeError(f"command must be a list of strings, got {type(command).__name__} "
@@ -803,7 +805,7 @@ class Workers:
         for key, value in zip(keys, values):
             self.kv.init(key, value)
         nd.waitall()
-        self.kv._barrier()
+        kvstore_barrier(self.kv)
 
     def allreduce_grads(self, params):
         """Replace each parameter's gradient by its sum over the workers (and contexts).

@@ -1,0 +1,134 @@
+"""d2l-zh v1 §5.5's LeNet experiment: :func:`train_lenet` builds the net, the Trainer and the data, then runs
+:func:`~cnn_base.training.loop.train_ch5`."""
+from dataclasses import asdict, dataclass, field
+
+from mxnet import gluon
+
+from .._checks import as_positive_float, check_choice
+from ..nets import LENET_BLOCKS, lenet
+from .data import fashion_mnist_dataset
+from .distributed import DIST_KVSTORES, SINGLE_PROCESS, Workers
+from .loop import as_ctx_list, init_net, train_ch5
+
+__all__ = ["TrainResult", "train_lenet", "KVSTORE_CHOICES"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_lenet` returns: the trained net, its settings and the history."""
+    block: str
+    ctx: list
+    batch_size: int
+    lr: float
+    seed: int
+    num_train: int
+    num_test: int
+    epochs: list
+    net: gluon.Block = field(repr=False)
+    kvstore: str = "device"
+    num_workers: int = 1           # processes of a parameter-server job (1: none)
+    over_all_workers: bool = True  # False: the numbers are this worker's shard (dist_async)
+
+    @property
+    def final(self):
+        """The last epoch's :class:`EpochResult`."""
+        return self.epochs[-1]
+
+    def to_dict(self):
+        """JSON-ready: ``epochs`` (one dict per epoch), ``ctx``, ``batch_size``, ``lr``, ``seed``, ..."""
+        return {"block": self.block, "ctx": [str(c) for c in self.ctx],
+                "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
+                "num_train": self.num_train, "num_test": self.num_test,
+                "kvstore": self.kvstore, "num_workers": self.num_workers,
+                "over_all_workers": self.over_all_workers,
+                "epochs": [asdict(e) for e in self.epochs]}
+
+
+def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ctx=None,
+                activation="sigmoid", root=None, limit=None, train_data=None, test_data=None,
+                checkpoint=None, resume=False, kvstore="device", progress="auto", log=print):
+    """d2l's LeNet experiment: :func:`cnn_base.lenet`, Xavier from ``seed``, SGD, :func:`train_ch5`.
+
+    Parameters
+    ----------
+    block : {'custom', 'builtin'}, default 'custom'
+    num_epochs, batch_size, lr : d2l's 5, 256, 0.9
+    seed : int, default 0
+        The initial weights (``mx.random.seed``) and every epoch's order.
+    ctx : context, str or list, default None (``'auto'``)
+    activation : str, default 'sigmoid'
+    root : path-like, optional
+        Where the IDX files are (see :func:`cnn_base.training.data.load_fashion_mnist`).
+    limit : int, optional
+        Only the first ``limit`` training and ``limit`` test images.
+    train_data, test_data : gluon.data.Dataset, optional
+        Already loaded data (``root`` and ``limit`` then unused).
+    checkpoint, resume, progress, log : as :func:`train_ch5`
+    kvstore : str or cnn_base.training.distributed.Workers, default 'device'
+        The Trainer's kvstore: ``'local'`` or ``'device'`` (Gluon's default) in one
+        process; ``'dist_sync'`` or ``'dist_async'`` as a worker of a parameter-server
+        job (started by ``launch-dist``), or that job's :class:`~cnn_base.training.distributed.Workers`
+        when already created. Under ``'dist_sync'`` the servers only sum the gradients
+        (:meth:`~cnn_base.training.distributed.Workers.allreduce_grads` pushes and pulls them
+        through the store; the Trainer itself has ``kvstore=None``) and every worker
+        applies the same update, so the run takes the steps of one process with the
+        same global ``batch_size``. Under
+        ``'dist_async'`` the servers run SGD on each push as it comes; the numbers are
+        then the worker's own shard's, and there are no checkpoints (MXNet cannot save
+        an optimizer that lives on the servers). One run per job: the Trainer's keys
+        in the store cannot be used twice.
+
+    Returns
+    -------
+    TrainResult
+    """
+    check_choice("block", block, LENET_BLOCKS)
+    lr = as_positive_float("lr", lr)
+    contexts = as_ctx_list(ctx)
+    kv_type = kvstore.kv.type if isinstance(kvstore, Workers) and kvstore.distributed \
+        else kvstore
+    if kv_type == "dist_async" and checkpoint is not None:
+        raise ValueError("checkpoints need kvstore 'dist_sync', not 'dist_async': under "
+                         "dist_async the optimizer lives on the servers and MXNet cannot "
+                         "save its state from a worker")
+    workers = _workers_for(kvstore)
+    if train_data is None:
+        train_data = fashion_mnist_dataset(True, root, limit)
+    if test_data is None:
+        test_data = fashion_mnist_dataset(False, root, limit)
+    net = init_net(lenet(block, activation), contexts, seed)
+    if workers.distributed and workers.sums_over_workers:
+        # dist_sync: the servers sum the gradients (Workers.allreduce_grads, in train_ch5)
+        # and each worker's own Trainer applies the same update; the optimizer state stays
+        # on the workers, so rank 0 can checkpoint it
+        workers.claim()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=None)
+    elif workers.distributed:
+        # dist_async: the servers run SGD on each push as it comes (MXNet's only async mode)
+        workers.claim()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=workers.kv, update_on_kvstore=True)
+    else:
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr},
+                                kvstore=kvstore)
+    history = train_ch5(net, train_data, test_data, batch_size, trainer, contexts, num_epochs,
+                        seed=seed, checkpoint=checkpoint, resume=resume, progress=progress,
+                        log=log, config={"model": "lenet", "block": block,
+                                         "activation": activation}, workers=workers)
+    return TrainResult(block=block, ctx=contexts, batch_size=batch_size, lr=lr, seed=seed,
+                       num_train=len(train_data), num_test=len(test_data), epochs=history,
+                       net=net, kvstore=workers.kv.type if workers.distributed else kvstore,
+                       num_workers=workers.num_workers,
+                       over_all_workers=workers.sums_over_workers)
+
+
+KVSTORE_CHOICES = ("local", "device") + DIST_KVSTORES
+
+
+def _workers_for(kvstore):
+    """``kvstore`` as a :class:`~cnn_base.training.distributed.Workers` (one process unless dist_*)."""
+    if isinstance(kvstore, Workers):
+        return kvstore
+    check_choice("kvstore", kvstore, KVSTORE_CHOICES)
+    return Workers.create(kvstore) if kvstore in DIST_KVSTORES else SINGLE_PROCESS
