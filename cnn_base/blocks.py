@@ -19,27 +19,62 @@ block is built (``ValueError``/``TypeError`` naming the argument and the
 value), inputs when it is called (a message that names the problem instead
 of MXNet's shape-inference dump).
 """
-import functools
-import sys
 import weakref
 
-import mxnet as mx
 import numpy as np
 from mxnet import nd, sym
 from mxnet.gluon import HybridBlock, Parameter, nn
 
-from . import native
-
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
+from ._choices import ACTIVATIONS
+from ._mxnet_private import rebuild_graph, shape_seen_by_parent
 from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
-                         check_size_args,
-                         conv2d, conv2d_native, global_pool2d, native_applies,
-                         native_conv_applies, native_conv_fits, pool2d_native, pool2d_nchw)
+                         check_size_args, conv2d, conv2d_native, global_pool2d, pool2d_native,
+                         pool2d_nchw)
+from .functional._checks import with_parts
+from .functional._dispatch import conv_uses_kernel, pool_uses_kernel
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
 
-ACTIVATIONS = ("relu", "sigmoid", "softrelu", "softsign", "tanh")
+# The pools' inputs and outputs, written once and filled into each pool's docstring.
+_POOL_SHAPES = """Inputs:
+        - **data**: (batch_size, channels, height, width); NHWC: channels last.
+
+    Outputs:
+        - **out**: (batch_size, channels, out_height, out_width); NHWC: channels last; with::
+
+              out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
+              out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
+
+          and ceil instead of floor when ``ceil_mode`` is True."""
+_WINDOW = """pool_size : int or tuple of 2 ints, default (2, 2)
+    strides : int or tuple of 2 ints or None, default None
+        None means ``pool_size``."""
+_GLOBAL_POOL_ARGS = """Parameters
+    ----------
+    layout : {'NCHW', 'NHWC'}, default 'NCHW'
+
+    Inputs:
+        - **data**: (batch_size, channels, height, width); NHWC: channels last.
+
+    Outputs:
+        - **out**: (batch_size, channels, 1, 1); NHWC: (batch_size, 1, 1, channels)."""
+
+
+class _PathChoosing(HybridBlock):
+    """A block with two ways to compute the same numbers: the C++ kernel or MXNet operators.
+
+    :mod:`cnn_base.functional._dispatch` says which for every input; a hybridized
+    block's graph holds one way, so it is rebuilt when the choice changes.
+    """
+
+    _use_native = False
+
+    def _choose_path(self, use_native):
+        if use_native != self._use_native:
+            self._use_native = use_native
+            rebuild_graph(self)
 
 
 class _ConvWeight(Parameter):
@@ -64,35 +99,34 @@ class _ConvWeight(Parameter):
     def shape(self, new_shape):
         conv = self.conv() if self.conv is not None else None
         if conv is not None and new_shape is not None and conv._symbol_input is not None:
-            seen = _shape_seen_by_parent(conv._symbol_input)
-            if new_shape[conv._layout.index("C")] == 0 or not conv._fits(seen):
-                conv._refuse_small_input(seen)
+            seen = shape_seen_by_parent(conv._symbol_input)
+            if new_shape[conv._layout.index("C")] == 0 or not _holds_a_window(conv, seen):
+                _refuse_small_input(conv, seen)
         Parameter.shape.fset(self, new_shape)
 
 
-def _shape_seen_by_parent(x):
-    """The shape of the Symbol ``x`` in the hybridized parent's current shape inference.
-
-    Gluon passes a child nothing during a parent's deferred shape inference,
-    so the input shapes are read from the frame of HybridBlock._infer_attrs
-    that is running it (None if there is none).
-    """
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code is not HybridBlock._infer_attrs.__code__:
-        frame = frame.f_back
-    if frame is None:
-        return None
-    try:
-        shapes = {i.name: a.shape for i, a in zip(frame.f_locals["inputs"],
-                                                  frame.f_locals["args_without_none"])}
-        known = {name: shapes[name] for name in x.list_arguments() if name in shapes}
-        _, out_shapes, _ = x.infer_shape_partial(**known)
-        return tuple(out_shapes[0])
-    except Exception:              # a best effort for the message only
-        return None
+def _holds_a_window(conv, input_shape):
+    """Whether an input of ``input_shape`` (or None: unknown) holds at least one window."""
+    if input_shape is None or len(input_shape) != 4 or 0 in input_shape:
+        return True
+    spatial = (conv._layout.index("H"), conv._layout.index("W"))
+    return all(input_shape[spatial[a]] + 2 * conv._padding[a] >=
+               conv._dilation[a] * (conv._kernel_size[a] - 1) + 1 for a in range(2))
 
 
-class Conv2D(HybridBlock):
+def _refuse_small_input(conv, input_shape):
+    """The imperative path's ValueError for an input too small for the kernel."""
+    k_eff = tuple(conv._dilation[a] * (conv._kernel_size[a] - 1) + 1 for a in range(2))
+    name = "dilated kernel" if max(conv._dilation) > 1 else "kernel"
+    seen = ("an input of unknown size" if input_shape is None or len(input_shape) != 4
+            else "input of height and width "
+            f"{tuple(input_shape[conv._layout.index(a)] for a in 'HW')}")
+    raise ValueError(f"{conv.name}: {seen} is too small for the {name} {k_eff} with "
+                     f"padding {conv._padding}: after padding each side must be at least "
+                     f"the {name}'s, so in_channels cannot be inferred")
+
+
+class Conv2D(_PathChoosing):
     r"""2-D convolution layer computed by the chapter's cross-correlation (im2col + matmul).
 
     The same constructor, parameters and output as ``gluon.nn.Conv2D``, in the
@@ -117,7 +151,7 @@ class Conv2D(HybridBlock):
     layout : {'NCHW', 'NHWC'}, default 'NCHW'
         Where the channels are in the input, the output and the weight.
     activation : str or None, default None
-        One of 'relu', 'sigmoid', 'softrelu', 'softsign', 'tanh', applied to the output.
+        One of 'sigmoid', 'relu', 'tanh', 'softrelu', 'softsign', applied to the output.
     use_bias : bool, default True
     weight_initializer : str or Initializer, default None
     bias_initializer : str or Initializer, default 'zeros'
@@ -189,7 +223,6 @@ class Conv2D(HybridBlock):
             self.act = (nn.Activation(activation, prefix=activation + "_")
                         if activation is not None else None)
         self._symbol_input = None
-        self._use_native = False
 
     def _alias(self):
         return "conv"
@@ -211,54 +244,21 @@ class Conv2D(HybridBlock):
                            self._padding, self._dilation, self._layout)
         self.weight.shape = self._weight_shape(x.shape[self._layout.index("C")])
 
-    def _native_fits(self, in_channels):
-        """Whether the C++ kernel is the faster way for this layer (in_channels 0: unknown).
-
-        See :func:`cnn_base.functional.native_conv_fits`: not knowing the input
-        channels (a hybridized parent builds its graph before deferred
-        initialization), the output channels decide.
-        """
-        return native_conv_fits(in_channels, self._channels, self._groups, self._kernel_size,
-                                self._strides, self._padding)
-
     def forward(self, x, *args):
         # Calls with data (imperative or hybridized) are checked here, before
         # MXNet's own shape inference could fail with a C++ message. Inside a
         # hybridized parent this block only sees Symbols, and MXNet checks.
         if isinstance(x, sym.Symbol):
             self._symbol_input = x         # for _ConvWeight's message
-            # Inside a hybridized parent: the input's context is not known here.
-            use_native = (native.enabled() and _num_gpus() == 0
-                          and self._native_fits(self.in_channels)
-                          and np.dtype(self.weight.dtype) in (np.float32, np.float64))
+            in_channels = self.in_channels
         else:
             check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                                self._padding, self._dilation, self._layout)
-            use_native = (native.enabled() and native_conv_applies(x)
-                          and self._native_fits(x.shape[self._layout.index("C")]))
-        if use_native != self._use_native:
-            self._use_native = use_native
-            self._clear_cached_op()        # a hybridized block rebuilds its graph
+            in_channels = x.shape[self._layout.index("C")]
+        self._choose_path(conv_uses_kernel(x, in_channels, self._channels, self._groups,
+                                           self._kernel_size, self._strides, self._padding,
+                                           self.weight.dtype))
         return super().forward(x, *args)
-
-    def _fits(self, input_shape):
-        """Whether an input of ``input_shape`` (or None: unknown) holds at least one window."""
-        if input_shape is None or len(input_shape) != 4 or 0 in input_shape:
-            return True
-        spatial = (self._layout.index("H"), self._layout.index("W"))
-        return all(input_shape[spatial[a]] + 2 * self._padding[a] >=
-                   self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
-
-    def _refuse_small_input(self, input_shape):
-        """The imperative path's ValueError for an input too small for the kernel."""
-        k_eff = tuple(self._dilation[a] * (self._kernel_size[a] - 1) + 1 for a in range(2))
-        name = "dilated kernel" if max(self._dilation) > 1 else "kernel"
-        seen = ("an input of unknown size" if input_shape is None or len(input_shape) != 4
-                else "input of height and width "
-                f"{tuple(input_shape[self._layout.index(a)] for a in 'HW')}")
-        raise ValueError(f"{self.name}: {seen} is too small for the {name} {k_eff} with "
-                         f"padding {self._padding}: after padding each side must be at least "
-                         f"the {name}'s, so in_channels cannot be inferred")
 
     def hybrid_forward(self, F, x, weight, bias=None):
         if self._use_native:
@@ -294,13 +294,7 @@ class Conv2D(HybridBlock):
         return s + ")"
 
 
-@functools.lru_cache(maxsize=None)
-def _num_gpus():
-    """MXNet's GPU count, asked once."""
-    return mx.context.num_gpus()
-
-
-class Pool2D(HybridBlock):
+class Pool2D(_PathChoosing):
     """2-D max or average pooling computed by the chapter's pool2d, one channel at a time.
 
     The base of :class:`MaxPool2D` and :class:`AvgPool2D`, usable directly
@@ -375,21 +369,14 @@ class Pool2D(HybridBlock):
         self._layout = check_choice("layout", layout, LAYOUTS)
         self._ceil_mode = as_bool("ceil_mode", ceil_mode)
         self._count_include_pad = as_bool("count_include_pad", count_include_pad)
-        self._use_native = False
 
     def _alias(self):
         return "pool"
 
     def forward(self, x, *args):
-        if isinstance(x, sym.Symbol):
-            # Inside a hybridized parent: the input's context is not known here.
-            use_native = native.enabled() and _num_gpus() == 0
-        else:
+        if not isinstance(x, sym.Symbol):
             check_pool2d_input(x, self._pool_size, self._padding, self._layout)
-            use_native = native.enabled() and native_applies(x)
-        if use_native != self._use_native:
-            self._use_native = use_native
-            self._clear_cached_op()        # a hybridized block rebuilds its graph
+        self._choose_path(pool_uses_kernel(x))
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):
@@ -414,24 +401,13 @@ class MaxPool2D(Pool2D):
 
     Parameters
     ----------
-    pool_size : int or tuple of 2 ints, default (2, 2)
-    strides : int or tuple of 2 ints or None, default None
-        None means ``pool_size``.
+    {WINDOW}
     padding : int or tuple of 2 ints, default 0
         Smaller than ``pool_size``; padded cells take no part in the max.
     layout : {'NCHW', 'NHWC'}, default 'NCHW'
     ceil_mode : bool, default False
 
-    Inputs:
-        - **data**: (batch_size, channels, height, width); NHWC: channels last.
-
-    Outputs:
-        - **out**: (batch_size, channels, out_height, out_width); NHWC: channels last; with::
-
-              out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
-              out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
-
-          and ceil instead of floor when ``ceil_mode`` is True.
+    {POOL_SHAPES}
 
     Examples
     --------
@@ -463,9 +439,7 @@ class AvgPool2D(Pool2D):
 
     Parameters
     ----------
-    pool_size : int or tuple of 2 ints, default (2, 2)
-    strides : int or tuple of 2 ints or None, default None
-        None means ``pool_size``.
+    {WINDOW}
     padding : int or tuple of 2 ints, default 0
         Zeros, fewer than ``pool_size`` on each side.
     ceil_mode : bool, default False
@@ -474,16 +448,7 @@ class AvgPool2D(Pool2D):
         Whether padded cells count in a window's divisor. Cells that a
         ``ceil_mode`` window reaches past the padding never count.
 
-    Inputs:
-        - **data**: (batch_size, channels, height, width); NHWC: channels last.
-
-    Outputs:
-        - **out**: (batch_size, channels, out_height, out_width); NHWC: channels last; with::
-
-              out_height = floor((height+2*padding[0]-pool_size[0])/strides[0])+1
-              out_width = floor((width+2*padding[1]-pool_size[1])/strides[1])+1
-
-          and ceil instead of floor when ``ceil_mode`` is True.
+    {POOL_SHAPES}
 
     Examples
     --------
@@ -513,6 +478,10 @@ class AvgPool2D(Pool2D):
                 f"count_include_pad={self._count_include_pad})")
 
 
+for _pool in (MaxPool2D, AvgPool2D):
+    _pool.__doc__ = with_parts(_pool.__doc__, WINDOW=_WINDOW, POOL_SHAPES=_POOL_SHAPES)
+
+
 class _GlobalPool2D(Pool2D):
     """Pool2D with the window = the whole plane: one max or mean per sample and channel.
 
@@ -536,7 +505,7 @@ class _GlobalPool2D(Pool2D):
         by_product = not (isinstance(x, nd.NDArray) and np.dtype(x.dtype) == np.float16)
         if by_product != self._by_product:
             self._by_product = by_product
-            self._clear_cached_op()
+            rebuild_graph(self)
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):
@@ -552,15 +521,7 @@ class _GlobalPool2D(Pool2D):
 class GlobalMaxPool2D(_GlobalPool2D):
     """Global max pooling, a peer of ``gluon.nn.GlobalMaxPool2D``: the max of every plane.
 
-    Parameters
-    ----------
-    layout : {'NCHW', 'NHWC'}, default 'NCHW'
-
-    Inputs:
-        - **data**: (batch_size, channels, height, width); NHWC: channels last.
-
-    Outputs:
-        - **out**: (batch_size, channels, 1, 1); NHWC: (batch_size, 1, 1, channels).
+    {GLOBAL_POOL_ARGS}
 
     The gradient goes to the first largest cell of each plane (row-major), as
     with Gluon's. A plane holding NaN gives NaN, with the gradient to its first
@@ -585,15 +546,7 @@ global_pool=True, pool_type=max, layout=NHWC)
 class GlobalAvgPool2D(_GlobalPool2D):
     """Global average pooling, a peer of ``gluon.nn.GlobalAvgPool2D``: the mean of every plane.
 
-    Parameters
-    ----------
-    layout : {'NCHW', 'NHWC'}, default 'NCHW'
-
-    Inputs:
-        - **data**: (batch_size, channels, height, width); NHWC: channels last.
-
-    Outputs:
-        - **out**: (batch_size, channels, 1, 1); NHWC: (batch_size, 1, 1, channels).
+    {GLOBAL_POOL_ARGS}
 
     Examples
     --------
@@ -606,3 +559,7 @@ class GlobalAvgPool2D(_GlobalPool2D):
 
     def __init__(self, layout="NCHW", **kwargs):
         super().__init__("avg", layout, **kwargs)
+
+
+for _pool in (GlobalMaxPool2D, GlobalAvgPool2D):
+    _pool.__doc__ = with_parts(_pool.__doc__, GLOBAL_POOL_ARGS=_GLOBAL_POOL_ARGS)

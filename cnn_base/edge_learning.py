@@ -23,6 +23,7 @@ from mxnet import autograd
 from mxnet.gluon import nn
 
 from ._checks import as_int, as_positive_float
+from ._choices import BLOCKS
 from .blocks import Conv2D
 from .context import as_ctx
 from .examples import edge_image, edge_kernel
@@ -30,8 +31,6 @@ from .ops import corr2d
 
 __all__ = ["BLOCKS", "EdgeKernelRun", "make_conv2d", "edge_data", "learn_edge_kernel",
            "loss_line"]
-
-BLOCKS = ("custom", "builtin")
 
 
 def make_conv2d(block, *args, **kwargs):

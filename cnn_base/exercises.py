@@ -22,6 +22,8 @@ __all__ = ["corr2d_matrix", "KernelFit", "fit_kernel"]
 def corr2d_matrix(K, input_shape):
     """The matrix ``W`` with ``corr2d(X, K).reshape(-1) == nd.dot(W, X.reshape(-1))``.
 
+    D2L §5.1, exercises.
+
     ``K`` is (k_h, k_w), ``input_shape`` is X's (h, w); ``W`` has shape
     ``(h' * w', h * w)`` with ``h' = h - k_h + 1``, ``w' = w - k_w + 1``. Row
     ``i * w' + j`` holds the kernel's entries at the flat positions of the window
@@ -66,6 +68,8 @@ def corr2d_matrix(K, input_shape):
 class KernelFit:
     """What :func:`fit_kernel` returns.
 
+    D2L §5.1, exercises.
+
     ``losses[i]`` is the summed squared error of iteration ``i + 1`` before its
     update; ``kernel_path`` (iters + 1, k_h, k_w) holds the initial kernel and the
     kernel after every update.
@@ -77,6 +81,8 @@ class KernelFit:
 
 def fit_kernel(X, Y, kernel_size, iters=10, lr=0.03, seed=0, init_scale=0.07):
     """Learn ``K`` so that ``corr2d(X, K)`` approximates ``Y``: gradient descent on the summed squared error.
+
+    D2L §5.1, exercises.
 
     The blog learns its (1, 2) edge kernel with a Conv2D layer (see
     :func:`cnn_base.learn_edge_kernel`); here the kernel is a bare NDArray and the

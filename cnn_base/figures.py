@@ -20,9 +20,9 @@ from mxnet import nd
 
 from ._checks import as_int, as_pair, check_ndarray
 from .examples import corr2d_example, edge_image, edge_kernel, multi_in_example
-from .ops import corr2d, corr2d_multi_in, corr2d_multi_in_out_1x1, pool2d
+from .ops import corr2d, corr2d_multi_in, corr2d_multi_in_out_1x1, corr2d_strided, pad2d, pool2d
 
-__all__ = ["format_number", "products_caption", "pad2d", "corr2d_strided", "corr2d_figure",
+__all__ = ["format_number", "products_caption", "corr2d_figure",
            "padding_figure", "stride_figure", "pooling_figure", "multi_in_figure",
            "conv1x1_figure", "edge_figure", "sample_photo", "laplacian_kernel", "photo_figure",
            "training_figure", "save_figure", "write_figures"]
@@ -60,42 +60,6 @@ def products_caption(window, kernel):
         raise ValueError(f"window and kernel must have the same number of elements, "
                          f"got {window.size} and {kernel.size}")
     return "+".join(f"{format_number(x)}×{format_number(k)}" for x, k in zip(window, kernel))
-
-
-def pad2d(X, padding):
-    """``X`` (h, w) with ``padding`` zeros on each side (an int or ``(p_h, p_w)``, Gluon's per-side count).
-
-    >>> pad2d(nd.ones((1, 2)), (1, 0))
-    <BLANKLINE>
-    [[0. 0.]
-     [1. 1.]
-     [0. 0.]]
-    <NDArray 3x2 @cpu(0)>
-    """
-    check_ndarray("X", X, 2, "(h, w)")
-    p_h, p_w = as_pair("padding", padding, minimum=0)
-    if (p_h, p_w) == (0, 0):
-        return X
-    h, w = X.shape
-    padded = nd.pad(X.reshape((1, 1, h, w)), mode="constant",
-                    pad_width=(0, 0, 0, 0, p_h, p_h, p_w, p_w))
-    return padded.reshape((h + 2 * p_h, w + 2 * p_w))
-
-
-def corr2d_strided(X, K, padding=0, strides=1):
-    """:func:`cnn_base.corr2d` of the padded ``X``, keeping every ``s_h``-th row and ``s_w``-th column.
-
-    A window that would not fit is not computed, as in the blog's stride figure.
-
-    >>> X, K = corr2d_example()
-    >>> corr2d_strided(X, K, padding=1, strides=(3, 2))
-    <BLANKLINE>
-    [[0. 8.]
-     [6. 8.]]
-    <NDArray 2x2 @cpu(0)>
-    """
-    s_h, s_w = as_pair("strides", strides)
-    return corr2d(pad2d(X, padding), K)[::s_h, ::s_w]
 
 
 class _Row:

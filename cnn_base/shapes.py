@@ -19,6 +19,8 @@ __all__ = ["output_size", "output_shape", "Layer", "receptive_field",
 def output_size(n, k, p=0, s=1, d=1, ceil_mode=False):
     """Output length along one axis: ``floor((n - k + p + s) / s)``, ``p`` the blog's *total* padding.
 
+    D2L §5.2.
+
     >>> output_size(8, 3, p=2)            # Gluon's kernel 3, padding 1 on an 8x8 input
     8
     >>> output_size(8, 3, p=2, s=2)
@@ -39,6 +41,8 @@ def output_size(n, k, p=0, s=1, d=1, ceil_mode=False):
 def output_shape(input_shape, kernel_size, strides=1, padding=0, dilation=1, ceil_mode=False):
     """Output (h, w) of a Gluon Conv2D/Pool2D layer; ``padding`` is per side, as in Gluon.
 
+    D2L §5.2.
+
     >>> output_shape((8, 8), 3, padding=1)
     (8, 8)
     >>> output_shape((8, 8), (3, 5), strides=(3, 4), padding=(0, 1))
@@ -54,7 +58,7 @@ def output_shape(input_shape, kernel_size, strides=1, padding=0, dilation=1, cei
 
 Layer = namedtuple("Layer", ["kernel_size", "strides", "padding", "dilation"],
                    defaults=(1, 0, 1))
-Layer.__doc__ = """One conv or pooling layer for receptive-field arithmetic (Gluon's keywords)."""
+Layer.__doc__ = """One conv or pooling layer for receptive-field arithmetic (Gluon's keywords; D2L §5.1)."""
 
 
 def _as_layer(layer):
@@ -67,6 +71,8 @@ def _as_layer(layer):
 
 def receptive_field(layers):
     """Height and width of the input region one output element sees through ``layers``.
+
+    D2L §5.1.
 
     ``layers`` lists :class:`Layer`\\ s (or kernel sizes, or dicts of Layer's fields),
     first layer first. The blog's example (section 1.4): two stacked 2x2 layers
@@ -91,6 +97,8 @@ def receptive_field(layers):
 def receptive_field_region(layers, i, j):
     """Input rows and columns (as ``range``\\ s) that output element ``(i, j)`` sees.
 
+    D2L §5.1.
+
     Padding moves the region up and left; it may start below 0 or end past the
     input, the "possible input region" of the blog's definition.
 
@@ -114,6 +122,8 @@ def receptive_field_region(layers, i, j):
 def dense_layer_cost(in_features, units, use_bias=False, bytes_per_param=4):
     """Parameters and bytes of a dense layer.
 
+    D2L §5.3, exercises.
+
     The blog's section 5: a 1000x1000 RGB photo flattened into 256 dense units is
     a 3,000,000 x 256 weight, about 3.07 GB in float32.
 
@@ -131,6 +141,8 @@ def dense_layer_cost(in_features, units, use_bias=False, bytes_per_param=4):
 def conv_layer_cost(input_shape, c_o, kernel_size, strides=1, padding=0, use_bias=False,
                     bytes_per_param=4):
     """Parameters, bytes and multiply-adds of a conv layer on ``input_shape`` (c_i, h, w).
+
+    D2L §5.3, exercises.
 
     ``padding`` is per side, as in Gluon. Multiply-adds are
     ``c_o * h_out * w_out * c_i * k_h * k_w`` (the chapter's exercise: doubling both

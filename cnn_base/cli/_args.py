@@ -15,7 +15,12 @@ import pathlib
 import sys
 
 __all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
-           "output_file", "output_dir", "fail", "command_prog", "progress_bar", "write_results"]
+           "output_file", "output_dir", "fail", "command_prog", "progress_bar", "write_results",
+           "PLOT_FORMATS", "add_block_option", "add_seed_option", "add_ctx_option",
+           "chosen_blocks", "library_for_files"]
+
+# the file endings matplotlib writes, for --plot
+PLOT_FORMATS = {"png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"}
 
 # The name a parser built with prog=None shows: set by the ``cnn-base`` dispatcher
 # (e.g. "cnn-base reproduce-blog"); otherwise argparse's own default, the script's file name.
@@ -45,6 +50,42 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         fail(self.prog, message)
+
+
+def add_block_option(parser, help, both=True, default=None):
+    """``--block``: ``custom`` (our blocks), ``builtin`` (Gluon's), and with ``both`` the two in turn."""
+    from cnn_base._choices import BLOCKS
+
+    choices = list(BLOCKS) + (["both"] if both else [])
+    parser.add_argument("--block", choices=choices, default=default or choices[-1 if both else 0],
+                        help=help)
+
+
+def chosen_blocks(block):
+    """The blocks a ``--block`` choice runs, in order."""
+    from cnn_base._choices import BLOCKS
+
+    return list(BLOCKS) if block == "both" else [block]
+
+
+def add_seed_option(parser, help):
+    """``--seed``: an int >= 0, default 0; ``help`` says what it seeds."""
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help=f"{help} (default: 0)")
+
+
+def add_ctx_option(parser, help, type=None):
+    """``--ctx``, default ``auto``: one context (:func:`ctx_arg`), or what ``type`` reads."""
+    parser.add_argument("--ctx", type=type or ctx_arg, default="auto", help=help)
+
+
+def library_for_files():
+    """The preamble of a command that draws: matplotlib without a display, then ``cnn_base``
+    (MXNet's import happens here, after the arguments are parsed)."""
+    import matplotlib
+    matplotlib.use("Agg")   # files only, no display
+    import cnn_base
+
+    return cnn_base
 
 
 def fail(prog, message, status=2):

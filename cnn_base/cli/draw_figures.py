@@ -7,7 +7,8 @@ Every number, output and caption in the pictures is computed by ``cnn_base``
 (``cnn_base.write_figures``); the edge kernel is learned first with
 ``cnn_base.learn_edge_kernel``. Bad arguments: one line on stderr, exit status 2.
 """
-from cnn_base.cli._args import ArgumentParser, ctx_arg, fail, nonnegative_int, output_dir
+from cnn_base.cli._args import (ArgumentParser, add_block_option, add_ctx_option,
+                                add_seed_option, fail, library_for_files, output_dir)
 
 __all__ = ["build_parser", "main"]
 
@@ -16,23 +17,18 @@ def build_parser(prog=None):
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=output_dir, default="out",
                         help="folder for the PNGs, created if missing (default: out)")
-    parser.add_argument("--block", choices=["custom", "builtin"], default="custom",
-                        help="the Conv2D that learns the edge kernel (default: custom)")
-    parser.add_argument("--ctx", type=ctx_arg, default="auto",
-                        help="where the kernel is learned: auto, cpu, gpu, cpu(N), gpu(N) "
-                             "(default: auto)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0,
-                        help="seed of the learning run (default: 0)")
+    add_block_option(parser, "the Conv2D that learns the edge kernel (default: custom)",
+                     both=False)
+    add_ctx_option(parser, "where the kernel is learned: auto, cpu, gpu, cpu(N), gpu(N) "
+                           "(default: auto)")
+    add_seed_option(parser, "seed of the learning run")
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-
-    import matplotlib
-    matplotlib.use("Agg")   # files only, no display
-    import cnn_base as cb
+    cb = library_for_files()
 
     run = cb.learn_edge_kernel(args.block, ctx=args.ctx, seed=args.seed)
     print(f"learned kernel ({args.block}, {run.iters} iterations on {run.ctx}): "

@@ -12,29 +12,27 @@ progress bar. The training lives in
 Bad arguments: one line on stderr, exit status 2.
 """
 
-from cnn_base.cli._args import (ArgumentParser, ctx_arg, nonnegative_int, output_file,
-                                positive_float, progress_bar, write_results)
+from cnn_base.cli._args import (PLOT_FORMATS, ArgumentParser, add_block_option, add_ctx_option,
+                                add_seed_option, chosen_blocks, library_for_files,
+                                nonnegative_int, output_file, positive_float, progress_bar,
+                                write_results)
 
 __all__ = ["build_parser", "main"]
 
 BLOCK_NAMES = {"custom": "cnn_base.Conv2D", "builtin": "gluon.nn.Conv2D"}
-PLOT_FORMATS = {"png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"}
 
 
 def build_parser(prog=None):
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    parser.add_argument("--block", choices=["custom", "builtin", "both"], default="both",
-                        help="our cnn_base.Conv2D, Gluon's nn.Conv2D, or both side by side "
+    add_block_option(parser, "our cnn_base.Conv2D, Gluon's nn.Conv2D, or both side by side "
                              "(default: both)")
-    parser.add_argument("--ctx", type=ctx_arg, default="auto",
-                        help="auto (a GPU if MXNet sees one, else the CPU), cpu, gpu, cpu(N) "
-                             "or gpu(N) (default: auto)")
+    add_ctx_option(parser, "auto (a GPU if MXNet sees one, else the CPU), cpu, gpu, cpu(N) "
+                           "or gpu(N) (default: auto)")
     parser.add_argument("--iters", type=nonnegative_int, default=10,
                         help="number of updates (default: 10)")
     parser.add_argument("--lr", type=positive_float, default=0.03,
                         help="learning rate (default: 0.03)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0,
-                        help="mx.random.seed before each block's initialisation (default: 0)")
+    add_seed_option(parser, "mx.random.seed before each block's initialisation")
     parser.add_argument("--plot", metavar="PATH", type=output_file(PLOT_FORMATS),
                         help="write one figure: input, target, learned output, kernel path, loss")
     parser.add_argument("--json", metavar="PATH", type=output_file({"json"}),
@@ -45,14 +43,10 @@ def build_parser(prog=None):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    cb = library_for_files()
 
-    import matplotlib
-    matplotlib.use("Agg")   # files only, no display
-    import cnn_base as cb
-
-    blocks = ["custom", "builtin"] if args.block == "both" else [args.block]
     runs = {}
-    for block in blocks:
+    for block in chosen_blocks(args.block):
         with progress_bar(f"learning ({block})", "iter") as progress:
             run = cb.learn_edge_kernel(block, ctx=args.ctx, iters=args.iters, lr=args.lr,
                                        seed=args.seed, progress=progress)

@@ -10,7 +10,7 @@ function ``cnn-base learn-edge-kernel`` runs. Bad arguments: one line on stderr,
 """
 import sys
 
-from cnn_base.cli._args import ArgumentParser, nonnegative_int
+from cnn_base.cli._args import ArgumentParser, add_seed_option
 
 __all__ = ["build_parser", "main"]
 
@@ -148,9 +148,8 @@ def section_5():
 
 def build_parser(prog=None):
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=nonnegative_int, default=0,
-                        help="mx.random.seed for the learning run and the random examples "
-                             "after it (default: 0, the blog's numbers)")
+    add_seed_option(parser, "mx.random.seed for the learning run and the random examples "
+                            "after it; 0 gives the blog's numbers")
     return parser
 
 

@@ -19,17 +19,16 @@ Bad arguments, missing data or an unusable checkpoint: one line on stderr, exit 
 import argparse
 import pathlib
 
-from cnn_base.cli._args import (ArgumentParser, fail, nonnegative_int, output_dir, output_file,
-                                positive_float, positive_int, write_results)
+from cnn_base._choices import ACTIVATIONS, BLOCKS, KVSTORE_CHOICES, PROGRESS_CHOICES
+from cnn_base.cli._args import (PLOT_FORMATS, ArgumentParser, add_block_option, add_ctx_option,
+                                add_seed_option, chosen_blocks, fail, library_for_files,
+                                output_dir, output_file, positive_float, positive_int,
+                                write_results)
 
 __all__ = ["build_parser", "main"]
 
 BLOCK_NAMES = {"custom": "cnn_base.Conv2D + cnn_base.MaxPool2D",
                "builtin": "gluon.nn.Conv2D + gluon.nn.MaxPool2D"}
-PLOT_FORMATS = {"png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"}
-ACTIVATIONS = ("sigmoid", "relu", "tanh", "softrelu", "softsign")   # cnn_base.LENET_ACTIVATIONS
-PROGRESS = ("auto", "bar", "plain", "none")                          # cnn_base.PROGRESS_CHOICES
-KVSTORES = ("local", "device", "dist_sync", "dist_async")           # cnn_base.KVSTORE_CHOICES
 
 
 def ctx_list_arg(text):
@@ -56,8 +55,7 @@ def input_dir(text):
 
 def build_parser(prog=None):
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    parser.add_argument("--block", choices=["custom", "builtin", "both"], default="both",
-                        help="our Conv2D and MaxPool2D, Gluon's, or both one after the other "
+    add_block_option(parser, "our Conv2D and MaxPool2D, Gluon's, or both one after the other "
                              "(default: both)")
     parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=256,
@@ -65,11 +63,10 @@ def build_parser(prog=None):
                              "(default: 256)")
     parser.add_argument("--lr", type=positive_float, default=0.9,
                         help="SGD learning rate (default: 0.9)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0,
-                        help="initial weights and every epoch's order (default: 0)")
-    parser.add_argument("--ctx", type=ctx_list_arg, default="auto",
-                        help="auto, cpu, gpu, cpu(N), gpu(N), or a comma-separated list such "
-                             "as 'cpu(0),cpu(1)' for data-parallel training (default: auto)")
+    add_seed_option(parser, "initial weights and every epoch's order")
+    add_ctx_option(parser, "auto, cpu, gpu, cpu(N), gpu(N), or a comma-separated list such as "
+                           "'cpu(0),cpu(1)' for data-parallel training (default: auto)",
+                   type=ctx_list_arg)
     parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid",
                         help="after every convolution and hidden Dense layer (default: sigmoid, "
                              "as d2l)")
@@ -79,7 +76,7 @@ def build_parser(prog=None):
                              "then Gluon's download)")
     parser.add_argument("--limit", metavar="N", type=positive_int,
                         help="only the first N training and N test images (quick runs)")
-    parser.add_argument("--kvstore", choices=KVSTORES, default="local",
+    parser.add_argument("--kvstore", choices=KVSTORE_CHOICES, default="local",
                         help="how the gradients are summed: local or device (one process), "
                              "dist_sync or dist_async (a worker of a launch-dist job; one "
                              "--block) (default: local)")
@@ -88,7 +85,7 @@ def build_parser(prog=None):
                              "DIR/custom and DIR/builtin)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last complete epoch in --checkpoint DIR")
-    parser.add_argument("--progress", choices=PROGRESS, default="auto",
+    parser.add_argument("--progress", choices=PROGRESS_CHOICES, default="auto",
                         help="a tqdm bar (bar), quarter-epoch lines (plain) or nothing; auto: "
                              "a bar on a terminal, plain lines otherwise (default: auto)")
     parser.add_argument("--json", metavar="PATH", type=output_file({"json"}),
@@ -109,7 +106,7 @@ def _checkpoint_dirs(root, blocks):
             raise ValueError(f"{root} holds the checkpoint of a one-block run; resume it with "
                              f"that --block, or choose another --checkpoint folder")
         return {block: root / block for block in blocks}
-    both = [b for b in ("custom", "builtin") if latest_checkpoint(root / b) is not None]
+    both = [b for b in BLOCKS if latest_checkpoint(root / b) is not None]
     if both:
         raise ValueError(f"{root} holds the checkpoints of a --block both run "
                          f"({', '.join(str(root / b) for b in both)}); resume it with --block "
@@ -120,31 +117,14 @@ def _checkpoint_dirs(root, blocks):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resume and args.checkpoint is None:
-        parser.error("argument --resume: needs --checkpoint DIR")
-    distributed = args.kvstore.startswith("dist")
-    if distributed and args.block == "both":
-        parser.error(f"argument --block: --kvstore {args.kvstore} trains one block per job "
-                     f"(the Trainer's keys in the store serve one run); choose custom or builtin")
-    if args.kvstore == "dist_async" and args.checkpoint is not None:
-        parser.error("argument --checkpoint: checkpoints need kvstore 'dist_sync', not "
-                     "'dist_async' (its optimizer lives on the servers, and MXNet cannot save "
-                     "it from a worker)")
-
-    import matplotlib
-    matplotlib.use("Agg")   # files only, no display
-    import cnn_base as cb
-    from cnn_base.training.distributed import SINGLE_PROCESS, Workers
-
-    try:
-        workers = Workers.create(args.kvstore) if distributed else SINGLE_PROCESS
-    except ValueError as e:                 # not inside a parameter-server job
-        fail(parser.prog, str(e))
+    _check_combination(parser, args)
+    cb = library_for_files()
+    workers = _workers(parser, args.kvstore)
     # rank 0 prints and writes; under dist_sync the others would print the same numbers,
     # under dist_async each worker's numbers are its own shard's, so all print
     speaks = workers.writes_files or not workers.sums_over_workers
     say = print if speaks else (lambda *_: None)
-    blocks = ["custom", "builtin"] if args.block == "both" else [args.block]
+    blocks = chosen_blocks(args.block)
     try:
         checkpoints = _checkpoint_dirs(args.checkpoint, blocks)
         train_data = cb.fashion_mnist_dataset(True, args.data, args.limit)
@@ -155,42 +135,73 @@ def main(argv=None):
     if not speaks:
         print(f"worker rank {workers.rank} of {workers.num_workers} ({args.kvstore}): "
               f"rank 0 prints the numbers, summed over the workers, and writes the files")
-
     runs = {}
     for block in blocks:
         say(f"== {block}: LeNet with {BLOCK_NAMES[block]}, {args.activation}, batch "
             f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
-        try:
-            runs[block] = cb.train_lenet(
-                block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
-                activation=args.activation, train_data=train_data, test_data=test_data,
-                checkpoint=checkpoints[block], resume=args.resume,
-                progress=args.progress if speaks else "none",
-                kvstore=workers if distributed else args.kvstore,
-                log=print if speaks else None)
-        except (ValueError, OSError) as e:  # CheckpointError, a batch too small for the contexts
-            fail(parser.prog, str(e))
+        runs[block] = _train(parser, args, cb, block, train_data, test_data,
+                             checkpoints[block], workers, speaks)
         say()
-    if distributed:
+    if workers.distributed:
         run = runs[blocks[0]]
         say(f"{args.kvstore}, {workers.num_workers} workers: {run.final.samples_per_sec:.0f} "
             f"samples/s in the last epoch"
             + ("" if workers.sums_over_workers else " (this worker's shard)"))
     if not workers.writes_files:
         return 0
-
     if len(runs) == 2:
-        pairs = list(zip(runs["custom"].epochs, runs["builtin"].epochs))
-        diff = {name: max(abs(getattr(c, name) - getattr(b, name)) for c, b in pairs)
-                for name in ("loss", "train_acc", "test_acc")}
-        print(f"custom vs builtin: max |loss difference| = {diff['loss']:.3g}, max |train acc "
-              f"difference| = {diff['train_acc']:.3g}, max |test acc difference| = "
-              f"{diff['test_acc']:.3g}")
-        for block, run in runs.items():
-            times = ", ".join(f"{e.seconds:.1f}" for e in run.epochs)
-            print(f"{block}: test acc {run.final.test_acc:.3f} after epoch {run.final.epoch}; "
-                  f"seconds per epoch {times}")
-
+        _compare(runs)
     write_results(parser.prog, args.plot, lambda: cb.history_figure(runs), args.json,
                   {block: run.to_dict() for block, run in runs.items()})
     return 0
+
+
+def _check_combination(parser, args):
+    """The options that are refused together, before MXNet is imported."""
+    if args.resume and args.checkpoint is None:
+        parser.error("argument --resume: needs --checkpoint DIR")
+    if args.kvstore.startswith("dist") and args.block == "both":
+        parser.error(f"argument --block: --kvstore {args.kvstore} trains one block per job "
+                     f"(the Trainer's keys in the store serve one run); choose custom or builtin")
+    if args.kvstore == "dist_async" and args.checkpoint is not None:
+        parser.error("argument --checkpoint: checkpoints need kvstore 'dist_sync', not "
+                     "'dist_async' (its optimizer lives on the servers, and MXNet cannot save "
+                     "it from a worker)")
+
+
+def _workers(parser, kvstore):
+    """This process's place in a parameter-server job (one process unless dist_*)."""
+    from cnn_base.training.distributed import SINGLE_PROCESS, Workers
+
+    try:
+        return Workers.create(kvstore) if kvstore.startswith("dist") else SINGLE_PROCESS
+    except ValueError as e:                 # not inside a parameter-server job
+        fail(parser.prog, str(e))
+
+
+def _train(parser, args, cb, block, train_data, test_data, checkpoint, workers, speaks):
+    """One block's run of :func:`cnn_base.train_lenet`; a refusal is one line on stderr."""
+    try:
+        return cb.train_lenet(
+            block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
+            activation=args.activation, train_data=train_data, test_data=test_data,
+            checkpoint=checkpoint, resume=args.resume,
+            progress=args.progress if speaks else "none",
+            kvstore=workers if workers.distributed else args.kvstore,
+            log=print if speaks else None)
+    except (ValueError, OSError) as e:      # CheckpointError, a batch too small for the contexts
+        fail(parser.prog, str(e))
+
+
+def _compare(runs):
+    """Our blocks' run against Gluon's: the largest differences, and each one's result."""
+    pairs = list(zip(runs["custom"].epochs, runs["builtin"].epochs))
+    diff = {name: max(abs(getattr(c, name) - getattr(b, name)) for c, b in pairs)
+            for name in ("loss", "train_acc", "test_acc")}
+    print(f"custom vs builtin: max |loss difference| = {diff['loss']:.3g}, max |train acc "
+          f"difference| = {diff['train_acc']:.3g}, max |test acc difference| = "
+          f"{diff['test_acc']:.3g}")
+    for block, run in runs.items():
+        times = ", ".join(f"{e.seconds:.1f}" for e in run.epochs)
+        print(f"{block}: test acc {run.final.test_acc:.3f} after epoch {run.final.epoch}; "
+              f"seconds per epoch {times}")

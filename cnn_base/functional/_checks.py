@@ -20,6 +20,21 @@ LAYOUTS = ("NCHW", "NHWC")
 MAX_SIZE_ARG = 2 ** 31 - 1
 MAX_POOL_ARG = MAX_SIZE_ARG     # its first name, from when only the pools had a kernel
 
+# The parameters that every pooling function documents alike (PyTorch shares its conv
+# notes the same way): a docstring holds "{F_AND_X}" and with_parts fills it in.
+F_AND_X_DOC = """F : module
+        ``mxnet.nd`` or ``mxnet.sym``.
+    X : NDArray or Symbol
+        Input of shape (N, c, h, w), or (N, h, w, c) with ``layout='NHWC'``."""
+
+
+def with_parts(doc, **parts):
+    """``doc`` with every ``{NAME}`` of ``parts`` filled in (docstrings hold other braces)."""
+    for name, text in parts.items():
+        doc = doc.replace("{%s}" % name, text)
+    return doc
+
+
 # MXNet's dimensions are 32-bit: an input side plus its padding must fit.
 MAX_DIM = 2 ** 32 - 1
 

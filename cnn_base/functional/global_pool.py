@@ -5,7 +5,7 @@ from mxnet import nd
 from ..ops import POOL_MODES
 from .._checks import check_choice
 from ._arrays import _plane
-from ._checks import LAYOUTS, check_pool2d_input
+from ._checks import F_AND_X_DOC, LAYOUTS, check_pool2d_input, with_parts
 
 __all__ = ["global_pool2d"]
 
@@ -15,10 +15,7 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
 
     Parameters
     ----------
-    F : module
-        ``mxnet.nd`` or ``mxnet.sym``.
-    X : NDArray or Symbol
-        Input of shape (N, c, h, w), or (N, h, w, c) with ``layout='NHWC'``.
+    {F_AND_X}
     mode : {'max', 'avg'}, default 'max'
     layout : {'NCHW', 'NHWC'}, default 'NCHW'
     by_product : bool or None, default None
@@ -75,6 +72,9 @@ def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
     first_max = F.argmax(F.BlockGrad(cells), axis=axis)
     Y = F.pick(cells, F.where(has_nan, first_nan, first_max), axis=axis, keepdims=True)
     return F.expand_dims(Y, axis=axis)
+
+
+global_pool2d.__doc__ = with_parts(global_pool2d.__doc__, F_AND_X=F_AND_X_DOC)
 
 
 def _plane_mean(F, X, layout):

@@ -15,7 +15,7 @@ from mxnet import nd
 
 from .. import native
 from ._arrays import _grid, _padded, _plane, _zero_padded
-from ._checks import _pool_args
+from ._checks import F_AND_X_DOC, _pool_args, with_parts
 from ._dispatch import native_pool_applies
 from ._kernel import _kernel_input, _native_channel_last
 
@@ -28,10 +28,7 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
 
     Parameters
     ----------
-    F : module
-        ``mxnet.nd`` or ``mxnet.sym``.
-    X : NDArray or Symbol
-        Input of shape (N, c, h, w), or (N, h, w, c) with ``layout='NHWC'``.
+    {F_AND_X}
     pool_size : int or pair of ints
         (p_h, p_w), the window.
     strides : int or pair of ints or None, default None
@@ -96,6 +93,9 @@ def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=
         return Y                      # every window holds exactly p_h * p_w counted cells
     counts = _cell_counts(F, X, k, s, p, extra, count_include_pad, grid, layout)
     return F.broadcast_mul(Y, cells / counts)
+
+
+pool2d_nchw.__doc__ = with_parts(pool2d_nchw.__doc__, F_AND_X=F_AND_X_DOC)
 
 
 def _window_taps(F, Xp, k, s, grid, layout="NCHW"):

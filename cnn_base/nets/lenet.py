@@ -7,12 +7,13 @@ have the same names and shapes, so one's weights load into the other.
 from mxnet.gluon import nn
 
 from .._checks import as_bool, check_choice
+from .._choices import ACTIVATIONS, BLOCKS
 from ..blocks import Conv2D, MaxPool2D
 
 __all__ = ["LENET_BLOCKS", "LENET_ACTIVATIONS", "lenet", "layer_shapes"]
 
-LENET_BLOCKS = ("custom", "builtin")
-LENET_ACTIVATIONS = ("sigmoid", "relu", "tanh", "softrelu", "softsign")
+LENET_BLOCKS = BLOCKS
+LENET_ACTIVATIONS = ACTIVATIONS
 
 
 def lenet(block="custom", activation="sigmoid", hybrid=False):

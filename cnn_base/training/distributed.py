@@ -87,6 +87,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._choices import DIST_KVSTORES
 from .._mxnet_private import kvstore_barrier
 
 __all__ = ["LaunchError", "NodeExit", "JobResult", "JOB_ENV", "LOCALHOST", "TIMEOUT_STATUS",
@@ -466,28 +467,16 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     lock = threading.Lock()
-    if log is None:
-        def log(message):
-            with lock:
-                err.write(f"[launcher] {message}\n")
-                err.flush()
-
+    log = log or _launcher_log(err, lock)
     job_id = uuid.uuid4().hex
     base = dict(os.environ if env is None else env)
     received = []
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in _SIGNALS_STOPPING_THE_JOB:
-            handlers[signum] = signal.signal(signum, lambda n, _frame: received.append(n))
+    handlers = _record_signals(received)
     nodes = []
     result = JobResult(returncode=0, port=port, job_id=job_id)
     try:
         pdeathsig = _pdeathsig_setter()
-        server_argv = [sys.executable, "-c", _SERVER_CODE]
-        plan = ([("scheduler", "scheduler", server_argv)]
-                + [(f"server {i}", "server", server_argv) for i in range(num_servers)]
-                + [(f"worker {i}", "worker", command) for i in range(num_workers)])
-        for name, role, argv in plan:
+        for name, role, argv in _plan(command, num_workers, num_servers):
             if received:
                 break
             nodes.append(_Node(name, role, argv,
@@ -514,6 +503,32 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
         if node.stopped:
             log(f"{node.name} (pid {node.pid}): {node.how}")
     return result
+
+
+def _launcher_log(err, lock):
+    """The launcher's own messages: ``[launcher] ...`` lines on ``err``."""
+    def log(message):
+        with lock:
+            err.write(f"[launcher] {message}\n")
+            err.flush()
+    return log
+
+
+def _record_signals(received):
+    """SIGINT, SIGTERM and SIGHUP recorded in ``received`` (main thread only); the old handlers."""
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in _SIGNALS_STOPPING_THE_JOB:
+            handlers[signum] = signal.signal(signum, lambda n, _frame: received.append(n))
+    return handlers
+
+
+def _plan(command, num_workers, num_servers):
+    """The job's processes in start order: (name, role, argv) of the scheduler, servers, workers."""
+    server_argv = [sys.executable, "-c", _SERVER_CODE]
+    return ([("scheduler", "scheduler", server_argv)]
+            + [(f"server {i}", "server", server_argv) for i in range(num_servers)]
+            + [(f"worker {i}", "worker", command) for i in range(num_workers)])
 
 
 def _watch(nodes, result, received, timeout, log):
@@ -654,7 +669,6 @@ def shard_order(order, batch_size, rank, num_workers):
 
 # --- a worker's side: rank, share, sums over the workers ------------------------------------------
 
-DIST_KVSTORES = ("dist_sync", "dist_async")
 _DMLC_NEEDED = ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER",
                 "DMLC_NUM_WORKER")
 # Workers.sum of k values uses key SUM_KEY + k; the Trainer's keys are its parameters'

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from mxnet import gluon
 
 from .._checks import as_positive_float, check_choice
+from .._choices import KVSTORE_CHOICES
 from ..nets import LENET_BLOCKS, lenet
 from .data import fashion_mnist_dataset
 from .distributed import DIST_KVSTORES, SINGLE_PROCESS, Workers
@@ -121,9 +122,6 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
                        net=net, kvstore=workers.kv.type if workers.distributed else kvstore,
                        num_workers=workers.num_workers,
                        over_all_workers=workers.sums_over_workers)
-
-
-KVSTORE_CHOICES = ("local", "device") + DIST_KVSTORES
 
 
 def _workers_for(kvstore):

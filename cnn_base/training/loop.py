@@ -28,6 +28,7 @@ import numpy as np
 from mxnet import autograd, gluon, init, nd
 
 from .._checks import as_int, check_choice
+from .._choices import PROGRESS_CHOICES
 from .._mxnet_private import trainer_kvstore
 from ..context import as_ctx
 from .checkpoints import CheckpointError, layers, resume_or_start, save_checkpoint
@@ -36,8 +37,6 @@ from .distributed import SINGLE_PROCESS, Workers, check_shardable
 
 __all__ = ["EpochResult", "as_ctx_list", "init_net", "evaluate_accuracy", "epoch_line",
            "train_ch5", "PROGRESS_CHOICES"]
-
-PROGRESS_CHOICES = ("auto", "bar", "plain", "none")
 
 
 @dataclass
