@@ -14,7 +14,7 @@ SUPPORTED := 3.10 3.11 3.12
 WANT := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0], sys.executable)' 2>/dev/null)
 WANT_MINOR := $(basename $(firstword $(WANT)))
 
-.PHONY: demo test venv notebooks benchmark lenet fuzz sanitize docs clean FORCE
+.PHONY: demo test venv notebooks benchmark lenet fuzz sanitize docs zoo clean FORCE
 .DEFAULT_GOAL := venv
 
 # Checked before anything is installed (make clean needs no Python): one line, then make stops.
@@ -61,6 +61,11 @@ benchmark: $(STAMP) $(NATIVE)
 lenet: $(STAMP) $(NATIVE)
 	$(BIN)/cnn-base train-lenet --block both --epochs 5 --batch-size 256 --lr 0.9 \
 		--json $(OUT)/lenet.json --plot $(OUT)/lenet.png
+
+# Every model zoo vision network built with cnn_base.substitute() against Gluon's
+# (tests/test_substitute.py; make test runs one network of each family).
+zoo: $(STAMP) $(NATIVE)
+	$(BIN)/python -m pytest -q -m zoo tests/test_substitute.py
 
 # The long differential fuzz of the pools and of the conv kernel (tests/fuzz_pool.py,
 # tests/fuzz_conv.py; make test runs a slice of each).

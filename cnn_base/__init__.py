@@ -10,10 +10,13 @@ The folders are the layers; each imports only from those above it in this list:
 - ``functional/``: corr2d and pool2d on NCHW/NHWC batches for NDArray and Symbol: ``conv``
   (the im2col reference, then the fast paths), ``pool``, ``global_pool``, and
   ``_dispatch``, which path and why
-- ``blocks``: Gluon Conv2D, MaxPool2D, AvgPool2D, ... built on ``functional``, peers of ``gluon.nn``'s
+- ``blocks``: Gluon Conv2D, MaxPool2D, AvgPool2D, ... built on ``functional``, peers of ``gluon.nn``'s;
+  ``substitution``: ``substitute()``, any ``gluon.nn`` model (the model zoo) built on them
 - ``exercises``: cross-correlation as a matrix, fitting a kernel of any shape;
-  ``edge_learning``: learning the edge kernel as the blog does; ``figures``: the blog's figures
-- ``nets/``: LeNet (d2l-zh v1 §5.5) with our blocks or Gluon's
+  ``edge_learning``: learning the edge kernel as the blog does; ``figures``: the blog's figures;
+  ``animations``: the window moving over them (GIFs)
+- ``nets/``: LeNet (d2l-zh v1 §5.5) and chapter 5's AlexNet, VGG-11, NiN, GoogLeNet, LeNet
+  with batch norm, ResNet-18 and DenseNet (§5.6-5.12), each with our blocks or Gluon's
 - ``training/``: Fashion-MNIST, d2l's ``train_ch5`` with checkpoints, parameter-server
   workers (``cnn_base.training.distributed``, not re-exported), a run's figures
 - ``benchmark``: our blocks timed against Gluon's; ``cli/``: the ``cnn-base`` commands
@@ -44,11 +47,12 @@ with warnings.catch_warnings():
         numpy.bool = bool
 
 # The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
-_REEXPORTED = ("ops", "functional", "blocks", "shapes", "examples", "exercises", "context",
-               "edge_learning", "training.data", "nets", "training.checkpoints", "training.loop",
+_REEXPORTED = ("ops", "functional", "blocks", "substitution", "shapes", "examples",
+               "exercises", "context", "edge_learning", "training.data", "nets", "training.checkpoints", "training.loop",
                "training.experiment", "figures", "training.figures")
 _SUBMODULES = ("native", "benchmark", "cli", "training", "ops", "functional", "blocks",
-               "shapes", "examples", "exercises", "context", "edge_learning", "nets", "figures")
+               "substitution", "shapes", "examples", "exercises", "context", "edge_learning",
+               "nets", "figures", "animations")
 # Where the modules of the flat layout went: ``cnn_base.data`` and ``from cnn_base import
 # data`` still give the module (the same object, so a test's monkeypatch reaches it).
 _MOVED = {"data": "training.data", "models": "nets.lenet",
