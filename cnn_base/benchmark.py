@@ -18,7 +18,9 @@ the same table can be measured on a loaded machine (``--busy N``).
 
 ``scripts/benchmark.py`` is the command-line wrapper.
 """
+import ast
 import contextlib
+import json
 import math
 import os
 import statistics
@@ -32,8 +34,11 @@ from mxnet.gluon import nn
 
 from . import blocks, nets
 from ._checks import as_int, check_choice
+from .substitution import substitute
 
-__all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "default_cases", "run_benchmark",
+__all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "NET_CASES", "default_cases",
+           "net_cases", "build_net", "layers_of_net", "layer_cases_of_nets", "conv_flops",
+           "matmul_gflops", "run_benchmark",
            "time_case", "time_modes", "run_mode_comparison", "format_mode_table",
            "busy_processes", "geometric_mean", "summarize", "format_table"]
 
@@ -72,10 +77,25 @@ POOL_CASES = [
 ]
 # The training step: (input shape, settings of the step).
 STEP_CASES = [((256, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
+# The training steps of the networks people build (``--nets``): d2l-zh v1 chapter 5's at
+# the book's input sides (batch 32; LeNet-BN at the book's 256) and two model zoo networks
+# at ImageNet's 224 x 224 (batch 8). ``net`` names a key of nets.CHAPTER_NETS or
+# ``zoo:<model zoo name>``.
+NET_CASES = [((32, 1, 224, 224), dict(net="alexnet", classes=10, lr=0.01)),
+             ((32, 1, 224, 224), dict(net="vgg11", classes=10, lr=0.05)),
+             ((32, 1, 224, 224), dict(net="nin", classes=10, lr=0.1)),
+             ((32, 1, 96, 96), dict(net="googlenet", classes=10, lr=0.1)),
+             ((256, 1, 28, 28), dict(net="lenet_bn", classes=10, lr=1.0)),
+             ((32, 1, 96, 96), dict(net="resnet18", classes=10, lr=0.05)),
+             ((32, 1, 96, 96), dict(net="densenet", classes=10, lr=0.1)),
+             ((8, 3, 224, 224), dict(net="zoo:resnet18_v1", classes=10, lr=0.1)),
+             ((8, 3, 224, 224), dict(net="zoo:mobilenetv2_1.0", classes=10, lr=0.1))]
 
 _PAIRS = {"conv": (blocks.Conv2D, nn.Conv2D), "maxpool": (blocks.MaxPool2D, nn.MaxPool2D),
-          "avgpool": (blocks.AvgPool2D, nn.AvgPool2D)}
-KINDS = ("conv", "maxpool", "avgpool", "lenet")
+          "avgpool": (blocks.AvgPool2D, nn.AvgPool2D),
+          "globalavgpool": (blocks.GlobalAvgPool2D, nn.GlobalAvgPool2D),
+          "globalmaxpool": (blocks.GlobalMaxPool2D, nn.GlobalMaxPool2D)}
+KINDS = ("conv", "maxpool", "avgpool", "globalavgpool", "globalmaxpool", "lenet", "net")
 
 
 def default_cases():
@@ -86,9 +106,116 @@ def default_cases():
     return cases + [("lenet", shape, kw) for shape, kw in STEP_CASES]
 
 
+def net_cases():
+    """Every ``('net', input_shape, kwargs)`` of ``--nets``: the training steps of NET_CASES."""
+    return [("net", shape, kw) for shape, kw in NET_CASES]
+
+
+def build_net(name, block, classes=10):
+    """The network ``name`` of NET_CASES with our blocks (``'custom'``) or gluon.nn's.
+
+    A chapter-5 network is built with its ``block=`` switch; a model zoo one
+    (``zoo:<name>``) from Gluon's code, inside :func:`~cnn_base.substitute` for ours.
+    """
+    check_choice("block", block, ("custom", "builtin"))
+    if name.startswith("zoo:"):
+        from mxnet.gluon.model_zoo import vision
+        if block == "builtin":
+            return vision.get_model(name[4:], classes=classes)
+        with substitute():
+            return vision.get_model(name[4:], classes=classes)
+    check_choice("net", name, tuple(nets.CHAPTER_NETS))
+    return nets.CHAPTER_NETS[name][0](block)
+
+
+def _attr(value):
+    """A node attribute of MXNet's graph JSON, e.g. '(3, 3)', '64', 'True', as Python."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _layer_case(op, attrs, input_shape):
+    """One Convolution or Pooling node of a graph as a ``(kind, input_shape, kwargs)`` case."""
+    pair = lambda key, default: tuple(_attr(attrs.get(key, default)))   # noqa: E731
+    if op == "Convolution":
+        return ("conv", input_shape, dict(
+            channels=_attr(attrs["num_filter"]), kernel_size=pair("kernel", "(1, 1)"),
+            strides=pair("stride", "(1, 1)"), padding=pair("pad", "(0, 0)"),
+            dilation=pair("dilate", "(1, 1)"), groups=_attr(attrs.get("num_group", "1")),
+            use_bias=not _attr(attrs.get("no_bias", "False"))))
+    mode = attrs.get("pool_type", "max")
+    if _attr(attrs.get("global_pool", "False")):
+        return (f"global{mode}pool", input_shape, {})
+    kwargs = dict(pool_size=pair("kernel", "(1, 1)"), strides=pair("stride", "(1, 1)"),
+                  padding=pair("pad", "(0, 0)"),
+                  ceil_mode=attrs.get("pooling_convention", "valid") == "full")
+    if mode == "avg":
+        kwargs["count_include_pad"] = _attr(attrs.get("count_include_pad", "True"))
+    return (f"{mode}pool", input_shape, kwargs)
+
+
+def layers_of_net(name, input_shape):
+    """The conv and pool layers of the built-in network ``name`` on ``input_shape``, as cases.
+
+    Read from the network's symbolic graph (its JSON, a public format): each
+    ``Convolution`` and ``Pooling`` node's attributes, and its input's shape
+    from the graph's shape inference. One case per layer, in the graph's order.
+    """
+    out = build_net(name, "builtin")(mx.sym.var("data"))
+    internals = out.get_internals()
+    _, shapes, _ = internals.infer_shape(data=tuple(input_shape))
+    shape_of = dict(zip(internals.list_outputs(), shapes))
+    nodes = json.loads(out.tojson())["nodes"]
+    cases = []
+    for node in nodes:
+        if node["op"] not in ("Convolution", "Pooling"):
+            continue
+        source, index = nodes[node["inputs"][0][0]], node["inputs"][0][1]
+        names = [source["name"]] if source["op"] == "null" else \
+            [f"{source['name']}_output", f"{source['name']}_output{index}"]
+        shape = next(shape_of[n] for n in names if n in shape_of)
+        cases.append(_layer_case(node["op"], node.get("attrs", {}), tuple(shape)))
+    return cases
+
+
+def layer_cases_of_nets(cases=None):
+    """The distinct conv and pool layers of the networks of ``cases`` (default NET_CASES)."""
+    seen = {}
+    for _, input_shape, kwargs in (net_cases() if cases is None else cases):
+        for case in layers_of_net(kwargs["net"], input_shape):
+            seen.setdefault(repr(case), case)
+    return list(seen.values())
+
+
+def conv_flops(input_shape, kwargs):
+    """Floating-point operations of a conv layer's forward and backward (dX and dW): 3 x 2 x
+    N x c_o x h' x w' x (c_i / groups) x k_h x k_w, the multiply-adds of the three products."""
+    from .shapes import output_shape
+    N, c_i = input_shape[0], input_shape[1]
+    k = kwargs["kernel_size"]
+    k = (k, k) if isinstance(k, int) else tuple(k)
+    h, w = output_shape(input_shape[2:], k, kwargs.get("strides", 1), kwargs.get("padding", 0),
+                        kwargs.get("dilation", 1))
+    return 6 * N * kwargs["channels"] * h * w * (c_i // kwargs.get("groups", 1)) * k[0] * k[1]
+
+
+def matmul_gflops(n=2048, repeats=5):
+    """This machine's float32 matrix-multiply rate through MXNet (n x n times n x n, GFLOP/s):
+    the yardstick of a conv's GFLOP/s. ``FullyConnected`` is the GEMM oneDNN gives the
+    built-ins and our matrix-multiply paths; the median of ``repeats`` products."""
+    A, B = nd.random.uniform(shape=(n, n)), nd.random.uniform(shape=(n, n))
+    nd.FullyConnected(A, B, num_hidden=n, no_bias=True).wait_to_read()
+    times = []
+    for _ in range(repeats):
+        times.append(_time(lambda: nd.FullyConnected(A, B, num_hidden=n, no_bias=True), 1))
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
 def _describe(kind, input_shape, kwargs):
     settings = " ".join(f"{k}={v}" for k, v in kwargs.items() if k != "net")
-    if kind == "lenet":
+    if kind in ("lenet", "net"):
         return f"{kwargs.get('net', 'LeNet')} training step {input_shape} {settings}"
     return f"{kind} {input_shape} {settings}"
 
@@ -138,9 +265,14 @@ def _layer_pair(kind, input_shape, kwargs, mode, ctx):
     return (lambda: step(ours, X, dY)), (lambda: step(builtin, Xb, dYb))
 
 
-def _step_pair(input_shape, kwargs, mode, ctx):
-    """A training step of d2l's LeNet built from our blocks and from gluon.nn's, same weights."""
-    ours, builtin = (nets.lenet(block, hybrid=True) for block in ("custom", "builtin"))
+def _step_pair(input_shape, kwargs, mode, ctx, kind="lenet"):
+    """A training step of a network built from our blocks and from gluon.nn's, same weights:
+    d2l's LeNet (``kind='lenet'``) or ``kwargs['net']`` of NET_CASES (``kind='net'``)."""
+    if kind == "lenet":
+        ours, builtin = (nets.lenet(block, hybrid=True) for block in ("custom", "builtin"))
+    else:
+        ours, builtin = (build_net(kwargs["net"], block, kwargs["classes"])
+                         for block in ("custom", "builtin"))
     X = nd.random.uniform(shape=input_shape, ctx=ctx)
     y = nd.random.randint(0, kwargs["classes"], shape=(input_shape[0],), ctx=ctx)
     ours.initialize(mx.init.Xavier(), ctx=ctx)
@@ -177,8 +309,8 @@ def time_case(kind, input_shape, kwargs, mode="static", repeats=20, number=3, wa
     check_choice("kind", kind, KINDS)
     check_choice("mode", mode, tuple(MODES))
     ctx = ctx or mx.cpu()
-    if kind == "lenet":
-        ours, builtin = _step_pair(input_shape, kwargs, mode, ctx)
+    if kind in ("lenet", "net"):
+        ours, builtin = _step_pair(input_shape, kwargs, mode, ctx, kind)
     else:
         ours, builtin = _layer_pair(kind, input_shape, kwargs, mode, ctx)
     for _ in range(warmup):
@@ -212,8 +344,9 @@ def time_modes(kind, input_shape, kwargs, modes=tuple(MODES), repeats=20, number
     for mode in modes:
         check_choice("mode", mode, tuple(MODES))
     ctx = ctx or mx.cpu()
-    pair = _step_pair if kind == "lenet" else (
-        lambda shape, kw, mode, ctx: _layer_pair(kind, shape, kw, mode, ctx))
+    pair = (lambda shape, kw, mode, ctx: _step_pair(shape, kw, mode, ctx, kind)) \
+        if kind in ("lenet", "net") else \
+        (lambda shape, kw, mode, ctx: _layer_pair(kind, shape, kw, mode, ctx))
     steps = {mode: pair(input_shape, kwargs, mode, ctx)[0] for mode in modes}
     for _ in range(warmup):
         for step in steps.values():
@@ -285,11 +418,14 @@ def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, modes=("
         for mode in modes:
             ours, builtin = time_case(kind, input_shape, kwargs, mode, repeats, number, warmup,
                                       ctx)
-            results.append({"kind": kind, "mode": mode,
-                            "layer": _describe(kind, tuple(input_shape), kwargs),
-                            "input_shape": list(input_shape), "settings": dict(kwargs),
-                            "ours_ms": ours * 1e3, "builtin_ms": builtin * 1e3,
-                            "ratio": ours / builtin})
+            row = {"kind": kind, "mode": mode,
+                   "layer": _describe(kind, tuple(input_shape), kwargs),
+                   "input_shape": list(input_shape), "settings": dict(kwargs),
+                   "ours_ms": ours * 1e3, "builtin_ms": builtin * 1e3, "ratio": ours / builtin}
+            if kind == "conv" and kwargs.get("layout", "NCHW") == "NCHW":
+                flops = conv_flops(input_shape, kwargs)
+                row.update(ours_gflops=flops / ours / 1e9, builtin_gflops=flops / builtin / 1e9)
+            results.append(row)
             if progress is not None:
                 progress(len(results), len(cases) * len(modes))
     return results
@@ -344,7 +480,9 @@ def geometric_mean(values):
     return math.exp(sum(map(math.log, values)) / len(values))
 
 
-_GROUPS = (("conv", ("conv",)), ("pool", ("maxpool", "avgpool")), ("lenet", ("lenet",)))
+_GROUPS = (("conv", ("conv",)),
+           ("pool", ("maxpool", "avgpool", "globalavgpool", "globalmaxpool")),
+           ("lenet", ("lenet",)), ("net", ("net",)))
 
 
 def summarize(results):
@@ -377,7 +515,9 @@ def format_table(results):
     width = max(len(r["layer"]) for r in results)
     lines = [f"{'layer':<{width}}  {'mode':<10}  {'ours ms':>8}  {'gluon ms':>8}  {'ratio':>6}"]
     lines += [f"{r['layer']:<{width}}  {r.get('mode', 'static'):<10}  {r['ours_ms']:8.3f}  "
-              f"{r['builtin_ms']:8.3f}  {r['ratio']:6.2f}" for r in results]
+              f"{r['builtin_ms']:8.3f}  {r['ratio']:6.2f}" + (
+                  f"  GFLOP/s {r['ours_gflops']:.0f} vs {r['builtin_gflops']:.0f}"
+                  if "ours_gflops" in r else "") for r in results]
     lines += [f"geometric mean ratio, {group}, {mode}: {value:.2f}"
               for mode, groups in summarize(results).items() for group, value in groups.items()]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from cnn_base import benchmark as bench
+from cnn_base.cli import benchmark as benchmark_cli
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 TINY_CASES = [("conv", (2, 3, 8, 8), dict(channels=4, kernel_size=3, padding=1)),
@@ -285,3 +286,59 @@ def test_run_benchmark_reports_progress_after_each_case():
     bench.run_benchmark(TINY_CASES[:2], repeats=1, number=1, warmup=0,
                         progress=lambda i, n: calls.append((i, n)))
     assert calls == [(1, 2), (2, 2)]
+
+
+def test_layers_of_a_network_are_read_from_its_graph_with_their_input_shapes():
+    layers = bench.layers_of_net("resnet18", (2, 1, 96, 96))
+    convs = [c for c in layers if c[0] == "conv"]
+    assert len(convs) == 1 + 8 * 2 + 3                     # stem, two per residual, 1x1s
+    assert convs[0] == ("conv", (2, 1, 96, 96), dict(
+        channels=64, kernel_size=(7, 7), strides=(2, 2), padding=(3, 3), dilation=(1, 1),
+        groups=1, use_bias=True))
+    assert layers[1] == ("maxpool", (2, 64, 48, 48), dict(
+        pool_size=(3, 3), strides=(2, 2), padding=(1, 1), ceil_mode=False))
+    assert layers[-1] == ("globalavgpool", (2, 512, 3, 3), {})
+    zoo = bench.layers_of_net("zoo:mobilenetv2_1.0", (1, 3, 224, 224))
+    assert any(c[0] == "conv" and c[2]["groups"] == c[1][1] > 1 for c in zoo)   # depthwise
+
+
+def test_distinct_layers_of_the_networks_are_each_listed_once():
+    cases = [("net", (2, 1, 96, 96), dict(net="resnet18")), ("net", (2, 1, 96, 96),
+                                                                dict(net="resnet18"))]
+    layers = bench.layer_cases_of_nets(cases)
+    assert len(layers) == len({repr(c) for c in bench.layers_of_net("resnet18", (2, 1, 96, 96))})
+
+
+def test_conv_flops_count_the_three_products_of_a_training_pass():
+    # 2 images, 3 -> 4 channels, 3x3 kernel, 5x5 output: 2 * 4 * 25 * 3 * 9 multiply-adds each
+    assert bench.conv_flops((2, 3, 5, 5), dict(channels=4, kernel_size=3, padding=1)) == \
+        6 * 2 * 4 * 25 * 3 * 9
+
+
+def test_a_network_training_step_is_timed_for_ours_and_the_builtin():
+    rows = bench.run_benchmark([("net", (4, 1, 28, 28), dict(net="lenet_bn", classes=10,
+                                                              lr=0.1))],
+                               repeats=1, number=1, warmup=0, modes=("imperative", "static"))
+    assert [r["mode"] for r in rows] == ["imperative", "static"]
+    assert all(r["ours_ms"] > 0 and r["builtin_ms"] > 0 for r in rows)
+    assert set(bench.summarize(rows)["static"]) == {"net"}
+
+
+def test_build_net_refuses_an_unknown_network():
+    with pytest.raises(ValueError, match="net must be one of"):
+        bench.build_net("lenet5000", "custom")
+
+
+def test_script_nets_times_networks_and_layers(tmp_path, monkeypatch):
+    """--nets on one small network (NET_CASES replaced): both tables and the JSON."""
+    monkeypatch.setattr(bench, "NET_CASES", [((2, 1, 28, 28), dict(net="lenet_bn", classes=10,
+                                                                   lr=0.1))])
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: 123.0)
+    out = tmp_path / "nets.json"
+    assert benchmark_cli.main(["--nets", "--repeats", "1", "--number", "1", "--warmup", "0",
+                               "--mode", "static", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["kind"] for r in report["results"]] == ["net"]
+    assert {r["kind"] for r in report["layers"]} == {"conv", "maxpool"}
+    assert all("ours_gflops" in r for r in report["layers"] if r["kind"] == "conv")
+    assert report["matmul_gflops"] == 123.0

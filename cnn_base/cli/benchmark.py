@@ -5,6 +5,7 @@
     cnn-base benchmark --pooling ops                 # pool with MXNet operators, not the C++ kernel
     cnn-base benchmark --mode static --busy 1        # one mode, one core kept busy meanwhile
     cnn-base benchmark --hybridize-gain              # also: ours in each mode against itself
+    cnn-base benchmark --nets --repeats 5            # real networks' training steps and layers
 
 Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
 the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
@@ -16,7 +17,11 @@ MXNet operators). ``--mode`` picks how both blocks run (imperative,
 three, the default); ``--busy N`` keeps N processor cores busy with
 background processes meanwhile (stopped when the benchmark ends).
 ``--hybridize-gain`` adds a second table: our blocks alone, the three modes
-timed in turns, each mode's time over the imperative one. On a terminal a progress bar counts the layers. The work is
+timed in turns, each mode's time over the imperative one. ``--nets`` times
+instead the training steps of d2l's chapter-5 networks and of two model zoo
+networks (``cnn_base.benchmark.NET_CASES``, in every ``--mode``), then each
+distinct conv and pool layer of those networks (in ``--layer-mode``, with
+each conv's GFLOP/s), after this machine's matrix-multiply rate. On a terminal a progress bar counts the layers. The work is
 done by ``cnn_base.benchmark.run_benchmark``. Bad arguments: one line on
 stderr, exit status 2.
 """
@@ -45,6 +50,12 @@ def build_parser(prog=None):
                         "hybridize(static_alloc=True, static_shape=True) (static), or all")
     parser.add_argument("--busy", type=nonnegative_int, default=0, metavar="N",
                         help="background processes keeping N cores busy meanwhile (default: 0)")
+    parser.add_argument("--nets", action="store_true",
+                        help="time the training steps of real networks (d2l chapter 5, model "
+                             "zoo resnet18_v1 and mobilenetv2_1.0) and their distinct layers")
+    parser.add_argument("--layer-mode", choices=("imperative", "hybrid", "static"),
+                        default="static", help="with --nets: the mode of the layer table "
+                        "(default: static)")
     parser.add_argument("--hybridize-gain", action="store_true",
                         help="also time our blocks in the three modes against each other "
                              "(interleaved) and print each mode's time / the imperative time")
@@ -66,14 +77,28 @@ def main(argv=None):
 
     modes = tuple(bench.MODES) if args.mode == "all" else (args.mode,)
     timing = dict(repeats=args.repeats, number=args.number, warmup=args.warmup)
-    gains = None
+    gains = layers = gemm = None
     with bench.busy_processes(args.busy):
-        with progress_bar("benchmark", "layer") as progress:
-            results = bench.run_benchmark(modes=modes, progress=progress, **timing)
+        if args.nets:
+            gemm = bench.matmul_gflops()
+            print(f"this machine's float32 matrix multiply (MXNet, 2048 x 2048): "
+                  f"{gemm:.0f} GFLOP/s")
+            with progress_bar("networks", "step") as progress:
+                results = bench.run_benchmark(bench.net_cases(), modes=modes,
+                                              progress=progress, **timing)
+            with progress_bar("layers", "layer") as progress:
+                layers = bench.run_benchmark(bench.layer_cases_of_nets(),
+                                             modes=(args.layer_mode,), progress=progress,
+                                             **timing)
+        else:
+            with progress_bar("benchmark", "layer") as progress:
+                results = bench.run_benchmark(modes=modes, progress=progress, **timing)
         if args.hybridize_gain:
             with progress_bar("hybridize gain", "layer") as progress:
                 gains = bench.run_mode_comparison(progress=progress, **timing)
     print(bench.format_table(results))
+    if layers is not None:
+        print(bench.format_table(layers))
     if gains is not None:
         print(bench.format_mode_table(gains))
     if args.json is not None:
@@ -82,5 +107,8 @@ def main(argv=None):
                   "repeats": args.repeats, "number": args.number, "warmup": args.warmup}
         if gains is not None:
             report["hybridize_gain"] = gains
+        if layers is not None:
+            report.update(layers=layers, layer_geometric_mean_ratio=bench.summarize(layers),
+                          matmul_gflops=gemm)
         write_results(parser.prog, json_path=args.json, report=report)
     return 0
