@@ -1,6 +1,7 @@
 """Gluon blocks built on the chapter's own operations: drop-in peers of nn.Conv2D and the pools.
 
-:class:`Conv2D` computes its cross-correlation with :func:`cnn_base.functional.conv2d`
+:class:`Conv2D` computes its cross-correlation with the C++ conv kernel of :mod:`cnn_base.native`
+on CPU layers it fits (LeNet's among them), else with :func:`cnn_base.functional.conv2d`
 (im2col + matrix multiply). :class:`MaxPool2D` and :class:`AvgPool2D` pool with
 the C++ kernel of :mod:`cnn_base.native` (the chapter's pool2d loop, one pass
 over the data) on floating-point CPU input when it is built, and otherwise
@@ -127,7 +128,7 @@ def _refuse_small_input(conv, input_shape):
 
 
 class Conv2D(_PathChoosing):
-    r"""2-D convolution layer computed by the chapter's cross-correlation (im2col + matmul).
+    r"""2-D convolution by the chapter's cross-correlation: a C++ kernel or im2col + matmul.
 
     The same constructor, parameters and output as ``gluon.nn.Conv2D``, in the
     NCHW or NHWC layout. If ``in_channels`` is 0, the weight's input-channel

@@ -71,3 +71,29 @@ def test_a_venv_made_by_the_same_python_is_reused(tmp_path):
     done = _make("venv", f"PYTHON={sys.executable}", f"VENV={venv}")
     assert done.returncode == 0, done.stderr
     assert "-m venv" not in done.stdout and "pip install" not in done.stdout
+
+
+def test_demo_installs_the_package_alone_and_test_adds_the_test_extra(tmp_path):
+    venv = _venv_with_stamp(tmp_path, "3.10.13 /somewhere/else/python3.10")   # made anew
+    demo = _make("demo", f"PYTHON={sys.executable}", f"VENV={venv}")
+    assert demo.returncode == 0, demo.stderr
+    assert "pip install -q -e .\n" in demo.stdout and ".[test]" not in demo.stdout
+    assert "draw-figures --out out --animate" in demo.stdout
+    test = _make("test", f"PYTHON={sys.executable}", f"VENV={venv}")
+    assert test.returncode == 0, test.stderr
+    assert "pip install -q -e .\n" in test.stdout and "pip install -q -e '.[test]'" in test.stdout
+
+
+def test_make_help_lists_every_target_and_is_what_make_alone_runs(tmp_path):
+    makefile = (ROOT / "Makefile").read_text()
+    phony = next(line for line in makefile.splitlines() if line.startswith(".PHONY:")).split()[1:]
+    targets = [t for t in phony if t != "FORCE"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    for args in (["help"], []):     # make alone needs no Python and installs nothing
+        done = subprocess.run(["make", "--no-print-directory", *args,
+                               f"PYTHON={_fake_python(tmp_path, '3.13.0')}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        listed = [line.split()[0] for line in done.stdout.splitlines()[1:]]
+        assert sorted(listed) == sorted(targets)
+        assert all(len(line.split()) > 2 for line in done.stdout.splitlines()[1:])

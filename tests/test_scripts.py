@@ -55,8 +55,9 @@ def test_reproduce_blog_prints_every_section_heading_in_the_blogs_order(blog):
 
 
 def _values(out, start, stop):
-    """The numbers printed between two headings, NDArray footers dropped."""
-    text = " ".join(line for line in lines_between(out, start, stop) if not line.startswith("<"))
+    """The numbers printed between two headings, NDArray footers and pooling settings dropped."""
+    text = " ".join(line for line in lines_between(out, start, stop)
+                    if not line.startswith(("<", "nn.MaxPool2D(")))
     return [float(v) for v in text.replace("[", " ").replace("]", " ").split()]
 
 
@@ -96,6 +97,22 @@ def test_reproduce_blog_prints_the_pooling_padding_stride_and_channel_examples(b
     assert pooled == list(range(16)) + [10, 5, 7, 13, 15, 0, 3, 8, 11, 12, 15]
     channels = _values(blog, "## 4.3", "# 5")
     assert channels == list(range(16)) + list(range(1, 17)) + [5, 7, 13, 15, 6, 8, 14, 16]
+
+
+def test_reproduce_blog_prints_each_pools_settings_before_its_output(blog):
+    settings = [line for line in lines_between(blog, "## 4.2", "# 5") if line.startswith("nn.")]
+    assert settings == [
+        "nn.MaxPool2D(3): window 3×3, no padding, stride 3 down and 3 across",
+        "nn.MaxPool2D(3, padding=1, strides=2): window 3×3, padding 1 row and 1 column on each "
+        "side, stride 2 down and 2 across",
+        "nn.MaxPool2D((2, 3), padding=(1, 2), strides=(2, 3)): window 2×3, padding 1 row and "
+        "2 columns on each side, stride 2 down and 3 across",
+        "nn.MaxPool2D(3, padding=1, strides=2) on both channels: window 3×3, padding 1 row and "
+        "1 column on each side, stride 2 down and 2 across"]
+    # each setting comes before its output: the first output (10) follows the first setting
+    lines = lines_between(blog, "## 4.2", "## 4.3")
+    first = lines.index(settings[0])
+    assert "[[[[10.]]]]" in lines[first + 1: first + 3]
 
 
 def test_reproduce_blog_prints_the_why_cnn_arithmetic(blog):
@@ -267,6 +284,24 @@ def test_draw_figures_writes_the_pngs_into_out_by_default(tmp_path):
     assert len(pngs) == 8 and "edge_kernel_on_photo.png" in pngs
     assert "learned kernel (builtin, 10 iterations on cpu(0)): [[ 0.9895    -0.9873705]]" \
         in result.stdout
+
+
+def test_draw_figures_animate_writes_the_gifs_too(tmp_path):
+    from PIL import Image
+
+    from cnn_base import animations
+
+    out = tmp_path / "figs"
+    result = run("draw_figures.py", "--block", "builtin", "--ctx", "cpu", "--out", str(out),
+                 "--animate")
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.glob("*.png"))) == 8
+    expected = animations.blog_animations()
+    assert sorted(p.stem for p in out.glob("*.gif")) == sorted(expected)
+    for name, anim in expected.items():
+        assert f"wrote {out / name}.gif" in result.stdout
+        with Image.open(out / f"{name}.gif") as gif:      # one frame per window position
+            assert gif.n_frames == len(anim.frames)
 
 
 @pytest.mark.parametrize("script, args, named", [

@@ -122,15 +122,35 @@ def section_4():
     heading("4.2", "填充与步幅", "Padding and stride")
     X = nd.arange(16).reshape((1, 1, 4, 4))
     print(X)
-    pools = [nn.MaxPool2D(3), nn.MaxPool2D(3, padding=1, strides=2),
-             nn.MaxPool2D((2, 3), padding=(1, 2), strides=(2, 3))]
-    for pool2d in pools:
-        print(pool2d(X))
+    # the blog's three settings, each printed before the output it makes
+    settings = [("nn.MaxPool2D(3)", dict(pool_size=3)),
+                ("nn.MaxPool2D(3, padding=1, strides=2)", dict(pool_size=3, padding=1, strides=2)),
+                ("nn.MaxPool2D((2, 3), padding=(1, 2), strides=(2, 3))",
+                 dict(pool_size=(2, 3), padding=(1, 2), strides=(2, 3)))]
+    pools = []
+    for code, kwargs in settings:
+        pools.append(nn.MaxPool2D(**kwargs))
+        print(f"{code}: {_pool_settings(**kwargs)}")
+        print(pools[-1](X))
 
     heading("4.3", "多通道", "Multiple channels")
     X = nd.concat(X, X + 1, dim=1)
     print(X)
+    print(f"{settings[1][0]} on both channels: {_pool_settings(**settings[1][1])}")
     print(pools[1](X))
+
+
+def _pool_settings(pool_size, padding=0, strides=None):
+    """A MaxPool2D's settings in words, e.g. 'window 3×3, padding 1 row and 1 column on each
+    side, stride 2 down and 2 across' (Gluon's ``padding`` is per side)."""
+    def pair(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    (k_h, k_w), (p_h, p_w) = pair(pool_size), pair(padding)
+    s_h, s_w = pair(pool_size if strides is None else strides)   # Gluon: strides=None is the window
+    padded = (f"padding {p_h} row{'s' * (p_h != 1)} and {p_w} column{'s' * (p_w != 1)} on each side"
+              if (p_h, p_w) != (0, 0) else "no padding")
+    return f"window {k_h}×{k_w}, {padded}, stride {s_h} down and {s_w} across"
 
 
 def section_5():
