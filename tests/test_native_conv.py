@@ -15,6 +15,7 @@ from mxnet.gluon import HybridBlock, nn
 import cnn_base as cb
 from cnn_base import native
 from cnn_base.functional import NATIVE_MAX_CHANNELS, conv2d, conv2d_native
+from cnn_base.functional._dispatch import NATIVE_ANY_INPUT_MAX_CHANNELS
 from reference import central_difference
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
@@ -204,15 +205,21 @@ def _exported_ops(block, X, prefix):
         return {node["op"] for node in json.load(f)["nodes"]}
 
 
-@pytest.mark.parametrize("c_i, groups, strides, uses_kernel", [
-    (1, 1, 1, True), (NATIVE_MAX_CHANNELS, 1, 1, True), (NATIVE_MAX_CHANNELS + 1, 1, 1, False),
-    (32, 32, 1, True), (2 * NATIVE_MAX_CHANNELS + 2, 2, 1, False),
-    (NATIVE_MAX_CHANNELS, 1, 2, True), (NATIVE_MAX_CHANNELS + 1, 1, 2, False),
-    (64 * 3, 64 * 3, 3, True)])
+@pytest.mark.parametrize("c_i, c_o, groups, strides, uses_kernel", [
+    (1, 2, 1, 1, True), (NATIVE_MAX_CHANNELS, NATIVE_MAX_CHANNELS, 1, 1, True),
+    (NATIVE_MAX_CHANNELS + 1, NATIVE_MAX_CHANNELS, 1, 1, False),
+    (NATIVE_MAX_CHANNELS, NATIVE_MAX_CHANNELS + 1, 1, 1, False),
+    # few output channels: the kernel whatever the input channels (DenseNet's 3x3 layers)
+    (NATIVE_MAX_CHANNELS + 1, 2, 1, 1, True), (512, NATIVE_ANY_INPUT_MAX_CHANNELS, 1, 1, True),
+    (512, NATIVE_ANY_INPUT_MAX_CHANNELS + 1, 1, 1, False),
+    (32, 64, 32, 1, True), (2 * NATIVE_MAX_CHANNELS + 2, 2 * NATIVE_MAX_CHANNELS, 2, 1, False),
+    (NATIVE_MAX_CHANNELS, NATIVE_MAX_CHANNELS, 1, 2, True),
+    (NATIVE_MAX_CHANNELS + 1, NATIVE_MAX_CHANNELS, 1, 2, False),
+    (64 * 3, 64 * 6, 64 * 3, 3, True)])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, groups, strides,
+def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, c_o, groups, strides,
                                                                    uses_kernel, layout, tmp_path):
-    block = cb.Conv2D(groups * 2, 3, strides=strides, padding=1, groups=groups, layout=layout)
+    block = cb.Conv2D(c_o, 3, strides=strides, padding=1, groups=groups, layout=layout)
     block.initialize(init.Normal(0.5))
     block.hybridize()
     X = nd.random.normal(shape=(2, c_i, 6, 7) if layout == "NCHW" else (2, 6, 7, c_i))

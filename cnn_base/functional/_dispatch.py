@@ -65,10 +65,20 @@ def conv_route(k, s, p, groups, in_channels, layout):
 # with any stride (16 -> 32 channels on 64 x 64: 1.0x the built-in, the GEMM
 # 2-3x; 64 -> 64 on 32 x 32 with stride 2: 1.4x against 2.7x; depthwise:
 # 1.7x against 70-90x) and lose above (256 -> 256 on 14 x 14: 1.6x against
-# 1.1x; 128 -> 128 on 16 x 16 with stride 2: 1.8x against 1.2x). Not knowing
-# the input's channels (a hybridized parent builds its graph before deferred
-# initialization), the output channels decide.
+# 1.1x; 128 -> 128 on 16 x 16 with stride 2: 1.8x against 1.2x). With few
+# output channels the kernel wins whatever the input channels: DenseNet's
+# 3x3 layers to 32 channels (growth rate 32), measured on an Intel Xeon
+# (AVX-512; static hybridize, batch 32 unless said, interleaved medians):
+# 96 -> 32 on 24 x 24 1.22x against the GEMM's 1.96x, 192 -> 32 1.18x against
+# 1.89x, 224 -> 32 on 12 x 12 1.92x against 2.17x, batch 8 512 -> 32 on
+# 14 x 14 1.77x against 2.05x; at 64 output channels the GEMM wins from 128
+# input channels (batch 8 128 -> 64 on 28 x 28: 2.12x against 1.46x, 512 -> 64
+# on 7 x 7: 2.81x against 1.39x). Not knowing the input's channels (a
+# hybridized parent builds its graph before deferred initialization), the
+# output channels decide.
 NATIVE_MAX_CHANNELS = 64
+# Up to this many output channels per group the kernel takes any input channels.
+NATIVE_ANY_INPUT_MAX_CHANNELS = 32
 
 
 def native_conv_fits(in_channels, channels, groups, kernel_size, strides, padding):
@@ -76,13 +86,14 @@ def native_conv_fits(in_channels, channels, groups, kernel_size, strides, paddin
 
     A 1x1 conv with stride 1 and no padding is the chapter's fully connected
     layer over the channels (:func:`conv2d` makes it one matrix product), and
-    anything else follows the measured limit above.
+    anything else follows the measured limits above.
     """
     k, s, p, _ = _pair_args(kernel_size, strides, padding)
     if _is_pointwise(k, s, p):
         return False
     c_i, c_o = in_channels // groups, channels // groups
-    return c_o <= NATIVE_MAX_CHANNELS and c_i <= NATIVE_MAX_CHANNELS
+    return c_o <= NATIVE_ANY_INPUT_MAX_CHANNELS or (c_o <= NATIVE_MAX_CHANNELS
+                                                    and c_i <= NATIVE_MAX_CHANNELS)
 
 
 _KERNEL_DTYPES = {"pool": (np.float16, np.float32, np.float64), "conv": (np.float32, np.float64)}
