@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from mxnet import nd
 
+from cnn_base._files import atomic_path
 from cnn_base.examples import corr2d_example, multi_in_example
 from cnn_base.figures import corr2d_strided, format_number, pad2d, products_caption
 from cnn_base.ops import corr2d_multi_in, pool2d
@@ -305,11 +306,14 @@ def render_frame(anim, k, fig=None):
 
 
 def save_animation(anim, path, dpi=80, fps=1):
-    """Write ``anim`` to ``path`` as a GIF, one frame per window position; return the path."""
+    """Write ``anim`` to ``path`` as a GIF, one frame per window position; return the path.
+
+    Written whole or not at all (``cnn_base._files.atomic_path``).
+    """
     path = pathlib.Path(path)
     fig = Figure(figsize=_figure_size(anim), layout="constrained", facecolor="white")
     writer = PillowWriter(fps=fps)
-    with writer.saving(fig, str(path), dpi):
+    with atomic_path(path) as tmp, writer.saving(fig, tmp, dpi):
         for k in range(len(anim.frames)):
             render_frame(anim, k, fig)
             writer.grab_frame(facecolor="white")

@@ -19,6 +19,7 @@ from matplotlib.patches import Rectangle
 from mxnet import nd
 
 from ._checks import as_int, as_pair, check_ndarray
+from ._files import atomic_path
 from .examples import corr2d_example, edge_image, edge_kernel, multi_in_example
 from .ops import corr2d, corr2d_multi_in, corr2d_multi_in_out_1x1, corr2d_strided, pad2d, pool2d
 
@@ -416,9 +417,14 @@ def training_figure(runs):
 
 
 def save_figure(fig, path, dpi=120):
-    """Write ``fig`` to ``path`` (format from the suffix) and return the path."""
+    """Write ``fig`` to ``path`` (format from the suffix) and return the path.
+
+    Written whole or not at all (``cnn_base._files.atomic_path``): a failure is a
+    ``WriteError`` (an ``OSError``) naming ``path`` and the reason, the previous file intact.
+    """
     path = pathlib.Path(path)
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower() or None)
     return path
 
 

@@ -9,12 +9,12 @@ Each command is a module ``cnn_base.cli.<command with underscores>`` with
 (MXNet, the mxnet-using modules of cnn_base) happen inside ``main`` after the
 arguments are parsed, so ``--help`` is fast. ``scripts/<command>.py`` in a clone
 calls the same ``main``. An unknown command is one line on stderr and exit
-status 2, like a bad flag.
+status 2, like a bad flag; Ctrl-C in any command is one line and exit status 130.
 """
 import importlib
 import sys
 
-from cnn_base.cli._args import command_prog, fail
+from cnn_base.cli._args import command_prog, fail, interruptible
 
 __all__ = ["COMMANDS", "main"]
 
@@ -58,6 +58,11 @@ def main(argv=None):
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         fail(PROG, f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
-    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
     with command_prog(f"{PROG} {name}"):
-        return module.main(rest)
+        # Ctrl-C in any command (and in its imports) is one line and status 130
+        return interruptible(_run)(name, rest)
+
+
+def _run(name, rest):
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    return module.main(rest)

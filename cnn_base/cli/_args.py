@@ -17,7 +17,9 @@ import sys
 __all__ = ["ArgumentParser", "nonnegative_int", "positive_int", "positive_float", "ctx_arg",
            "output_file", "output_dir", "fail", "command_prog", "progress_bar", "write_results",
            "PLOT_FORMATS", "add_block_option", "add_seed_option", "add_ctx_option",
-           "chosen_blocks", "library_for_files"]
+           "chosen_blocks", "library_for_files", "interruptible", "INTERRUPTED_STATUS"]
+
+INTERRUPTED_STATUS = 130    # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 # the file endings matplotlib writes, for --plot
 PLOT_FORMATS = {"png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"}
@@ -95,25 +97,49 @@ def fail(prog, message, status=2):
     sys.exit(status)
 
 
+def interruptible(main):
+    """``main`` with Ctrl-C as one line on stderr and exit status 130, never a traceback.
+
+    The line is the ``KeyboardInterrupt``'s own message when it has one (a command that
+    knows where it was says so, e.g. ``interrupted at epoch 3; --resume continues from
+    epoch 3``), else ``interrupted``. Whatever was written before is whole (every file
+    goes through ``cnn_base._files``' atomic write).
+    """
+    import functools
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            prog = _command_prog or os.path.basename(sys.argv[0] or "cnn-base")
+            one_line = " ".join((str(e) or "interrupted").split())
+            sys.stderr.write(f"{prog}: {one_line}\n")
+            sys.exit(INTERRUPTED_STATUS)
+    return run
+
+
 def write_results(prog, plot=None, make_figure=None, json_path=None, report=None):
     """Save ``make_figure()`` to ``plot`` and ``report`` as JSON to ``json_path``, each if given.
 
-    Prints ``wrote PATH`` after each file; a file that cannot be written is one
-    line on stderr and exit status 2 (:func:`fail`), never a traceback.
+    Prints ``wrote PATH`` after each file. Each is written whole or not at all
+    (``cnn_base._files``): a file that cannot be written is one line naming it and the
+    reason on stderr and exit status 2 (:func:`fail`), never a traceback, and the
+    previous file stays as it was. The JSON is standard (NaN refused).
     """
-    import json
+    from cnn_base._files import write_json
     try:
         if plot:
             from cnn_base.figures import save_figure
             save_figure(make_figure(), plot)
             print(f"wrote {plot}")
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
-                f.write("\n")
+            write_json(json_path, report)
             print(f"wrote {json_path}")
-    except OSError as e:
-        fail(prog, f"cannot write {e.filename}: {e.strerror or e}")
+    except ValueError as e:     # NaN or infinity in the report: not JSON, refused unwritten
+        fail(prog, f"cannot write {json_path}: {e}")
+    except OSError as e:        # cnn_base._files.WriteError: the path and the reason
+        fail(prog, str(e) if e.filename else f"cannot write {plot or json_path}: {e.strerror or e}")
 
 
 def nonnegative_int(text):
@@ -174,15 +200,31 @@ def output_dir(text):
     return path
 
 
+def _kernel_file_system(path):
+    """``'/proc'`` or ``'/sys'`` when ``path`` (followed through links) lies in one, else None."""
+    resolved = pathlib.Path(os.path.realpath(path))
+    for root in ("/proc", "/sys"):
+        if resolved == pathlib.Path(root) or pathlib.Path(root) in resolved.parents:
+            return root
+    return None
+
+
 def output_file(suffixes=None):
-    """A ``type=`` converter for a file to write: its folder is created, and must be writable.
+    """A ``type=`` converter for a file to write: its folder is created if missing (the
+    commands' ``--help`` says so), and must be writable.
 
     ``suffixes``: the allowed file endings (e.g. matplotlib's formats), or ``None`` for any.
+    A path under ``/proc`` or ``/sys`` (the kernel's own file systems, where a result
+    cannot be written) is refused here, before any work.
     """
     def convert(text):
         path = pathlib.Path(text)
         if not text or path.is_dir():
             raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file path")
+        kernel_fs = _kernel_file_system(path)
+        if kernel_fs:
+            raise argparse.ArgumentTypeError(f"{text!r} is under {kernel_fs}, the kernel's own "
+                                             f"file system: results cannot be written there")
         if suffixes is not None and path.suffix.lower().lstrip(".") not in suffixes:
             raise argparse.ArgumentTypeError(
                 f"{text!r} must end in one of {', '.join('.' + s for s in sorted(suffixes))}")

@@ -9,12 +9,13 @@ with the default seed both print the blog's loss lines. A run whose loss grows (
 becomes inf or nan) is called diverged. On a terminal a long run shows a
 progress bar. The training lives in
 ``cnn_base.learn_edge_kernel``; this command parses arguments, prints and writes files.
-Bad arguments: one line on stderr, exit status 2.
+Bad arguments, or a file that cannot be written: one line on stderr, exit status 2.
+Ctrl-C: one line, exit status 130.
 """
 
 from cnn_base.cli._args import (PLOT_FORMATS, ArgumentParser, add_block_option, add_ctx_option,
-                                add_seed_option, chosen_blocks, library_for_files,
-                                nonnegative_int, output_file, positive_float, progress_bar,
+                                add_seed_option, chosen_blocks, interruptible,
+                                library_for_files, nonnegative_int, output_file, positive_float, progress_bar,
                                 write_results)
 
 __all__ = ["build_parser", "main"]
@@ -34,12 +35,15 @@ def build_parser(prog=None):
                         help="learning rate (default: 0.03)")
     add_seed_option(parser, "mx.random.seed before each block's initialisation")
     parser.add_argument("--plot", metavar="PATH", type=output_file(PLOT_FORMATS),
-                        help="write one figure: input, target, learned output, kernel path, loss")
+                        help="write one figure: input, target, learned output, kernel path, loss "
+                             "(its folder is created if missing)")
     parser.add_argument("--json", metavar="PATH", type=output_file({"json"}),
-                        help="write each block's kernel, per-iteration losses and context")
+                        help="write each block's kernel, per-iteration losses and context (its "
+                             "folder is created if missing; an inf or nan is null)")
     return parser
 
 
+@interruptible
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

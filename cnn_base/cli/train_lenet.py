@@ -14,7 +14,11 @@ parameter-server job started by ``launch-dist``: every worker trains on its shar
 each batch of ``--batch-size``, and only rank 0 prints the epochs and writes the
 checkpoints, ``--json`` and ``--plot`` (one block per job). The training lives in
 ``cnn_base.train_lenet``; this command parses arguments, prints and writes files.
-Bad arguments, missing data or an unusable checkpoint: one line on stderr, exit status 2.
+Bad arguments, missing data, an unusable or damaged checkpoint, or a file that cannot be
+written (full disk, file-size limit; the previous file or checkpoint stays whole): one line
+on stderr, exit status 2. A run whose loss becomes NaN or infinite stops there with one line
+saying where and what to try, exit status 1 (``--json`` still records the complete epochs
+and ``"diverged"``). Ctrl-C: one line saying where to ``--resume``, exit status 130.
 """
 import argparse
 import pathlib
@@ -22,8 +26,10 @@ import pathlib
 from cnn_base._choices import ACTIVATIONS, BLOCKS, KVSTORE_CHOICES, PROGRESS_CHOICES
 from cnn_base.cli._args import (PLOT_FORMATS, ArgumentParser, add_block_option, add_ctx_option,
                                 add_seed_option, chosen_blocks, fail, library_for_files,
-                                output_dir, output_file, positive_float, positive_int,
-                                write_results)
+                                interruptible, output_dir, output_file, positive_float,
+                                positive_int, write_results)
+
+DIVERGED_STATUS = 1     # the run failed (not the arguments: those are 2)
 
 __all__ = ["build_parser", "main"]
 
@@ -89,9 +95,11 @@ def build_parser(prog=None):
                         help="a tqdm bar (bar), quarter-epoch lines (plain) or nothing; auto: "
                              "a bar on a terminal, plain lines otherwise (default: auto)")
     parser.add_argument("--json", metavar="PATH", type=output_file({"json"}),
-                        help="write {block: {epochs: [...], ctx, batch_size, lr, seed, ...}}")
+                        help="write {block: {epochs: [...], ctx, batch_size, lr, seed, ...}} "
+                             "(its folder is created if missing)")
     parser.add_argument("--plot", metavar="PATH", type=output_file(PLOT_FORMATS),
-                        help="write the loss and accuracy curves of the blocks that ran")
+                        help="write the loss and accuracy curves of the blocks that ran (its "
+                             "folder is created if missing)")
     return parser
 
 
@@ -114,6 +122,7 @@ def _checkpoint_dirs(root, blocks):
     return {blocks[0]: root}
 
 
+@interruptible
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -140,7 +149,7 @@ def main(argv=None):
         say(f"== {block}: LeNet with {BLOCK_NAMES[block]}, {args.activation}, batch "
             f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
         runs[block] = _train(parser, args, cb, block, train_data, test_data,
-                             checkpoints[block], workers, speaks)
+                             checkpoints[block], workers, speaks, runs)
         say()
     if workers.distributed:
         run = runs[blocks[0]]
@@ -179,8 +188,13 @@ def _workers(parser, kvstore):
         fail(parser.prog, str(e))
 
 
-def _train(parser, args, cb, block, train_data, test_data, checkpoint, workers, speaks):
-    """One block's run of :func:`cnn_base.train_lenet`; a refusal is one line on stderr."""
+def _train(parser, args, cb, block, train_data, test_data, checkpoint, workers, speaks, runs):
+    """One block's run of :func:`cnn_base.train_lenet`; a refusal is one line on stderr.
+
+    ``runs``: the blocks done before, recorded in ``--json`` if this one diverges.
+    """
+    from cnn_base.training.loop import TrainingDiverged, TrainingInterrupted
+
     try:
         return cb.train_lenet(
             block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
@@ -189,8 +203,32 @@ def _train(parser, args, cb, block, train_data, test_data, checkpoint, workers, 
             progress=args.progress if speaks else "none",
             kvstore=workers if workers.distributed else args.kvstore,
             log=print if speaks else None)
-    except (ValueError, OSError) as e:      # CheckpointError, a batch too small for the contexts
+    except TrainingDiverged as e:
+        if workers.writes_files and args.json:
+            report = {b: run.to_dict() for b, run in runs.items()}
+            report[block] = {"block": block, "diverged": str(e),
+                             "diverged_at": {"epoch": e.epoch, "batch": e.batch},
+                             "lr": args.lr, "seed": args.seed, "batch_size": args.batch_size,
+                             "epochs": [vars(h) for h in e.history]}
+            write_results(parser.prog, json_path=args.json, report=report)
+        fail(parser.prog, f"{block}: {e}", status=DIVERGED_STATUS)
+    except TrainingInterrupted as e:
+        raise KeyboardInterrupt(_where_to_resume(e, checkpoint)) from None
+    except (ValueError, OSError) as e:      # CheckpointError, WriteError, a batch too small
         fail(parser.prog, str(e))
+
+
+def _where_to_resume(interrupted, checkpoint):
+    """``interrupted at epoch N; --resume continues from epoch M`` (M: the checkpoint on disk)."""
+    from cnn_base.training.checkpoints import latest_checkpoint
+
+    where = f"interrupted at epoch {interrupted.epoch}"
+    if checkpoint is None:
+        return f"{where} (no --checkpoint, so nothing to resume)"
+    found = latest_checkpoint(checkpoint)
+    done = int(found.name.split("-")[1]) if found is not None else 0
+    return (f"{where}; `--resume` continues from epoch {done + 1}"
+            + (f" (checkpoint {found})" if found is not None else ""))
 
 
 def _compare(runs):

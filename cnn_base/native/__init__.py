@@ -265,10 +265,11 @@ def load(library=None):
             library = library_path()
             if _exists(library, _CACHE_ADVICE):
                 return _load_file(library)
-            if sys.stderr is not None and sys.stderr.isatty():
-                sys.stderr.write(f"cnn_base: compiling the C++ kernels (pooling, convolution) into "
-                                 f"{library.parent} (once)\n")
-            build(library=None)     # loads it
+            announce = _announce_build(library)
+            try:
+                build(library=None)     # loads it
+            finally:
+                announce.cancel()
         except NativeBuildError as error:
             _state["build_failed"] = True
             first = str(error).splitlines()[0]
@@ -287,6 +288,29 @@ def load(library=None):
                            f"operators (same results, slower); `{_command_name()}` shows "
                            "the compiler's messages")
         return _state["loaded"]
+
+
+BUILD_NOTICE_DELAY = 0.3     # seconds: a compiler that fails at once says only its failure
+
+
+def _announce_build(library):
+    """Say on stderr, as the first-use build starts, that it runs once and how to skip it.
+
+    Printed from a timer a moment after the compiler starts (in a notebook, a terminal or
+    a log alike), so a build that fails at once is one line (its failure), and a real
+    build (about a minute) never looks like a hang. Returns the timer (``cancel()`` it).
+    """
+    def say():
+        try:
+            sys.stderr.write(f"cnn_base: building cnn_base's C++ kernels once, about a minute "
+                             f"(into {library.parent}); CNN_BASE_NATIVE=0 skips them\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):     # no stderr, or closed
+            pass
+    timer = threading.Timer(BUILD_NOTICE_DELAY, say)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _load_file(library):

@@ -35,6 +35,14 @@ the process table for anything still carrying the job's marker variable
 (``CNN_BASE_DIST_JOB``), and every child is reaped. On Linux the children also get
 SIGTERM if the launcher dies without cleaning up (``PR_SET_PDEATHSIG``).
 
+The launcher dying without cleaning up (SIGKILL, out of memory) is covered by a watchdog:
+a tiny Python process of its own session, started first, which the launcher tells each
+process group it starts through a pipe. When the pipe closes without the launcher's
+``done`` (the launcher is gone), the watchdog sends SIGTERM to every group, SIGKILL after
+``grace`` seconds, then sweeps the process table for the job's marker, and exits. So a
+worker command that is a wrapper (``sh -c "python -m cnn_base train-lenet ..."``), whose
+``sh`` the parent-death signal reaches but whose Python child it does not, goes too.
+
 :class:`JobResult`'s ``returncode``, which the ``launch-dist`` command exits with:
 
 - 0 when every worker exited with status 0;
@@ -422,6 +430,92 @@ import mxnet
 """
 
 
+# The watchdog (see the module's docstring): reads process group ids, one a line, on stdin;
+# "done" means the launcher cleaned up itself; end of input without it means the launcher
+# died, so every group is stopped and the job's marker swept. Plain Python, no imports of
+# ours or MXNet's, so it starts in a few milliseconds.
+_WATCHDOG_CODE = """\
+import os, signal, sys, time
+job, grace = sys.argv[1], float(sys.argv[2])
+groups = []
+for line in sys.stdin:
+    line = line.strip()
+    if line == "done":
+        sys.exit(0)
+    if line.isdigit():
+        groups.append(int(line))
+def signal_all(signum):
+    for group in groups:
+        try:
+            os.killpg(group, signum)
+        except OSError:
+            pass
+signal_all(signal.SIGTERM)
+deadline = time.monotonic() + grace
+while time.monotonic() < deadline:
+    alive = []
+    for group in groups:
+        try:
+            os.killpg(group, 0)
+            alive.append(group)
+        except OSError:
+            pass
+    if not alive:
+        break
+    time.sleep(0.05)
+signal_all(signal.SIGKILL)
+needle = ("%s=%s" % (sys.argv[3], job)).encode()
+for entry in os.listdir("/proc"):
+    if entry.isdigit() and int(entry) != os.getpid():
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if needle in f.read().split(b"\\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+class _Watchdog:
+    """The job's watchdog process: told every process group; stops them if the launcher dies."""
+
+    def __init__(self, job_id, grace, env):
+        env = {k: v for k, v in env.items() if k != JOB_ENV}    # not swept as part of the job
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG_CODE, job_id,
+                                          str(grace), JOB_ENV], stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         env=env, start_new_session=True, text=True)
+        except OSError:
+            self.proc = None       # no watchdog: the parent-death signal still works
+
+    def watch(self, pgid):
+        self._send(f"{pgid}\n")
+
+    def _send(self, text):
+        if self.proc is not None:
+            try:
+                self.proc.stdin.write(text)
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
+
+    def release(self):
+        """The launcher cleaned up itself: the watchdog exits without doing anything; reaped."""
+        if self.proc is None:
+            return
+        self._send("done\n")
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
 def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3.0,
            host=LOCALHOST, env=None, out=None, err=None, log=None):
     """Run one job of MXNet's parameter server on this machine; stop all of it on any fault.
@@ -474,6 +568,7 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
     handlers = _record_signals(received)
     nodes = []
     result = JobResult(returncode=0, port=port, job_id=job_id)
+    watchdog = _Watchdog(job_id, grace, base)
     try:
         pdeathsig = _pdeathsig_setter()
         for name, role, argv in _plan(command, num_workers, num_servers):
@@ -482,6 +577,7 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
             nodes.append(_Node(name, role, argv,
                                node_env(role, port, num_workers, num_servers, host, base, job_id),
                                pdeathsig))
+            watchdog.watch(nodes[-1].proc.pid)      # each node leads its own group
         # the output threads start only now: no thread runs while the children are forked
         for node in nodes:
             node.pump(out, err, lock)
@@ -493,6 +589,7 @@ def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3
         # period is only recorded, so it cannot cut the SIGKILL and the sweep short
         _stop(nodes, grace)
         _sweep(job_id, log)
+        watchdog.release()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         for node in nodes:

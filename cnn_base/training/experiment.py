@@ -1,5 +1,6 @@
 """d2l-zh v1 §5.5's LeNet experiment: :func:`train_lenet` builds the net, the Trainer and the data, then runs
 :func:`~cnn_base.training.loop.train_ch5`."""
+import math
 from dataclasses import asdict, dataclass, field
 
 from mxnet import gluon
@@ -42,7 +43,12 @@ class TrainResult:
                 "num_train": self.num_train, "num_test": self.num_test,
                 "kvstore": self.kvstore, "num_workers": self.num_workers,
                 "over_all_workers": self.over_all_workers,
-                "epochs": [asdict(e) for e in self.epochs]}
+                "epochs": [{k: _finite(v) for k, v in asdict(e).items()} for e in self.epochs]}
+
+
+def _finite(value):
+    """A number for JSON: NaN and infinity (not JSON) become None."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ctx=None,

@@ -31,12 +31,41 @@ from .._checks import as_int, check_choice
 from .._choices import PROGRESS_CHOICES
 from .._mxnet_private import trainer_kvstore
 from ..context import as_ctx
+from .._files import WriteError
 from .checkpoints import CheckpointError, layers, resume_or_start, save_checkpoint
 from .data import epoch_order, test_loader, train_loader
 from .distributed import SINGLE_PROCESS, Workers, check_shardable
 
-__all__ = ["EpochResult", "as_ctx_list", "init_net", "evaluate_accuracy", "epoch_line",
-           "train_ch5", "PROGRESS_CHOICES"]
+__all__ = ["EpochResult", "TrainingDiverged", "TrainingInterrupted", "as_ctx_list", "init_net",
+           "evaluate_accuracy", "epoch_line", "train_ch5", "PROGRESS_CHOICES"]
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss of a batch became NaN or infinite: :func:`train_ch5` stopped there.
+
+    ``epoch`` and ``batch`` (1-based; ``batch`` is None when a distributed run found it in
+    the epoch's sum over the workers) say where, ``loss`` is the batch's loss sum, ``lr``
+    the learning rate, ``history`` the complete epochs before (their checkpoint, if any, is
+    the last one: nothing of the diverged epoch is saved).
+    """
+
+    def __init__(self, epoch, batch, loss, lr, history):
+        self.epoch, self.batch, self.loss, self.lr, self.history = epoch, batch, loss, lr, history
+        where = f"epoch {epoch}" + ("" if batch is None else f", batch {batch}")
+        super().__init__(f"the training diverged: the loss became {loss} at {where} "
+                         f"(learning rate {lr:g}); try a smaller learning rate, e.g. "
+                         f"{lr / 10:g}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train_ch5`: ``epoch`` was running, ``saved`` epochs are checkpointed.
+
+    A ``KeyboardInterrupt``, so code that does not know it stops as before.
+    """
+
+    def __init__(self, epoch, saved):
+        self.epoch, self.saved = epoch, saved
+        super().__init__(f"interrupted at epoch {epoch}")
 
 
 @dataclass
@@ -231,29 +260,59 @@ def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, 
     history = [EpochResult(**e) for e in history]
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     order, test_part = workers.share(order, batch_size), workers.part(len(test_data))
-    for epoch in range(start_epoch, num_epochs):
-        _seed_mxnet(seed, epoch)
-        batches = train_loader(train_data, workers.local_batch_size(batch_size), seed, epoch,
-                               order)
-        train_l_sum, train_acc_sum, n, start = 0.0, 0.0, 0, time.perf_counter()
-        for X, y in _progress(batches, len(batches), epoch + 1, progress, log):
-            l_sum, acc_sum = _step(net, loss, trainer, X, y, contexts, batch_size, workers)
-            train_l_sum, train_acc_sum, n = train_l_sum + l_sum, train_acc_sum + acc_sum, \
-                n + y.shape[0]
-        train_seconds = time.perf_counter() - start
-        test_correct, test_n = _count_correct(test_loader(test_data, batch_size, indices=range(
-            test_part.start, test_part.stop)), net, contexts)
-        # the global batch's numbers: summed over the workers (one process: as they are)
-        train_l_sum, train_acc_sum, n, test_correct, test_n = workers.sum(
-            [train_l_sum, train_acc_sum, n, test_correct, test_n])
-        history.append(EpochResult(epoch + 1, float(train_l_sum / n), float(train_acc_sum / n),
-                                   float(test_correct / test_n), time.perf_counter() - start,
-                                   float(n / train_seconds)))
-        log(history[-1].line())
-        if checkpoint is not None and workers.writes_files:
-            save_checkpoint(checkpoint, net, trainer, epoch + 1, [asdict(e) for e in history],
-                            config)
+    saved = start_epoch if checkpoint is not None else 0
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            _run_epoch(net, loss, trainer, train_data, test_data, batch_size, contexts, seed,
+                       epoch, order, test_part, workers, history, progress, log)
+            if checkpoint is not None and workers.writes_files:
+                _save(checkpoint, net, trainer, epoch + 1, history, config, saved)
+            saved = epoch + 1 if checkpoint is not None else 0
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(epoch + 1, saved) from None
     return history
+
+
+def _save(checkpoint, net, trainer, epoch, history, config, saved):
+    """The checkpoint of ``epoch``; a failed write names the file, the reason and what is kept."""
+    try:
+        save_checkpoint(checkpoint, net, trainer, epoch, [asdict(e) for e in history], config)
+    except WriteError as e:
+        kept = (f"the checkpoint of epoch {saved} is intact" if saved
+                else "no earlier checkpoint")
+        raise WriteError(e.path, f"{e.reason} (checkpoint of epoch {epoch} not written; "
+                                 f"{kept})", e.errno) from None
+
+
+def _run_epoch(net, loss, trainer, train_data, test_data, batch_size, contexts, seed, epoch,
+               order, test_part, workers, history, progress, log):
+    """Epoch ``epoch + 1``: train, test, append its EpochResult to ``history`` and log d2l's line."""
+    _seed_mxnet(seed, epoch)
+    batches = train_loader(train_data, workers.local_batch_size(batch_size), seed, epoch,
+                           order)
+    train_l_sum, train_acc_sum, n, start = 0.0, 0.0, 0, time.perf_counter()
+    for i, (X, y) in enumerate(_progress(batches, len(batches), epoch + 1, progress, log)):
+        l_sum, acc_sum = _step(net, loss, trainer, X, y, contexts, batch_size, workers)
+        # a worker alone must not stop (the others would wait for its sums): checked below
+        if not workers.distributed and not math.isfinite(l_sum):
+            raise TrainingDiverged(epoch + 1, i + 1, l_sum, float(trainer.learning_rate),
+                                   list(history))
+        train_l_sum, train_acc_sum, n = train_l_sum + l_sum, train_acc_sum + acc_sum, \
+            n + y.shape[0]
+    train_seconds = time.perf_counter() - start
+    test_correct, test_n = _count_correct(test_loader(test_data, batch_size, indices=range(
+        test_part.start, test_part.stop)), net, contexts)
+    # the global batch's numbers: summed over the workers (one process: as they are)
+    train_l_sum, train_acc_sum, n, test_correct, test_n = workers.sum(
+        [train_l_sum, train_acc_sum, n, test_correct, test_n])
+    if not math.isfinite(train_l_sum):      # every worker sees the same sum, so all stop
+        raise TrainingDiverged(epoch + 1, None, float(train_l_sum), float(trainer.learning_rate),
+                               list(history))
+    history.append(EpochResult(epoch + 1, float(train_l_sum / n), float(train_acc_sum / n),
+                               float(test_correct / test_n), time.perf_counter() - start,
+                               float(n / train_seconds)))
+    log(history[-1].line())
 
 
 def _step(net, loss, trainer, X, y, contexts, batch_size, workers):
