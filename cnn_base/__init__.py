@@ -19,6 +19,7 @@ The folders are the layers; each imports only from those above it in this list:
   with batch norm, ResNet-18 and DenseNet (§5.6-5.12), each with our blocks or Gluon's
 - ``training/``: Fashion-MNIST, d2l's ``train_ch5`` with checkpoints, parameter-server
   workers (``cnn_base.training.distributed``, not re-exported), a run's figures
+- ``export``: a model written so that plain MXNet loads it (``export(..., portable=True)``)
 - ``benchmark``: our blocks timed against Gluon's; ``cli/``: the ``cnn-base`` commands
 
 ``import cnn_base`` imports them all (and MXNet) and loads the C++ kernel, except in
@@ -49,7 +50,7 @@ with warnings.catch_warnings():
 # The modules whose public names (their ``__all__``) ``cnn_base`` re-exports, in layer order.
 _REEXPORTED = ("ops", "functional", "blocks", "substitution", "shapes", "examples",
                "exercises", "context", "edge_learning", "training.data", "nets", "training.checkpoints", "training.loop",
-               "training.experiment", "figures", "training.figures")
+               "training.experiment", "figures", "training.figures", "export")
 _SUBMODULES = ("native", "benchmark", "cli", "training", "ops", "functional", "blocks",
                "substitution", "shapes", "examples", "exercises", "context", "edge_learning",
                "nets", "figures", "animations")

@@ -78,3 +78,13 @@ def kvstore_barrier(kv):
     initial values have reached the servers.
     """
     kv._barrier()
+
+
+def hybridize_state(block):
+    """``(active, flags)``: whether ``block`` is hybridized, and the keywords it was given.
+
+    Why private: :func:`cnn_base.export` hybridizes a model to trace its portable graph
+    and must give it back as it was; Gluon 1.x keeps the two in ``_active`` and ``_flags``
+    (a list of ``hybridize`` keyword items) and has no public getter.
+    """
+    return bool(getattr(block, "_active", False)), dict(getattr(block, "_flags", []) or [])

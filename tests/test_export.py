@@ -1,0 +1,101 @@
+"""cnn_base.export (issue 22, item 8): a model of our blocks that plain MXNet loads.
+
+The portable graph is read in a fresh interpreter that never imports cnn_base, and its
+outputs are compared with the original's.
+"""
+import json
+import subprocess
+import sys
+import textwrap
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import cnn_base as cb
+from cnn_base import native
+
+PLAIN_MXNET = textwrap.dedent("""
+    import sys, warnings
+    import numpy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not hasattr(numpy, "bool"):
+            numpy.bool = bool
+    import mxnet as mx
+    prefix, x_file, y_file = sys.argv[1:]
+    try:
+        net = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
+                                           prefix + "-0000.params")
+        numpy.save(y_file, net(mx.nd.array(numpy.load(x_file))).asnumpy())
+    except Exception as e:
+        print(" ".join(str(e).split())[:300])
+    assert not [m for m in sys.modules if m.startswith("cnn_base")]
+""")
+
+
+def _net(hybrid):
+    net = cb.lenet("custom", "relu", hybrid=hybrid)
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def in_plain_mxnet(prefix, X, tmp_path):
+    np.save(tmp_path / "x.npy", X.asnumpy())
+    done = subprocess.run([sys.executable, "-c", PLAIN_MXNET, str(prefix), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return np.load(tmp_path / "y.npy") if (tmp_path / "y.npy").exists() else done.stdout.strip()
+
+
+@pytest.mark.parametrize("hybrid", [False, True], ids=["Sequential", "HybridSequential"])
+def test_a_portable_export_loads_in_plain_mxnet_with_the_same_outputs(hybrid, tmp_path):
+    net = _net(hybrid)
+    X = mx.nd.random.uniform(shape=(4, 1, 28, 28))
+    expected = net(X).asnumpy()
+    symbol_file, params_file = cb.export(net, tmp_path / "lenet", X[:1], portable=True)
+    assert (symbol_file.name, params_file.name) == ("lenet-symbol.json", "lenet-0000.params")
+    ops = {node["op"] for node in json.loads(symbol_file.read_text())["nodes"]}
+    assert not ops & set(cb.KERNEL_OPERATORS)
+    np.testing.assert_allclose(in_plain_mxnet(tmp_path / "lenet", X, tmp_path), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not native.loaded(), reason="the C++ kernels are not loaded")
+def test_the_default_export_names_our_operators_and_plain_mxnet_cannot_load_it(tmp_path):
+    net = _net(True)
+    X = mx.nd.random.uniform(shape=(2, 1, 28, 28))
+    symbol_file, _ = cb.export(net, tmp_path / "raw", X[:1], portable=False)
+    ops = {node["op"] for node in json.loads(symbol_file.read_text())["nodes"]}
+    assert set(cb.KERNEL_OPERATORS) <= ops       # cnn_base_conv2d and cnn_base_pool2d
+    said = in_plain_mxnet(tmp_path / "raw", X, tmp_path)
+    assert "is not registered" in said
+    np.testing.assert_allclose(cb.load_exported(tmp_path / "raw")(X).asnumpy(), net(X).asnumpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_export_gives_back_the_kernels_setting_and_the_hybridization(tmp_path):
+    net = _net(True)
+    net.hybridize(static_alloc=True)
+    X = mx.nd.random.uniform(shape=(2, 1, 28, 28))
+    before = net(X).asnumpy()
+    enabled = native.enabled()
+    cb.export(net, tmp_path / "m", X[:1])
+    assert native.enabled() == enabled
+    assert net._active and dict(net._flags)["static_alloc"] is True
+    np.testing.assert_allclose(net(X).asnumpy(), before, rtol=1e-6)
+
+
+def test_loading_a_kernel_graph_without_the_kernels_says_what_to_do(tmp_path, monkeypatch):
+    graph = {"nodes": [{"op": "null", "name": "data", "inputs": []},
+                       {"op": "cnn_base_conv2d", "name": "c", "inputs": [[0, 0, 0]]}]}
+    (tmp_path / "m-symbol.json").write_text(json.dumps(graph))
+    monkeypatch.setattr(native, "loaded", lambda: False)
+    with pytest.raises(RuntimeError, match=r"uses cnn_base's C\+\+ operators \(cnn_base_conv2d\).*"
+                                           r"cnn_base.export\(net, path, example, portable=True\)"):
+        cb.load_exported(tmp_path / "m")
+
+
+def test_an_export_into_a_missing_folder_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no folder"):
+        cb.export(_net(True), tmp_path / "no" / "m", mx.nd.zeros((1, 1, 28, 28)))
