@@ -6,6 +6,7 @@ The same as ``cnn-base draw-figures``; the code is ``cnn_base.cli.draw_figures``
 import sys
 
 from cnn_base.cli.draw_figures import main
+from cnn_base.cli._args import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main)())   # Ctrl-C: one line, exit 130

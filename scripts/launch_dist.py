@@ -8,6 +8,7 @@ The same as ``cnn-base launch-dist``; the code is ``cnn_base.cli.launch_dist``.
 import sys
 
 from cnn_base.cli.launch_dist import main
+from cnn_base.cli._args import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main)())   # Ctrl-C: one line, exit 130

@@ -6,6 +6,7 @@ The same as ``cnn-base learn-edge-kernel``; the code is ``cnn_base.cli.learn_edg
 import sys
 
 from cnn_base.cli.learn_edge_kernel import main
+from cnn_base.cli._args import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main)())   # Ctrl-C: one line, exit 130

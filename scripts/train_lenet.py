@@ -6,6 +6,7 @@ The same as ``cnn-base train-lenet``; the code is ``cnn_base.cli.train_lenet``.
 import sys
 
 from cnn_base.cli.train_lenet import main
+from cnn_base.cli._args import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main)())   # Ctrl-C: one line, exit 130

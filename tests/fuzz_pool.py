@@ -12,7 +12,7 @@ smallest subnormal) or tied integers. Each case is run through ``cb.MaxPool2D``
   and average gradients and average values to the dtype's tolerance;
 - ``reference.pool2d_batch_np`` (float64 NumPy, the rules of csrc/pool2d.cc);
 - Gluon's built-in where Gluon is right: finite inputs, and not float32
-  average pooling with ceil_mode (oneDNN's wrong divisor / refusal, see README);
+  average pooling with ceil_mode (oneDNN's wrong divisor / refusal, see docs/engineering/special_values.md);
 - PyTorch's CPU pooling when ``torch`` happens to be importable (never required):
   values, and max gradients where no window holds two NaNs (PyTorch sends the
   gradient to the last NaN).

@@ -725,7 +725,36 @@ def test_float16_pooling_memory_grows_by_rows_not_by_float32_copies_of_planes():
 
 # ---------------------------------------------------------------- Gluon's own faults, pinned
 # "Number for number" with Gluon cannot hold here: Gluon is wrong, NumPy (and PyTorch) agree
-# with us. The README lists these.
+# with us. docs/engineering/special_values.md lists these.
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gluon_max_pooling_gradient_is_wrong_in_predict_mode_in_float32_where_ours_is_right(
+        dtype, pool_backend):
+    """Under ``autograd.record(train_mode=False)`` Gluon's float32 MaxPool2D sends each
+    window's gradient to the wrong cells (its float64 and its training mode are right);
+    ours follows NumPy in every mode. Pinned against the float64 NumPy reference."""
+    X = np.random.RandomState(3).randn(2, 3, 8, 8).astype(dtype)
+    dY = np.ones((2, 3, 4, 4), dtype)
+    _, reference = pool2d_batch_np(X.astype(np.float64), dY.astype(np.float64),
+                                   3, 2, 1, "max")
+
+    def grad(block, train_mode):
+        x = nd.array(X, dtype=dtype)
+        x.attach_grad()
+        with autograd.record(train_mode=train_mode):
+            y = block(x)
+        y.backward(nd.array(dY, dtype=dtype))
+        return x.grad.asnumpy()
+
+    for train_mode in (True, False):
+        np.testing.assert_allclose(grad(cb.MaxPool2D(3, 2, 1), train_mode), reference)
+        np.testing.assert_allclose(grad(nn.MaxPool2D(3, 2, 1), True), reference)
+    gluon_predict = grad(nn.MaxPool2D(3, 2, 1), False)
+    if dtype == "float32":
+        assert np.abs(gluon_predict - reference).max() >= 1      # whole gradients misplaced
+    else:
+        np.testing.assert_allclose(gluon_predict, reference)
+
 
 def test_gluon_max_pooling_skips_nan_where_we_give_nan():
     X = nd.array([[[[np.nan, 1], [2, 3]]]])

@@ -6,7 +6,8 @@
 
 Each block's run starts from the same seed, hence from the same initial weights;
 with the default seed both print the blog's loss lines. A run whose loss grows (or
-becomes inf or nan) is called diverged. On a terminal a long run shows a
+becomes inf or nan) is called diverged: it says so with what to try, its results are
+still written (as valid JSON), and the exit status is 1. On a terminal a long run shows a
 progress bar. The training lives in
 ``cnn_base.learn_edge_kernel``; this command parses arguments, prints and writes files.
 Bad arguments, or a file that cannot be written: one line on stderr, exit status 2.
@@ -19,6 +20,8 @@ from cnn_base.cli._args import (PLOT_FORMATS, ArgumentParser, add_block_option, 
                                 write_results)
 
 __all__ = ["build_parser", "main"]
+
+DIVERGED_STATUS = 1     # the run failed (not the arguments: those are 2), as in train-lenet
 
 BLOCK_NAMES = {"custom": "cnn_base.Conv2D", "builtin": "gluon.nn.Conv2D"}
 
@@ -76,4 +79,5 @@ def main(argv=None):
 
     write_results(parser.prog, args.plot, lambda: cb.training_figure(runs.values()), args.json,
                   {block: run.to_dict() for block, run in runs.items()})
-    return 0
+    # a diverged run is a failed run, as in train-lenet: its results are written, exit 1
+    return DIVERGED_STATUS if any(run.diverged for run in runs.values()) else 0
