@@ -50,7 +50,7 @@ def test_command_help_does_not_import_mxnet(command):
 
 @pytest.mark.parametrize("argv, message", [
     ([], "a command is required"),
-    (["train"], "unknown command 'train'"),
+    (["trian"], "unknown command 'trian'"),
     (["learn-edge-kernel", "--ite", "3"], "unrecognized arguments: --ite 3"),
     (["reproduce-blog", "--se", "3"], "unrecognized arguments: --se 3"),
     (["benchmark", "--repeats", "0"], "argument --repeats: must be >= 1, got 0"),

@@ -27,6 +27,7 @@ COMMANDS = {
     "benchmark": ("benchmark", "time our Conv2D and pools against Gluon's built-ins"),
     "build-native": ("build_native", "build the C++ kernels (pooling, convolution)"),
     "train-lenet": ("train_lenet", "train d2l's LeNet on Fashion-MNIST with our blocks and Gluon's"),
+    "train": ("train", "train any of d2l chapter 5's networks (--net) with our blocks and Gluon's"),
     "launch-dist": ("launch_dist", "start a parameter-server job (scheduler, servers, workers) "
                                    "on this machine"),
 }

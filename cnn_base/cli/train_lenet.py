@@ -59,16 +59,27 @@ def input_dir(text):
     return path
 
 
-def build_parser(prog=None):
+def build_parser(prog=None, nets=False):
+    """train-lenet's options; with ``nets`` (the ``train`` command) also ``--net`` and
+    ``--resize``, and the learning rate and batch default to the book's for the net."""
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    if nets:
+        from cnn_base._choices import CHAPTER_NET_NAMES
+        parser.add_argument("--net", choices=CHAPTER_NET_NAMES, default="lenet",
+                            help="which of d2l chapter 5's networks (default: lenet)")
+        parser.add_argument("--resize", metavar="SIDE", type=positive_int,
+                            help="resize every image to SIDE x SIDE in the data pipeline "
+                                 "(default: the book's side for --net: 224 for alexnet, vgg11 "
+                                 "and nin, 96 for googlenet, resnet18 and densenet)")
     add_block_option(parser, "our Conv2D and MaxPool2D, Gluon's, or both one after the other "
                              "(default: both)")
     parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
-    parser.add_argument("--batch-size", type=positive_int, default=256,
+    parser.add_argument("--batch-size", type=positive_int, default=None if nets else 256,
                         help="global batch, cut across the workers and the contexts "
-                             "(default: 256)")
-    parser.add_argument("--lr", type=positive_float, default=0.9,
-                        help="SGD learning rate (default: 0.9)")
+                             "(default: " + ("the book's for --net" if nets else "256") + ")")
+    parser.add_argument("--lr", type=positive_float, default=None if nets else 0.9,
+                        help="SGD learning rate (default: "
+                             + ("the book's for --net" if nets else "0.9") + ")")
     add_seed_option(parser, "initial weights and every epoch's order")
     add_ctx_option(parser, "auto, cpu, gpu, cpu(N), gpu(N), or a comma-separated list such as "
                            "'cpu(0),cpu(1)' for data-parallel training (default: auto)",
@@ -124,8 +135,13 @@ def _checkpoint_dirs(root, blocks):
 
 @interruptible
 def main(argv=None):
-    parser = build_parser()
+    return run(build_parser(), argv)
+
+
+def run(parser, argv):
+    """Parse ``argv`` with ``parser`` (train-lenet's, or ``train``'s with ``--net``) and train."""
     args = parser.parse_args(argv)
+    _book_defaults(args)
     _check_combination(parser, args)
     cb = library_for_files()
     workers = _workers(parser, args.kvstore)
@@ -146,7 +162,10 @@ def main(argv=None):
               f"rank 0 prints the numbers, summed over the workers, and writes the files")
     runs = {}
     for block in blocks:
-        say(f"== {block}: LeNet with {BLOCK_NAMES[block]}, {args.activation}, batch "
+        what = f"LeNet with {BLOCK_NAMES[block]}, {args.activation}" if args.net == "lenet" \
+            else f"{args.net} on {args.resize or 28}x{args.resize or 28} images with " \
+                 f"{BLOCK_NAMES[block]}"
+        say(f"== {block}: {what}, batch "
             f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
         runs[block] = _train(parser, args, cb, block, train_data, test_data,
                              checkpoints[block], workers, speaks, runs)
@@ -163,6 +182,19 @@ def main(argv=None):
     write_results(parser.prog, args.plot, lambda: cb.history_figure(runs), args.json,
                   {block: run.to_dict() for block, run in runs.items()})
     return 0
+
+
+def _book_defaults(args):
+    """train-lenet: LeNet as stored; ``train``: the book's lr, batch and side for ``--net``."""
+    if not hasattr(args, "net"):
+        args.net, args.resize = "lenet", None
+        return
+    from cnn_base._choices import BOOK_SETTINGS
+    lr, batch_size, side = BOOK_SETTINGS[args.net]
+    args.lr = lr if args.lr is None else args.lr
+    args.batch_size = batch_size if args.batch_size is None else args.batch_size
+    if args.resize is None and side != 28:
+        args.resize = side
 
 
 def _check_combination(parser, args):
@@ -196,9 +228,10 @@ def _train(parser, args, cb, block, train_data, test_data, checkpoint, workers, 
     from cnn_base.training.loop import TrainingDiverged, TrainingInterrupted
 
     try:
-        return cb.train_lenet(
-            block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
-            activation=args.activation, train_data=train_data, test_data=test_data,
+        return cb.train_net(
+            args.net, block, args.epochs, args.batch_size, args.lr, args.seed, args.ctx,
+            activation=args.activation, resize=args.resize, train_data=train_data,
+            test_data=test_data,
             checkpoint=checkpoint, resume=args.resume,
             progress=args.progress if speaks else "none",
             kvstore=workers if workers.distributed else args.kvstore,

@@ -527,36 +527,46 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
     for (int64_t i = 0; i < g.KH; ++i)
       for (int64_t j = 0; j < g.KW; ++j)
         tap_off.push_back(ci * c.BH * c.RW + i * P.d_h * c.RW + col_off[j]);
-  // per thread: partial sums, the band's padded input planes and gradient rows
+  // Partial sums per chunk of items, not per thread: the chunks are fixed for the process
+  // (the thread ceiling, MXNET_OMP_MAX_THREADS / OMP_NUM_THREADS / the processors), and
+  // each is summed in item order, then the chunks in chunk order. What it buys: dK does
+  // not depend on how many threads the load left free (threads_for), so a run gives the
+  // same bits on a busy machine as on an idle one; per-thread sums made a batch-norm
+  // network's training differ from run to run with the machine's load.
+  // Per thread: the band's padded input planes and gradient rows.
   const int64_t sums = g.O * w.taps * L, rows = g.C * c.BH * c.RW, dy_rows = g.O * band * OWt;
-  const int n_threads = cnn_base::threads_for(items, band * OWt * g.O * w.taps);
-  std::vector<T> parts(n_threads * sums, T(0)), padded(n_threads * rows),
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), items));
+  const int n_threads = static_cast<int>(std::min<int64_t>(
+      chunks, cnn_base::threads_for(items, band * OWt * g.O * w.taps)));
+  std::vector<T> parts(chunks * sums, T(0)), padded(n_threads * rows),
       gradient(n_threads * dy_rows, T(0));
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
     const int me = omp_get_thread_num();
-    T* part = parts.data() + me * sums;
     T* Xb = padded.data() + me * rows;
     T* dYb = gradient.data() + me * dy_rows;
 #pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / bands, y0 = item % bands * band;
-      const int64_t y1 = std::min(y0 + band, g.OH);
-      for (int64_t ci = 0; ci < g.C; ++ci)
-        pad_plane(X + (n * g.C + ci) * g.H * g.W, g.H, g.W, Xb + ci * c.BH * c.RW, c,
-                  P.p_h - y0 * P.s_h, P.p_w);
-      for (int64_t o = 0; o < g.O; ++o)      // rows of OWt, zeros past OW (set once)
-        for (int64_t y = y0; y < y1; ++y)
-          std::memcpy(dYb + (o * (y1 - y0) + y - y0) * OWt, dY + ((n * g.O + o) * g.OH + y) * g.OW,
-                      g.OW * sizeof(T));
-      weight_grad_item(w, static_cast<const T*>(dYb), static_cast<const T*>(Xb), tap_off.data(),
-                       y0, y1, part);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      T* part = parts.data() + chunk * sums;
+      for (int64_t item = chunk * items / chunks; item < (chunk + 1) * items / chunks; ++item) {
+        const int64_t n = item / bands, y0 = item % bands * band;
+        const int64_t y1 = std::min(y0 + band, g.OH);
+        for (int64_t ci = 0; ci < g.C; ++ci)
+          pad_plane(X + (n * g.C + ci) * g.H * g.W, g.H, g.W, Xb + ci * c.BH * c.RW, c,
+                    P.p_h - y0 * P.s_h, P.p_w);
+        for (int64_t o = 0; o < g.O; ++o)      // rows of OWt, zeros past OW (set once)
+          for (int64_t y = y0; y < y1; ++y)
+            std::memcpy(dYb + (o * (y1 - y0) + y - y0) * OWt,
+                        dY + ((n * g.O + o) * g.OH + y) * g.OW, g.OW * sizeof(T));
+        weight_grad_item(w, static_cast<const T*>(dYb), static_cast<const T*>(Xb),
+                         tap_off.data(), y0, y1, part);
+      }
     }
   }
   for (int64_t k = 0; k < g.O * w.taps; ++k) {
     T total = 0;
-    for (int t = 0; t < n_threads; ++t)
-      for (int l = 0; l < L; ++l) total += parts[t * sums + k * L + l];
+    for (int64_t chunk = 0; chunk < chunks; ++chunk)
+      for (int l = 0; l < L; ++l) total += parts[chunk * sums + k * L + l];
     dK[k] = total;          // dK[o][c][i][j] is o * taps + tap
   }
   if (dB != nullptr) {

@@ -33,7 +33,7 @@ from mxnet import gluon, nd
 
 from .._checks import as_bool, as_int
 
-__all__ = ["FASHION_MNIST_FILES", "TEXT_LABELS", "DEBIAN_PACKAGE", "DEBIAN_DIR",
+__all__ = ["resized", "FASHION_MNIST_FILES", "TEXT_LABELS", "DEBIAN_PACKAGE", "DEBIAN_DIR",
            "DataNotFoundError", "IDXFormatError", "read_idx", "mxnet_cache_dir", "search_dirs",
            "find_fashion_mnist", "load_fashion_mnist", "get_fashion_mnist_labels", "to_tensor",
            "epoch_order", "OrderSampler", "fashion_mnist_dataset", "train_loader",
@@ -336,6 +336,21 @@ def fashion_mnist_dataset(train=True, root=None, limit=None, download=True):
         limit = as_int("limit", limit)
         images, labels = images[:limit], labels[:limit]
     return gluon.data.ArrayDataset(images[:, :, :, None], labels)
+
+
+def resized(dataset, size):
+    """``dataset`` with every image resized to ``size`` x ``size``, as d2l resizes Fashion-MNIST
+    for the larger networks of chapter 5: Gluon's ``transforms.Resize`` in a transform of
+    the dataset (``transform_first``), image by image as it is read, kept uint8 (H, W, 1).
+
+    >>> ds = gluon.data.ArrayDataset(np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2))
+    >>> resized(ds, 96)[0][0].shape
+    (96, 96, 1)
+    """
+    size = as_int("size", size)
+    resize = gluon.data.vision.transforms.Resize(size)
+    return dataset.transform_first(lambda image: resize(nd.array(image, dtype=np.uint8))
+                                   .asnumpy())
 
 
 def train_loader(dataset, batch_size, seed, epoch, order=epoch_order):

@@ -1,19 +1,19 @@
-"""d2l-zh v1 §5.5's LeNet experiment: :func:`train_lenet` builds the net, the Trainer and the data, then runs
-:func:`~cnn_base.training.loop.train_ch5`."""
+"""d2l-zh v1 chapter 5's experiments: :func:`train_net` builds a network (§5.5's LeNet or one of
+§5.6-5.12's), the Trainer and the data (resized as the book does), then runs
+:func:`~cnn_base.training.loop.train_ch5`; :func:`train_lenet` is §5.5's."""
 import math
 from dataclasses import asdict, dataclass, field
 
 from mxnet import gluon
 
 from .._checks import as_positive_float, check_choice
-from .._choices import KVSTORE_CHOICES
-from ..nets import LENET_BLOCKS, lenet
-from .data import fashion_mnist_dataset
+from .._choices import BOOK_SETTINGS, KVSTORE_CHOICES
+from ..nets import CHAPTER_NETS, LENET_BLOCKS, lenet
+from .data import fashion_mnist_dataset, resized
 from .distributed import DIST_KVSTORES, SINGLE_PROCESS, Workers
 from .loop import as_ctx_list, init_net, train_ch5
 
-__all__ = ["TrainResult", "train_lenet", "KVSTORE_CHOICES"]
-
+__all__ = ["TrainResult", "BOOK_SETTINGS", "train_net", "train_lenet", "KVSTORE_CHOICES"]
 
 @dataclass
 class TrainResult:
@@ -28,6 +28,8 @@ class TrainResult:
     epochs: list
     net: gluon.Block = field(repr=False)
     kvstore: str = "device"
+    net_name: str = "lenet"        # which of nets.CHAPTER_NETS
+    resize: int = None             # the side images were resized to (None: 28, as stored)
     num_workers: int = 1           # processes of a parameter-server job (1: none)
     over_all_workers: bool = True  # False: the numbers are this worker's shard (dist_async)
 
@@ -38,7 +40,9 @@ class TrainResult:
 
     def to_dict(self):
         """JSON-ready: ``epochs`` (one dict per epoch), ``ctx``, ``batch_size``, ``lr``, ``seed``, ..."""
-        return {"block": self.block, "ctx": [str(c) for c in self.ctx],
+        extra = {} if self.net_name == "lenet" and self.resize is None else \
+            {"net": self.net_name, "resize": self.resize}
+        return {**extra, "block": self.block, "ctx": [str(c) for c in self.ctx],
                 "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
                 "num_train": self.num_train, "num_test": self.num_test,
                 "kvstore": self.kvstore, "num_workers": self.num_workers,
@@ -51,19 +55,28 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ctx=None,
-                activation="sigmoid", root=None, limit=None, train_data=None, test_data=None,
-                checkpoint=None, resume=False, kvstore="device", progress="auto", log=print):
-    """d2l's LeNet experiment: :func:`cnn_base.lenet`, Xavier from ``seed``, SGD, :func:`train_ch5`.
+def train_net(net="lenet", block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0,
+              ctx=None, activation="sigmoid", resize=None, root=None, limit=None,
+              train_data=None, test_data=None, checkpoint=None, resume=False,
+              kvstore="device", progress="auto", log=print):
+    """d2l's chapter-5 experiment: a network of ``nets.CHAPTER_NETS``, Xavier from ``seed``,
+    SGD, :func:`train_ch5`, on Fashion-MNIST resized to ``resize`` as the book does.
 
     Parameters
     ----------
+    net : str, default 'lenet'
+        'lenet' (§5.5), 'alexnet', 'vgg11', 'nin', 'googlenet', 'lenet_bn', 'resnet18' or
+        'densenet' (§5.6-5.12); :data:`BOOK_SETTINGS` holds the book's lr, batch and side.
     block : {'custom', 'builtin'}, default 'custom'
-    num_epochs, batch_size, lr : d2l's 5, 256, 0.9
+    num_epochs, batch_size, lr : d2l's 5, 256, 0.9 (LeNet's)
+    resize : int, optional
+        Every image resized to ``resize`` x ``resize`` in the data pipeline
+        (:func:`cnn_base.training.data.resized`, Gluon's ``Resize``), e.g. 96 for ResNet-18.
     seed : int, default 0
         The initial weights (``mx.random.seed``) and every epoch's order.
     ctx : context, str or list, default None (``'auto'``)
     activation : str, default 'sigmoid'
+        LeNet's activation (the later networks use the book's ReLU).
     root : path-like, optional
         Where the IDX files are (see :func:`cnn_base.training.data.load_fashion_mnist`).
     limit : int, optional
@@ -89,6 +102,7 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
     -------
     TrainResult
     """
+    check_choice("net", net, tuple(CHAPTER_NETS))
     check_choice("block", block, LENET_BLOCKS)
     lr = as_positive_float("lr", lr)
     contexts = as_ctx_list(ctx)
@@ -103,7 +117,12 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
         train_data = fashion_mnist_dataset(True, root, limit)
     if test_data is None:
         test_data = fashion_mnist_dataset(False, root, limit)
-    net = init_net(lenet(block, activation), contexts, seed)
+    if resize is not None:
+        train_data, test_data = resized(train_data, resize), resized(test_data, resize)
+    side = 28 if resize is None else resize
+    name, net = net, (lenet(block, activation) if net == "lenet" else
+                      CHAPTER_NETS[net][0](block))
+    net = init_net(net, contexts, seed, input_shape=(1, 1, side, side))
     if workers.distributed and workers.sums_over_workers:
         # dist_sync: the servers sum the gradients (Workers.allreduce_grads, in train_ch5)
         # and each worker's own Trainer applies the same update; the optimizer state stays
@@ -121,13 +140,31 @@ def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ct
                                 kvstore=kvstore)
     history = train_ch5(net, train_data, test_data, batch_size, trainer, contexts, num_epochs,
                         seed=seed, checkpoint=checkpoint, resume=resume, progress=progress,
-                        log=log, config={"model": "lenet", "block": block,
-                                         "activation": activation}, workers=workers)
+                        log=log, config=_config(name, block, activation, resize),
+                        workers=workers)
     return TrainResult(block=block, ctx=contexts, batch_size=batch_size, lr=lr, seed=seed,
                        num_train=len(train_data), num_test=len(test_data), epochs=history,
                        net=net, kvstore=workers.kv.type if workers.distributed else kvstore,
-                       num_workers=workers.num_workers,
+                       num_workers=workers.num_workers, net_name=name, resize=resize,
                        over_all_workers=workers.sums_over_workers)
+
+
+def _config(name, block, activation, resize):
+    """What a checkpoint must match to be resumed (LeNet's keys as they always were)."""
+    config = {"model": name, "block": block, "activation": activation}
+    return config if resize is None else {**config, "resize": resize}
+
+
+def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ctx=None,
+                activation="sigmoid", root=None, limit=None, train_data=None, test_data=None,
+                checkpoint=None, resume=False, kvstore="device", progress="auto", log=print):
+    """d2l's LeNet experiment (§5.5): :func:`train_net` with ``net='lenet'``; the same
+    parameters, d2l's 5 epochs, batch 256, lr 0.9. Returns a :class:`TrainResult`."""
+    return train_net("lenet", block, num_epochs, batch_size, lr, seed, ctx, activation, None,
+                     root, limit, train_data, test_data, checkpoint, resume, kvstore,
+                     progress, log)
+
+
 
 
 def _workers_for(kvstore):
