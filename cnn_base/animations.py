@@ -27,18 +27,22 @@ the GIFs are written with matplotlib's own
 >>> anim.frames[0].caption
 '0×0+1×1+3×2+4×3=19'
 """
+from __future__ import annotations
+
 import math
 import os
 import pathlib
-from collections import namedtuple
+from typing import Dict, List, Literal, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.animation import PillowWriter
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from mxnet import nd
+from mxnet.ndarray import NDArray
 
 from cnn_base._files import atomic_path
+from cnn_base._types import PathLike, PoolMode, Size2
 from cnn_base.examples import corr2d_example, multi_in_example
 from cnn_base.figures import corr2d_strided, format_number, pad2d, products_caption
 from cnn_base.ops import corr2d_multi_in, pool2d
@@ -47,24 +51,43 @@ from cnn_base.shapes import output_shape
 __all__ = ["Frame", "Animation", "corr2d_animation", "multi_in_animation", "pool_animation",
            "blog_animations", "render_frame", "save_animation", "write_animations"]
 
-Frame = namedtuple("Frame", ["position", "origin", "windows", "value", "caption"])
-Frame.__doc__ = """One window position.
 
-``position`` is the output cell (i, j) being filled, ``origin`` the window's top-left
-cell (row, column) in the padded input, ``windows`` the numbers under the window
-(one 2-D array per input channel), ``value`` the output cell as the library computed
-it, ``caption`` its sum of products written out."""
+class Frame(NamedTuple):
+    """One window position.
 
-Animation = namedtuple("Animation", ["name", "title", "inputs", "padding", "strides", "kernels",
-                                     "mode", "window", "output", "frames"])
-Animation.__doc__ = """An operation computed by the library, ready to draw frame by frame.
+    ``position`` is the output cell (i, j) being filled, ``origin`` the window's top-left
+    cell (row, column) in the padded input, ``windows`` the numbers under the window
+    (one 2-D array per input channel), ``value`` the output cell as the library computed
+    it, ``caption`` its sum of products written out."""
 
-``inputs`` are the padded input planes (2-D NumPy arrays, one per channel),
-``padding`` the (p_h, p_w) cells added on each side, ``strides`` (s_h, s_w),
-``kernels`` one 2-D array per channel (None for pooling), ``mode`` ``'corr'``,
-``'max'`` or ``'avg'``, ``window`` (k_h, k_w), ``output`` the library's output
-(2-D NumPy array), ``frames`` one :class:`Frame` per window position, in the order
-the window slides (left to right, top to bottom)."""
+    position: Tuple[int, int]
+    origin: Tuple[int, int]
+    windows: Tuple[np.ndarray, ...]
+    value: float
+    caption: str
+
+
+class Animation(NamedTuple):
+    """An operation computed by the library, ready to draw frame by frame.
+
+    ``inputs`` are the padded input planes (2-D NumPy arrays, one per channel),
+    ``padding`` the (p_h, p_w) cells added on each side, ``strides`` (s_h, s_w),
+    ``kernels`` one 2-D array per channel (None for pooling), ``mode`` ``'corr'``,
+    ``'max'`` or ``'avg'``, ``window`` (k_h, k_w), ``output`` the library's output
+    (2-D NumPy array), ``frames`` one :class:`Frame` per window position, in the order
+    the window slides (left to right, top to bottom)."""
+
+    name: str
+    title: str
+    inputs: Sequence[np.ndarray]
+    padding: Tuple[int, int]
+    strides: Tuple[int, int]
+    kernels: Optional[Sequence[np.ndarray]]
+    mode: Literal["corr", "max", "avg"]
+    window: Tuple[int, int]
+    output: np.ndarray
+    frames: List[Frame]
+
 
 # window colour (the figures' blue), padded cells, output cells still to come
 SHADE = "#9ecae1"
@@ -103,7 +126,9 @@ def _frames(output, inputs, window, strides, caption):
     return frames
 
 
-def corr2d_animation(X=None, K=None, padding=0, strides=1, name=None, title=None):
+def corr2d_animation(X: Optional[NDArray] = None, K: Optional[NDArray] = None, padding: Size2 = 0,
+                     strides: Size2 = 1, name: Optional[str] = None,
+                     title: Optional[str] = None) -> Animation:
     """Cross-correlation of ``X`` (h, w) with ``K`` (k_h, k_w), padded and strided as in Gluon.
 
     The output is :func:`cnn_base.figures.corr2d_strided` (``corr2d`` of the padded
@@ -128,7 +153,8 @@ def corr2d_animation(X=None, K=None, padding=0, strides=1, name=None, title=None
     return Animation(name or "corr2d", title, [Xp], p, s, [Kn], "corr", Kn.shape, Y, frames)
 
 
-def multi_in_animation(X=None, K=None, name="multi_in"):
+def multi_in_animation(X: Optional[NDArray] = None, K: Optional[NDArray] = None,
+                       name: str = "multi_in") -> Animation:
     """Two (or more) input channels: each channel ⋆ its kernel, the channels' sums added.
 
     The output is :func:`cnn_base.corr2d_multi_in`; defaults are the blog's §3.1.
@@ -151,7 +177,9 @@ def multi_in_animation(X=None, K=None, name="multi_in"):
                      frames)
 
 
-def pool_animation(X=None, pool_size=3, padding=1, strides=2, mode="max", name=None):
+def pool_animation(X: Optional[NDArray] = None, pool_size: Size2 = 3, padding: Size2 = 1,
+                   strides: Size2 = 2, mode: PoolMode = "max",
+                   name: Optional[str] = None) -> Animation:
     """Max or average pooling of ``X`` (h, w) with padding and stride, as Gluon's pools do.
 
     The output is :func:`cnn_base.pool2d` (stride 1) of the padded input, every
@@ -193,7 +221,7 @@ def pool_animation(X=None, pool_size=3, padding=1, strides=2, mode="max", name=N
                      frames)
 
 
-def blog_animations():
+def blog_animations() -> Dict[str, Animation]:
     """The chapter's examples as animations, in the blog's order, keyed by file stem."""
     anims = [
         corr2d_animation(name="1_1_cross_correlation",
@@ -256,7 +284,7 @@ def _figure_size(anim):
     return (max(6.0, 0.55 * cells), max(2.6, 0.55 * height))
 
 
-def render_frame(anim, k, fig=None):
+def render_frame(anim: Animation, k: int, fig: Optional[Figure] = None) -> Figure:
     """Draw frame ``k`` of ``anim`` on ``fig`` (a new Figure when None) and return the figure.
 
     The shaded window, the output cells filled so far (the current one shaded), the
@@ -305,7 +333,8 @@ def render_frame(anim, k, fig=None):
     return fig
 
 
-def save_animation(anim, path, dpi=80, fps=1):
+def save_animation(anim: Animation, path: PathLike, dpi: int = 80,
+                   fps: float = 1) -> pathlib.Path:
     """Write ``anim`` to ``path`` as a GIF, one frame per window position; return the path.
 
     Written whole or not at all (``cnn_base._files.atomic_path``).
@@ -334,7 +363,7 @@ def _check_out_dir(out_dir):
     return out_dir
 
 
-def write_animations(out_dir, dpi=80, fps=1):
+def write_animations(out_dir: PathLike, dpi: int = 80, fps: float = 1) -> List[pathlib.Path]:
     """Write the blog's animations (:func:`blog_animations`) as GIFs into ``out_dir``.
 
     ``out_dir`` must be an existing, writable folder (FileNotFoundError,

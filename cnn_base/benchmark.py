@@ -18,6 +18,8 @@ the same table can be measured on a loaded machine (``--busy N``).
 
 ``scripts/benchmark.py`` is the command-line wrapper.
 """
+from __future__ import annotations
+
 import ast
 import contextlib
 import json
@@ -27,6 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import mxnet as mx
 from mxnet import autograd, gluon, nd
@@ -34,6 +38,7 @@ from mxnet.gluon import nn
 
 from . import blocks, nets
 from ._checks import as_int, check_choice
+from ._types import BlockChoice, ShapeLike
 from .substitution import substitute
 
 __all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "NET_CASES", "default_cases",
@@ -76,6 +81,11 @@ POOL_CASES = [
     ((8, 64, 64, 32), dict(pool_size=3, strides=2, padding=1, layout="NHWC")),
 ]
 # The training step: (input shape, settings of the step).
+# a case to time: (kind, input shape, the block's or the step's keywords)
+Case = Tuple[str, ShapeLike, Dict[str, Any]]
+# called as progress(done, total) after each case
+ProgressFn = Optional[Callable[[int, int], Any]]
+
 STEP_CASES = [((256, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
 # The training steps of the networks people build (``--nets``): d2l-zh v1 chapter 5's at
 # the book's input sides (batch 32; LeNet-BN at the book's 256) and two model zoo networks
@@ -98,7 +108,7 @@ _PAIRS = {"conv": (blocks.Conv2D, nn.Conv2D), "maxpool": (blocks.MaxPool2D, nn.M
 KINDS = ("conv", "maxpool", "avgpool", "globalavgpool", "globalmaxpool", "lenet", "net")
 
 
-def default_cases():
+def default_cases() -> List[Case]:
     """Every ``(kind, input_shape, kwargs)`` of the default table, in its order."""
     cases = [("conv", shape, kw) for shape, kw in CONV_CASES]
     for kind in ("maxpool", "avgpool"):
@@ -106,12 +116,12 @@ def default_cases():
     return cases + [("lenet", shape, kw) for shape, kw in STEP_CASES]
 
 
-def net_cases():
+def net_cases() -> List[Case]:
     """Every ``('net', input_shape, kwargs)`` of ``--nets``: the training steps of NET_CASES."""
     return [("net", shape, kw) for shape, kw in NET_CASES]
 
 
-def build_net(name, block, classes=10):
+def build_net(name: str, block: BlockChoice, classes: int = 10) -> gluon.Block:
     """The network ``name`` of NET_CASES with our blocks (``'custom'``) or gluon.nn's.
 
     A chapter-5 network is built with its ``block=`` switch; a model zoo one
@@ -156,7 +166,7 @@ def _layer_case(op, attrs, input_shape):
     return (f"{mode}pool", input_shape, kwargs)
 
 
-def layers_of_net(name, input_shape):
+def layers_of_net(name: str, input_shape: ShapeLike) -> List[Case]:
     """The conv and pool layers of the built-in network ``name`` on ``input_shape``, as cases.
 
     Read from the network's symbolic graph (its JSON, a public format): each
@@ -180,7 +190,7 @@ def layers_of_net(name, input_shape):
     return cases
 
 
-def layer_cases_of_nets(cases=None):
+def layer_cases_of_nets(cases: Optional[Iterable[Case]] = None) -> List[Case]:
     """The distinct conv and pool layers of the networks of ``cases`` (default NET_CASES)."""
     seen = {}
     for _, input_shape, kwargs in (net_cases() if cases is None else cases):
@@ -189,7 +199,7 @@ def layer_cases_of_nets(cases=None):
     return list(seen.values())
 
 
-def conv_flops(input_shape, kwargs):
+def conv_flops(input_shape: ShapeLike, kwargs: Dict[str, Any]) -> int:
     """Floating-point operations of a conv layer's forward and backward (dX and dW): 3 x 2 x
     N x c_o x h' x w' x (c_i / groups) x k_h x k_w, the multiply-adds of the three products."""
     from .shapes import output_shape
@@ -201,7 +211,7 @@ def conv_flops(input_shape, kwargs):
     return 6 * N * kwargs["channels"] * h * w * (c_i // kwargs.get("groups", 1)) * k[0] * k[1]
 
 
-def matmul_gflops(n=2048, repeats=5):
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 matrix-multiply rate through MXNet (n x n times n x n, GFLOP/s):
     the yardstick of a conv's GFLOP/s. ``FullyConnected`` is the GEMM oneDNN gives the
     built-ins and our matrix-multiply paths; the median of ``repeats`` products."""
@@ -303,8 +313,9 @@ def _time(step, number):
     return (time.perf_counter() - start) / number
 
 
-def time_case(kind, input_shape, kwargs, mode="static", repeats=20, number=3, warmup=3,
-              ctx=None):
+def time_case(kind: str, input_shape: ShapeLike, kwargs: Dict[str, Any], mode: str = "static",
+              repeats: int = 20, number: int = 3, warmup: int = 3,
+              ctx: Optional[mx.Context] = None) -> Tuple[float, float]:
     """Median seconds per pass (or training step) of ours and of the built-in, timed in turns."""
     check_choice("kind", kind, KINDS)
     check_choice("mode", mode, tuple(MODES))
@@ -331,8 +342,9 @@ def _check_timing(repeats, number, warmup, progress):
     return checked
 
 
-def time_modes(kind, input_shape, kwargs, modes=tuple(MODES), repeats=20, number=3, warmup=3,
-               ctx=None):
+def time_modes(kind: str, input_shape: ShapeLike, kwargs: Dict[str, Any],
+               modes: Sequence[str] = tuple(MODES), repeats: int = 20, number: int = 3,
+               warmup: int = 3, ctx: Optional[mx.Context] = None) -> Dict[str, float]:
     """Median seconds per pass (or training step) of our block in each of ``modes``, in turns.
 
     One copy of our block per mode (same settings), timed round-robin
@@ -358,7 +370,9 @@ def time_modes(kind, input_shape, kwargs, modes=tuple(MODES), repeats=20, number
     return {mode: statistics.median(values) for mode, values in seconds.items()}
 
 
-def run_mode_comparison(cases=None, repeats=20, number=3, warmup=3, ctx=None, progress=None):
+def run_mode_comparison(cases: Optional[Sequence[Case]] = None, repeats: int = 20,
+                        number: int = 3, warmup: int = 3, ctx: Optional[mx.Context] = None,
+                        progress: ProgressFn = None) -> List[Dict[str, Any]]:
     """Our blocks against themselves: each case in every mode, by :func:`time_modes`.
 
     Returns one dict per case: ``kind``, ``layer``, ``input_shape``,
@@ -382,7 +396,7 @@ def run_mode_comparison(cases=None, repeats=20, number=3, warmup=3, ctx=None, pr
     return results
 
 
-def format_mode_table(results):
+def format_mode_table(results: Iterable[Dict[str, Any]]) -> str:
     """:func:`run_mode_comparison`'s results as a plain-text table, one row per case."""
     width = max(len(r["layer"]) for r in results)
     lines = [f"{'layer (ours only)':<{width}}  {'imperative ms':>13}  {'hybrid ms':>9}  "
@@ -393,8 +407,10 @@ def format_mode_table(results):
     return "\n".join(lines)
 
 
-def run_benchmark(cases=None, repeats=20, number=3, warmup=3, ctx=None, modes=("static",),
-                  progress=None):
+def run_benchmark(cases: Optional[Sequence[Case]] = None, repeats: int = 20, number: int = 3,
+                  warmup: int = 3, ctx: Optional[mx.Context] = None,
+                  modes: Sequence[str] = ("static",),
+                  progress: ProgressFn = None) -> List[Dict[str, Any]]:
     """Time every case in every mode; returns one dict per (case, mode).
 
     ``cases`` is a list of ``(kind, input_shape, kwargs)`` with kind ``'conv'``,
@@ -441,7 +457,7 @@ while time.monotonic() < end and os.getppid() == parent:
 
 
 @contextlib.contextmanager
-def busy_processes(n, seconds=3600.0):
+def busy_processes(n: int, seconds: float = 3600.0) -> Iterator[List[subprocess.Popen]]:
     """Keep ``n`` processor cores busy in the background while the ``with`` body runs.
 
     Each of the ``n`` processes spins in a Python loop. They stop by themselves
@@ -468,7 +484,7 @@ def busy_processes(n, seconds=3600.0):
             process.wait()
 
 
-def geometric_mean(values):
+def geometric_mean(values: Iterable[float]) -> float:
     """exp(mean(log(values))), the average of ratios.
 
     >>> round(geometric_mean([1.0, 4.0]), 6)
@@ -485,7 +501,7 @@ _GROUPS = (("conv", ("conv",)),
            ("lenet", ("lenet",)), ("net", ("net",)))
 
 
-def summarize(results):
+def summarize(results: Iterable[Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
     """Geometric-mean ratio (ours / built-in) of conv, pooling and training-step rows, per mode.
 
     Returns ``{mode: {'conv': ..., 'pool': ..., 'lenet': ...}}`` with the
@@ -510,7 +526,7 @@ def summarize(results):
     return summary
 
 
-def format_table(results):
+def format_table(results: Iterable[Dict[str, Any]]) -> str:
     """The results as a plain-text table, one row per case and mode, then the geometric means."""
     width = max(len(r["layer"]) for r in results)
     lines = [f"{'layer':<{width}}  {'mode':<10}  {'ours ms':>8}  {'gluon ms':>8}  {'ratio':>6}"]

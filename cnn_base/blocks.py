@@ -20,15 +20,22 @@ block is built (``ValueError``/``TypeError`` naming the argument and the
 value), inputs when it is called (a message that names the problem instead
 of MXNet's shape-inference dump).
 """
+from __future__ import annotations
+
 import weakref
+from typing import Any, Optional, Union
 
 import numpy as np
 from mxnet import nd, sym
 from mxnet.gluon import HybridBlock, Parameter, nn
+from mxnet.initializer import Initializer
+from mxnet.ndarray import NDArray
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
 from ._choices import ACTIVATIONS
 from ._mxnet_private import rebuild_graph, shape_seen_by_parent
+from ._types import Activation, Array, ArrayModule, Layout, PoolMode, Size2
 from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
                          check_size_args, conv2d, conv2d_native, global_pool2d, pool2d_native,
                          pool2d_nchw)
@@ -193,9 +200,13 @@ class Conv2D(_PathChoosing):
     ((1, 6, 7, 4), (4, 3, 2, 3))
     """
 
-    def __init__(self, channels, kernel_size, strides=(1, 1), padding=(0, 0), dilation=(1, 1),
-                 groups=1, layout="NCHW", activation=None, use_bias=True,
-                 weight_initializer=None, bias_initializer="zeros", in_channels=0, **kwargs):
+    def __init__(self, channels: int, kernel_size: Size2, strides: Size2 = (1, 1),
+                 padding: Size2 = (0, 0), dilation: Size2 = (1, 1), groups: int = 1,
+                 layout: Layout = "NCHW", activation: Optional[Activation] = None,
+                 use_bias: bool = True,
+                 weight_initializer: Optional[Union[str, Initializer]] = None,
+                 bias_initializer: Union[str, Initializer] = "zeros", in_channels: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._channels = as_int("channels", channels)
         self._kernel_size = as_pair("kernel_size", kernel_size)
@@ -235,17 +246,17 @@ class Conv2D(_PathChoosing):
         return (self._channels, in_channels // self._groups) + self._kernel_size
 
     @property
-    def in_channels(self):
+    def in_channels(self) -> int:
         """c_i, or 0 while deferred initialization has not seen an input."""
         return self.weight.shape[self._layout.index("C")] * self._groups
 
-    def infer_shape(self, x, *args):
+    def infer_shape(self, x: NDArray, *args: Any) -> None:
         """Set the weight's input-channel size from the input (deferred initialization)."""
         check_conv2d_input(x, self.in_channels, self._groups, self._kernel_size,
                            self._padding, self._dilation, self._layout)
         self.weight.shape = self._weight_shape(x.shape[self._layout.index("C")])
 
-    def forward(self, x, *args):
+    def forward(self, x: Array, *args: Any) -> Array:
         # Calls with data (imperative or hybridized) are checked here, before
         # MXNet's own shape inference could fail with a C++ message. Inside a
         # hybridized parent this block only sees Symbols, and MXNet checks.
@@ -261,7 +272,8 @@ class Conv2D(_PathChoosing):
                                            self.weight.dtype))
         return super().forward(x, *args)
 
-    def hybrid_forward(self, F, x, weight, bias=None):
+    def hybrid_forward(self, F: ArrayModule, x: Array, weight: Array,
+                       bias: Optional[Array] = None) -> Array:
         if self._use_native:
             Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
                               self._padding, self._dilation, self._groups,
@@ -359,8 +371,10 @@ class Pool2D(_PathChoosing):
     <NDArray 1x2x2x2 @cpu(0)>
     """
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding=0, mode="max", layout="NCHW",
-                 ceil_mode=False, count_include_pad=True, **kwargs):
+    def __init__(self, pool_size: Size2 = (2, 2), strides: Optional[Size2] = None,
+                 padding: Size2 = 0, mode: PoolMode = "max", layout: Layout = "NCHW",
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._pool_size = as_pair("pool_size", pool_size)
         self._strides = self._pool_size if strides is None else as_pair("strides", strides)
@@ -374,13 +388,13 @@ class Pool2D(_PathChoosing):
     def _alias(self):
         return "pool"
 
-    def forward(self, x, *args):
+    def forward(self, x: Array, *args: Any) -> Array:
         if not isinstance(x, sym.Symbol):
             check_pool2d_input(x, self._pool_size, self._padding, self._layout)
         self._choose_path(pool_uses_kernel(x))
         return super().forward(x, *args)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: ArrayModule, x: Array) -> Array:
         pool = pool2d_native if self._use_native else pool2d_nchw
         return pool(F, x, self._pool_size, self._strides, self._padding, self._mode,
                     self._ceil_mode, self._count_include_pad, self._layout)
@@ -427,8 +441,9 @@ class MaxPool2D(Pool2D):
     <NDArray 1x1x2x2 @cpu(0)>
     """
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding=0, layout="NCHW",
-                 ceil_mode=False, **kwargs):
+    def __init__(self, pool_size: Size2 = (2, 2), strides: Optional[Size2] = None,
+                 padding: Size2 = 0, layout: Layout = "NCHW", ceil_mode: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(pool_size, strides, padding, "max", layout, ceil_mode, **kwargs)
 
     def __repr__(self):
@@ -469,8 +484,9 @@ class AvgPool2D(Pool2D):
     (0.25, 1.0)
     """
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding=0, ceil_mode=False,
-                 layout="NCHW", count_include_pad=True, **kwargs):
+    def __init__(self, pool_size: Size2 = (2, 2), strides: Optional[Size2] = None,
+                 padding: Size2 = 0, ceil_mode: bool = False, layout: Layout = "NCHW",
+                 count_include_pad: bool = True, **kwargs: Any) -> None:
         super().__init__(pool_size, strides, padding, "avg", layout, ceil_mode,
                          count_include_pad, **kwargs)
 
@@ -496,11 +512,11 @@ class _GlobalPool2D(Pool2D):
     graph is built.
     """
 
-    def __init__(self, mode, layout="NCHW", **kwargs):
+    def __init__(self, mode: PoolMode, layout: Layout = "NCHW", **kwargs: Any) -> None:
         super().__init__((1, 1), None, 0, mode, layout, ceil_mode=True, **kwargs)
         self._by_product = True
 
-    def forward(self, x, *args):
+    def forward(self, x: Array, *args: Any) -> Array:
         # The fast mean (a matrix product) takes no float16 on CPU: float16 input
         # gets sum and divide, and a hybridized block rebuilds its graph for it.
         by_product = not (isinstance(x, nd.NDArray) and np.dtype(x.dtype) == np.float16)
@@ -509,7 +525,7 @@ class _GlobalPool2D(Pool2D):
             rebuild_graph(self)
         return super().forward(x, *args)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: ArrayModule, x: Array) -> Array:
         return global_pool2d(F, x, self._mode, self._layout, self._by_product)
 
     def __repr__(self):
@@ -540,7 +556,7 @@ class GlobalMaxPool2D(_GlobalPool2D):
 global_pool=True, pool_type=max, layout=NHWC)
     """
 
-    def __init__(self, layout="NCHW", **kwargs):
+    def __init__(self, layout: Layout = "NCHW", **kwargs: Any) -> None:
         super().__init__("max", layout, **kwargs)
 
 
@@ -558,7 +574,7 @@ class GlobalAvgPool2D(_GlobalPool2D):
     <NDArray 1x1x1x1 @cpu(0)>
     """
 
-    def __init__(self, layout="NCHW", **kwargs):
+    def __init__(self, layout: Layout = "NCHW", **kwargs: Any) -> None:
         super().__init__("avg", layout, **kwargs)
 
 

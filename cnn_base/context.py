@@ -4,7 +4,10 @@ MXNet builds its contexts without asking whether they can be used: ``mx.gpu(0)``
 is a fine object on a CPU-only build, and the failure comes later, from deep inside
 the first operator. :func:`parse_ctx` checks up front and says what is wrong.
 """
+from __future__ import annotations
+
 import re
+from typing import Optional, Tuple, Union
 
 import mxnet as mx
 
@@ -34,7 +37,7 @@ def _check_gpu(device_id):
         raise ContextUnavailableError(f"gpu({device_id}) cannot be used: MXNet sees {seen}")
 
 
-def default_ctx():
+def default_ctx() -> mx.Context:
     """A GPU when MXNet sees one, else the CPU: what ``'auto'`` means.
 
     >>> default_ctx() == (mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu(0))
@@ -43,7 +46,7 @@ def default_ctx():
     return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu(0)
 
 
-def parse_ctx(text):
+def parse_ctx(text: str) -> mx.Context:
     """The :class:`mx.Context` named by ``text``, checked to be usable.
 
     ``text`` is ``'auto'`` (see :func:`default_ctx`), ``'cpu'``, ``'gpu'``
@@ -75,7 +78,7 @@ def parse_ctx(text):
     return mx.Context(device_type, device_id)
 
 
-def as_ctx(ctx):
+def as_ctx(ctx: Optional[Union[str, mx.Context]]) -> mx.Context:
     """``None`` -> :func:`default_ctx`; a string -> :func:`parse_ctx`; an ``mx.Context`` is checked and kept.
 
     >>> as_ctx(mx.cpu(1))

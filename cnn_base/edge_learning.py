@@ -14,8 +14,11 @@ left alone. With ``seed=0`` the built-in layer prints exactly the blog's lines::
 Gluon draws a parameter's initial value on the CPU and copies it to the layer's
 context, so the same seed gives the same start, and the same lines, on every context.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import mxnet as mx
 import numpy as np
@@ -24,6 +27,7 @@ from mxnet.gluon import nn
 
 from ._checks import as_int, as_positive_float
 from ._choices import BLOCKS
+from ._types import BlockChoice
 from .blocks import Conv2D
 from .context import as_ctx
 from .examples import edge_image, edge_kernel
@@ -33,7 +37,7 @@ __all__ = ["BLOCKS", "EdgeKernelRun", "make_conv2d", "edge_data", "learn_edge_ke
            "loss_line"]
 
 
-def make_conv2d(block, *args, **kwargs):
+def make_conv2d(block: BlockChoice, *args: Any, **kwargs: Any) -> Union[nn.Conv2D, Conv2D]:
     """A Conv2D layer: ``'custom'`` is :class:`cnn_base.Conv2D`, ``'builtin'`` is ``gluon.nn.Conv2D``.
 
     Both take Gluon's constructor arguments.
@@ -48,7 +52,8 @@ def make_conv2d(block, *args, **kwargs):
     raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
 
 
-def edge_data(ctx=None):
+def edge_data(ctx: Optional[Union[str, mx.Context]] = None
+              ) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
     """The blog's training pair on ``ctx``: ``X`` (1, 1, 6, 8) the edge image, ``Y`` (1, 1, 6, 7) its edges.
 
     ``Y = corr2d(X, [[1, -1]])``: 1 where white turns black, -1 where black turns white.
@@ -63,7 +68,7 @@ def edge_data(ctx=None):
     return X.reshape((1, 1) + X.shape), Y.reshape((1, 1) + Y.shape)
 
 
-def loss_line(i, loss):
+def loss_line(i: int, loss: float) -> str:
     """The blog's progress line for iteration ``i`` (1-based).
 
     >>> loss_line(2, 4.94871)
@@ -88,25 +93,25 @@ class EdgeKernelRun:
     X: mx.nd.NDArray = field(repr=False)
     Y: mx.nd.NDArray = field(repr=False)
     Y_hat: mx.nd.NDArray = field(repr=False)
-    losses: list = field(repr=False)
+    losses: List[float] = field(repr=False)
     kernel_path: np.ndarray = field(repr=False)
 
     @property
-    def iters(self):
+    def iters(self) -> int:
         return len(self.losses)
 
     @property
-    def kernel(self):
+    def kernel(self) -> mx.nd.NDArray:
         """The learned kernel, an NDArray (1, 2) on ``ctx``, as the blog prints it."""
         return self.net.weight.data().reshape((1, 2)).copy()
 
-    def loss_lines(self, every=2):
+    def loss_lines(self, every: int = 2) -> List[str]:
         """The blog's ``batch i, loss ...`` lines, one per ``every`` iterations."""
         every = as_int("every", every)
         return [loss_line(i, loss) for i, loss in enumerate(self.losses, start=1) if i % every == 0]
 
     @property
-    def diverged(self):
+    def diverged(self) -> bool:
         """True when the step size was too large: the loss grew, or a loss or weight became inf or nan.
 
         The loss is a quadratic in the kernel, so plain gradient descent either
@@ -118,7 +123,7 @@ class EdgeKernelRun:
             return True
         return len(self.losses) >= 2 and self.losses[-1] > self.losses[0]
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         """JSON-ready summary: kernel, every iteration's loss, kernel path, context and settings.
 
         An inf or nan (a diverged run) becomes ``None``, so the result is standard JSON.
@@ -132,7 +137,10 @@ class EdgeKernelRun:
                 "kernel_path": finite(self.kernel_path.tolist())}
 
 
-def learn_edge_kernel(block="builtin", ctx=None, iters=10, lr=0.03, seed=0, progress=None):
+def learn_edge_kernel(block: BlockChoice = "builtin",
+                      ctx: Optional[Union[str, mx.Context]] = None, iters: int = 10,
+                      lr: float = 0.03, seed: int = 0,
+                      progress: Optional[Callable[[int, int], Any]] = None) -> EdgeKernelRun:
     """Learn the kernel ``[[1, -1]]`` from the edge image with a (1, 2) Conv2D, as the blog does.
 
     Parameters

@@ -7,19 +7,23 @@
   gradient descent straight through :func:`cnn_base.corr2d` (no layer needed), to ask
   what a kernel learns when its shape or the data change.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import List
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, nd
 
 from ._checks import as_int, as_pair, as_positive_float, check_ndarray
+from ._types import Size2
 from .ops import corr2d
 
 __all__ = ["corr2d_matrix", "KernelFit", "fit_kernel"]
 
 
-def corr2d_matrix(K, input_shape):
+def corr2d_matrix(K: nd.NDArray, input_shape: Size2) -> nd.NDArray:
     """The matrix ``W`` with ``corr2d(X, K).reshape(-1) == nd.dot(W, X.reshape(-1))``.
 
     D2L §5.1, exercises.
@@ -75,11 +79,12 @@ class KernelFit:
     kernel after every update.
     """
     K: nd.NDArray
-    losses: list = field(repr=False)
+    losses: List[float] = field(repr=False)
     kernel_path: np.ndarray = field(repr=False)
 
 
-def fit_kernel(X, Y, kernel_size, iters=10, lr=0.03, seed=0, init_scale=0.07):
+def fit_kernel(X: nd.NDArray, Y: nd.NDArray, kernel_size: Size2, iters: int = 10,
+               lr: float = 0.03, seed: int = 0, init_scale: float = 0.07) -> KernelFit:
     """Learn ``K`` so that ``corr2d(X, K)`` approximates ``Y``: gradient descent on the summed squared error.
 
     D2L §5.1, exercises.

@@ -10,15 +10,24 @@ from MXNet's own operators instead (the same numbers), which plain MXNet 1.9.1 l
 with ``gluon.SymbolBlock.imports`` and no cnn_base at all. :func:`load_exported` reads
 either kind and says what to do when a graph needs the kernels and they are not there.
 """
+from __future__ import annotations
+
 import json
 import os
 import pathlib
 import shutil
 import tempfile
+from typing import TYPE_CHECKING, Iterable, Optional, Tuple, Union
+
+if TYPE_CHECKING:      # MXNet is imported where it is used (annotations only name it)
+    import mxnet as mx
+    from mxnet import gluon
+    from mxnet.ndarray import NDArray
 
 from . import native
 from ._files import WriteError, atomic_path
 from ._mxnet_private import children, hybridize_state, rebuild_graph
+from ._types import PathLike
 
 __all__ = ["export", "load_exported", "KERNEL_OPERATORS"]
 
@@ -36,7 +45,8 @@ def _hybrid_blocks(net):
     return found
 
 
-def export(net, path, example, portable=True, epoch=0):
+def export(net: gluon.Block, path: PathLike, example: NDArray, portable: bool = True,
+           epoch: int = 0) -> Tuple[pathlib.Path, pathlib.Path]:
     """Write ``net`` as ``path-symbol.json`` and ``path-NNNN.params`` (MXNet's export format).
 
     Parameters
@@ -149,7 +159,10 @@ def _write(net, path, epoch):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_exported(path, input_names=("data",), epoch=0, ctx=None):
+def load_exported(path: PathLike, input_names: Union[str, Iterable[str]] = ("data",),
+                  epoch: int = 0,
+                  ctx: Optional[Union[mx.Context, Iterable[mx.Context]]] = None
+                  ) -> gluon.SymbolBlock:
     """Read a model written by :func:`export` (or ``HybridBlock.export``) as a ``SymbolBlock``.
 
     ``path`` is the prefix given to the export. A graph naming ``cnn_base_conv2d`` or

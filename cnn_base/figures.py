@@ -9,17 +9,24 @@ The functions return :class:`matplotlib.figure.Figure` objects built without
 ``pyplot`` (no global state, no display needed); :func:`save_figure` writes one,
 :func:`write_figures` writes them all.
 """
+from __future__ import annotations
+
 import pathlib
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.cbook import get_sample_data
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.patches import Rectangle
+import mxnet as mx
 from mxnet import nd
+from mxnet.ndarray import NDArray
 
 from ._checks import as_int, as_pair, check_ndarray
 from ._files import atomic_path
+from ._types import PathLike, PoolMode, Size2
+from .edge_learning import EdgeKernelRun
 from .examples import corr2d_example, edge_image, edge_kernel, multi_in_example
 from .ops import corr2d, corr2d_multi_in, corr2d_multi_in_out_1x1, corr2d_strided, pad2d, pool2d
 
@@ -37,7 +44,7 @@ def _np(A):
     return A.asnumpy() if isinstance(A, nd.NDArray) else np.asarray(A)
 
 
-def format_number(v, digits=4):
+def format_number(v: float, digits: int = 4) -> str:
     """A whole number without decimals, anything else with up to ``digits`` significant digits.
 
     >>> format_number(19.0), format_number(-0.98737), format_number(0.5)
@@ -49,7 +56,7 @@ def format_number(v, digits=4):
     return f"{v:.{digits}g}"
 
 
-def products_caption(window, kernel):
+def products_caption(window: Iterable[float], kernel: Iterable[float]) -> str:
     """``"a×b+c×d+..."``: the window's elements times the kernel's, in row-major order.
 
     >>> X, K = corr2d_example()
@@ -121,7 +128,7 @@ def _row_figure(width, height, title):
     return fig, _Row(ax)
 
 
-def corr2d_figure(X=None, K=None):
+def corr2d_figure(X: Optional[NDArray] = None, K: Optional[NDArray] = None) -> Figure:
     """Blog figure 1.1: ``X`` ⋆ ``K`` = ``corr2d(X, K)``, the first window shaded, its sum written out.
 
     >>> fig = corr2d_figure()
@@ -148,7 +155,8 @@ def _first_window_figure(X, K, Y, size, title, input_title, faces=None):
     return fig
 
 
-def padding_figure(X=None, K=None, padding=1):
+def padding_figure(X: Optional[NDArray] = None, K: Optional[NDArray] = None,
+                   padding: Size2 = 1) -> Figure:
     """Blog figure 2.1: ``X`` padded with zeros (3×3 -> 5×5) gives a larger (4×4) output.
 
     >>> fig = padding_figure()
@@ -167,7 +175,9 @@ def padding_figure(X=None, K=None, padding=1):
     return _first_window_figure(Xp, K, Y, (8, 3.6), title, "Input (zero-padded)", faces=pad_cells)
 
 
-def stride_figure(X=None, K=None, padding=1, strides=(3, 2), highlight=((0, 1), (1, 0))):
+def stride_figure(X: Optional[NDArray] = None, K: Optional[NDArray] = None, padding: Size2 = 1,
+                  strides: Size2 = (3, 2),
+                  highlight: Sequence[Tuple[int, int]] = ((0, 1), (1, 0))) -> Figure:
     """Blog figure 2.2: stride 3 down and 2 across; the windows of the ``highlight`` outputs shaded.
 
     >>> fig = stride_figure()
@@ -201,7 +211,8 @@ def stride_figure(X=None, K=None, padding=1, strides=(3, 2), highlight=((0, 1), 
     return fig
 
 
-def pooling_figure(X=None, pool_size=(2, 2), mode="max"):
+def pooling_figure(X: Optional[NDArray] = None, pool_size: Size2 = (2, 2),
+                   mode: PoolMode = "max") -> Figure:
     """Blog figure 4.1: 2×2 max pooling, the first window shaded.
 
     >>> pooling_figure().axes[0].texts[-1].get_text()
@@ -221,7 +232,8 @@ def pooling_figure(X=None, pool_size=(2, 2), mode="max"):
     return fig
 
 
-def multi_in_figure(X=None, K=None):
+def multi_in_figure(X: Optional[NDArray] = None,
+                    K: Optional[NDArray] = None) -> Figure:
     """Blog figure 3.1: each input channel ⋆ its kernel, the channels' outputs added.
 
     Channels are drawn top to bottom from the last to the first, the order in which
@@ -254,7 +266,8 @@ def multi_in_figure(X=None, K=None):
     return fig
 
 
-def conv1x1_figure(X=None, K=None):
+def conv1x1_figure(X: Optional[NDArray] = None,
+                   K: Optional[NDArray] = None) -> Figure:
     """Blog figure 3.3: a 1×1 convolution, 3 input channels -> 2 output channels.
 
     Each output pixel is the weighted sum of the input channels at the same pixel;
@@ -311,7 +324,7 @@ def _show(ax, A, title, cmap="gray", symmetric=False, numbers=False, digits=3):
                     va="center", fontsize=8, color="white" if dark else "black")
 
 
-def edge_figure(X, K, kernel_label="Kernel K"):
+def edge_figure(X: NDArray, K: NDArray, kernel_label: str = "Kernel K") -> Figure:
     """The edge image ``X``, its output ``corr2d(X, K)`` and the (learned) kernel ``K``.
 
     >>> fig = edge_figure(edge_image(), edge_kernel())
@@ -329,7 +342,7 @@ def edge_figure(X, K, kernel_label="Kernel K"):
     return fig
 
 
-def sample_photo(step=2, ctx=None):
+def sample_photo(step: int = 2, ctx: Optional[mx.Context] = None) -> NDArray:
     """Matplotlib's offline sample photograph (Grace Hopper), grayscale in [0, 1], every ``step``-th pixel.
 
     >>> sample_photo(step=4).shape
@@ -342,12 +355,12 @@ def sample_photo(step=2, ctx=None):
     return nd.array(gray[::step, ::step], ctx=ctx)
 
 
-def laplacian_kernel(ctx=None):
+def laplacian_kernel(ctx: Optional[mx.Context] = None) -> NDArray:
     """The 3×3 Laplacian, an edge detector for every direction at once."""
     return nd.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], ctx=ctx)
 
 
-def photo_figure(image, kernels):
+def photo_figure(image: NDArray, kernels: Mapping[str, NDArray]) -> Figure:
     """``image`` (h, w) and ``corr2d(image, K)`` for each ``name -> K`` of ``kernels``.
 
     Outputs are shown with a colour scale symmetric around 0: red and blue are the two
@@ -370,7 +383,7 @@ def photo_figure(image, kernels):
     return fig
 
 
-def training_figure(runs):
+def training_figure(runs: Iterable[EdgeKernelRun]) -> Figure:
     """One figure of learning runs: input, target, learned output, the kernel's path and the loss curve.
 
     ``runs``: objects with ``block``, ``X``, ``Y``, ``Y_hat``, ``kernel_path`` (iters + 1, 2)
@@ -416,7 +429,7 @@ def training_figure(runs):
     return fig
 
 
-def save_figure(fig, path, dpi=120):
+def save_figure(fig: Figure, path: PathLike, dpi: int = 120) -> pathlib.Path:
     """Write ``fig`` to ``path`` (format from the suffix) and return the path.
 
     Written whole or not at all (``cnn_base._files.atomic_path``): a failure is a
@@ -428,7 +441,7 @@ def save_figure(fig, path, dpi=120):
     return path
 
 
-def write_figures(out_dir, kernel, photo_step=2):
+def write_figures(out_dir: PathLike, kernel: NDArray, photo_step: int = 2) -> List[pathlib.Path]:
     """Draw every figure into ``out_dir`` and return the written paths, in the blog's order.
 
     ``kernel`` is the learned (1, 2) edge kernel (an NDArray); it is shown on the edge

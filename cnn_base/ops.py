@@ -12,14 +12,20 @@ use the chapter's own exercise instead: *im2col* (every window laid out as a
 column, ``nd.im2col``) followed by a matrix multiply or a reduction. No in-place
 write happens, so gradients flow through everything here.
 """
+from __future__ import annotations
+
+from typing import Tuple
+
 from mxnet import nd
+from mxnet.ndarray import NDArray
 
 from ._checks import as_pair, check_ndarray, check_same_array_kind
+from ._types import PoolMode, Size2
 
 __all__ = ["corr2d_loop", "corr2d", "pad2d", "corr2d_strided", "corr2d_multi_in",
            "corr2d_multi_in_out", "corr2d_multi_in_out_1x1", "pool2d_loop", "pool2d", "POOL_MODES"]
 
-POOL_MODES = ("max", "avg")
+POOL_MODES: Tuple[PoolMode, ...] = ("max", "avg")
 
 
 def _check_window_fits(X, window, x_name, k_name):
@@ -45,7 +51,7 @@ def _windows(X, window):
 
 # --- §5.1 cross-correlation -----------------------------------------------------------------
 
-def corr2d_loop(X, K):
+def corr2d_loop(X: NDArray, K: NDArray) -> NDArray:
     """The blog's loop, kept as the teaching reference for :func:`corr2d`.
 
     D2L §5.1.
@@ -66,7 +72,7 @@ def corr2d_loop(X, K):
     return Y
 
 
-def corr2d(X, K):
+def corr2d(X: NDArray, K: NDArray) -> NDArray:
     """2-D cross-correlation of ``X`` (h, w) with kernel ``K`` (k_h, k_w).
 
     D2L §5.1.
@@ -91,7 +97,7 @@ def corr2d(X, K):
 
 # --- §5.2 padding and stride ---------------------------------------------------------------
 
-def pad2d(X, padding):
+def pad2d(X: NDArray, padding: Size2) -> NDArray:
     """§5.2: ``X`` (h, w) with ``padding`` zeros on each side (an int or ``(p_h, p_w)``, Gluon's per-side count).
 
     >>> pad2d(nd.ones((1, 2)), (1, 0))
@@ -116,7 +122,7 @@ def _pad_with(X, padding, value):
     return padded.reshape((h + 2 * p_h, w + 2 * p_w))
 
 
-def corr2d_strided(X, K, padding=0, strides=1):
+def corr2d_strided(X: NDArray, K: NDArray, padding: Size2 = 0, strides: Size2 = 1) -> NDArray:
     """§5.2: :func:`corr2d` of the padded ``X``, keeping every ``s_h``-th row and ``s_w``-th column.
 
     A window that would not fit is not computed, as in the blog's stride figure.
@@ -140,7 +146,7 @@ def _check_channels(X, K, k_axis):
                          f"(X shape {X.shape}, K shape {K.shape}); they must be equal")
 
 
-def corr2d_multi_in(X, K):
+def corr2d_multi_in(X: NDArray, K: NDArray) -> NDArray:
     """Cross-correlate each input channel with its own kernel and add the results.
 
     D2L §5.3.
@@ -163,7 +169,7 @@ def corr2d_multi_in(X, K):
     return nd.add_n(*[corr2d(x, k) for x, k in zip(X, K)])
 
 
-def corr2d_multi_in_out(X, K):
+def corr2d_multi_in_out(X: NDArray, K: NDArray) -> NDArray:
     """One :func:`corr2d_multi_in` per output channel, stacked.
 
     D2L §5.3.
@@ -176,7 +182,7 @@ def corr2d_multi_in_out(X, K):
     return nd.stack(*[corr2d_multi_in(X, k) for k in K])
 
 
-def corr2d_multi_in_out_1x1(X, K):
+def corr2d_multi_in_out_1x1(X: NDArray, K: NDArray) -> NDArray:
     """A 1x1 convolution as one matrix multiply: (c_o, c_i) times (c_i, h * w).
 
     D2L §5.3.
@@ -211,7 +217,7 @@ def _check_pool2d_args(X, pool_size, mode):
     return window
 
 
-def pool2d_loop(X, pool_size, mode="max"):
+def pool2d_loop(X: NDArray, pool_size: Size2, mode: PoolMode = "max") -> NDArray:
     """The blog's pooling loop (in-place writes), the teaching reference for :func:`pool2d`. (D2L §5.4)"""
     p_h, p_w = _check_pool2d_args(X, pool_size, mode)
     Y = nd.zeros((X.shape[0] - p_h + 1, X.shape[1] - p_w + 1), ctx=X.context, dtype=X.dtype)
@@ -222,7 +228,8 @@ def pool2d_loop(X, pool_size, mode="max"):
     return Y
 
 
-def pool2d(X, pool_size, mode="max", padding=0, strides=1):
+def pool2d(X: NDArray, pool_size: Size2, mode: PoolMode = "max", padding: Size2 = 0,
+           strides: Size2 = 1) -> NDArray:
     """2-D max or average pooling of ``X`` (h, w), with padding and stride (§5.4).
 
     ``pool_size`` is ``(p_h, p_w)`` or an int; ``mode`` is ``'max'`` or ``'avg'``;

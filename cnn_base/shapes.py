@@ -7,16 +7,20 @@ by one, a total of 2. :func:`output_size` takes the blog's total ``p``;
 :func:`output_shape` takes Gluon's per-side ``padding``. Both handle dilation
 (the kernel then spans ``d * (k - 1) + 1`` inputs) and pooling's ``ceil_mode``.
 """
+from __future__ import annotations
+
 import math
-from collections import namedtuple
+from typing import Dict, Iterable, Mapping, NamedTuple, Tuple, Union
 
 from ._checks import as_int, as_pair
+from ._types import Shape, ShapeLike, Size2
 
 __all__ = ["output_size", "output_shape", "Layer", "receptive_field",
            "receptive_field_region", "dense_layer_cost", "conv_layer_cost"]
 
 
-def output_size(n, k, p=0, s=1, d=1, ceil_mode=False):
+def output_size(n: int, k: int, p: int = 0, s: int = 1, d: int = 1,
+                ceil_mode: bool = False) -> int:
     """Output length along one axis: ``floor((n - k + p + s) / s)``, ``p`` the blog's *total* padding.
 
     D2L §5.2.
@@ -38,7 +42,9 @@ def output_size(n, k, p=0, s=1, d=1, ceil_mode=False):
     return rounding((n - k_eff + p) / s) + 1
 
 
-def output_shape(input_shape, kernel_size, strides=1, padding=0, dilation=1, ceil_mode=False):
+def output_shape(input_shape: Size2, kernel_size: Size2, strides: Size2 = 1,
+                 padding: Size2 = 0, dilation: Size2 = 1,
+                 ceil_mode: bool = False) -> Tuple[int, int]:
     """Output (h, w) of a Gluon Conv2D/Pool2D layer; ``padding`` is per side, as in Gluon.
 
     D2L §5.2.
@@ -56,9 +62,17 @@ def output_shape(input_shape, kernel_size, strides=1, padding=0, dilation=1, cei
     return tuple(output_size(n[i], k[i], 2 * p[i], s[i], d[i], ceil_mode) for i in range(2))
 
 
-Layer = namedtuple("Layer", ["kernel_size", "strides", "padding", "dilation"],
-                   defaults=(1, 0, 1))
-Layer.__doc__ = """One conv or pooling layer for receptive-field arithmetic (Gluon's keywords; D2L §5.1)."""
+class Layer(NamedTuple):
+    """One conv or pooling layer for receptive-field arithmetic (Gluon's keywords; D2L §5.1)."""
+
+    kernel_size: Size2
+    strides: Size2 = 1
+    padding: Size2 = 0
+    dilation: Size2 = 1
+
+
+# a layer as receptive_field takes it: a Layer, a dict of its keywords, or a kernel size
+LayerLike = Union[Layer, Mapping[str, Size2], Size2]
 
 
 def _as_layer(layer):
@@ -69,7 +83,7 @@ def _as_layer(layer):
     return Layer(layer)
 
 
-def receptive_field(layers):
+def receptive_field(layers: Iterable[LayerLike]) -> Tuple[int, int]:
     """Height and width of the input region one output element sees through ``layers``.
 
     D2L §5.1.
@@ -94,7 +108,8 @@ def receptive_field(layers):
     return tuple(size)
 
 
-def receptive_field_region(layers, i, j):
+def receptive_field_region(layers: Iterable[LayerLike], i: int,
+                           j: int) -> Tuple[range, range]:
     """Input rows and columns (as ``range``\\ s) that output element ``(i, j)`` sees.
 
     D2L §5.1.
@@ -119,7 +134,8 @@ def receptive_field_region(layers, i, j):
     return tuple(range(start[a], start[a] + size[a]) for a in range(2))
 
 
-def dense_layer_cost(in_features, units, use_bias=False, bytes_per_param=4):
+def dense_layer_cost(in_features: int, units: int, use_bias: bool = False,
+                     bytes_per_param: int = 4) -> Dict[str, Union[int, Shape]]:
     """Parameters and bytes of a dense layer.
 
     D2L §5.3, exercises.
@@ -138,8 +154,9 @@ def dense_layer_cost(in_features, units, use_bias=False, bytes_per_param=4):
             "weight_shape": (in_features, units)}
 
 
-def conv_layer_cost(input_shape, c_o, kernel_size, strides=1, padding=0, use_bias=False,
-                    bytes_per_param=4):
+def conv_layer_cost(input_shape: ShapeLike, c_o: int, kernel_size: Size2, strides: Size2 = 1,
+                    padding: Size2 = 0, use_bias: bool = False,
+                    bytes_per_param: int = 4) -> Dict[str, Union[int, Shape]]:
     """Parameters, bytes and multiply-adds of a conv layer on ``input_shape`` (c_i, h, w).
 
     D2L §5.3, exercises.

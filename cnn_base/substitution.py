@@ -17,7 +17,10 @@ again, whatever happened inside. Blocks bound to a name before the block
 (``from mxnet.gluon.nn import Conv2D``) are not reached: build those with
 ``cnn_base.Conv2D`` directly.
 """
+from __future__ import annotations
+
 import contextlib
+from typing import Iterable, Iterator
 
 from mxnet.gluon import nn
 from mxnet.gluon.nn import conv_layers
@@ -32,7 +35,7 @@ SUBSTITUTES = {name: getattr(blocks, name) for name in
 
 
 @contextlib.contextmanager
-def substitute(names=tuple(SUBSTITUTES)):
+def substitute(names: Iterable[str] = tuple(SUBSTITUTES)) -> Iterator[None]:
     """Within the ``with`` block, ``gluon.nn``'s 2-D conv and pooling blocks are cnn_base's.
 
     Parameters

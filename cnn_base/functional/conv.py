@@ -17,13 +17,20 @@ im2col's columns (:func:`_conv2d_gathered`, and :func:`_conv2d_channel_last` for
 NHWC batch, which is channel-last already); :func:`conv2d_native` runs the C++ kernel
 of :mod:`cnn_base.native`.
 """
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
 from mxnet import nd
+from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
 from .. import native
 from ._arrays import _grid, _slice, _padded, _zero_padded
 from ._checks import _conv_args
 from ._dispatch import conv_route, native_conv_applies
+from .._types import Array, ArrayModule, Layout, Size2
 from ._kernel import _kernel_input, _native_channel_last
 
 __all__ = ["conv2d", "conv2d_native"]
@@ -183,8 +190,10 @@ _ROUTES = {"im2col": _conv2d_im2col, "gather": _conv2d_gathered,
 
 # --- the public forms ----------------------------------------------------------------------------
 
-def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
-           groups=1, channels=None, in_channels=None, layout="NCHW"):
+def conv2d(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array] = None,
+           kernel_size: Optional[Size2] = None, strides: Size2 = 1, padding: Size2 = 0,
+           dilation: Size2 = 1, groups: int = 1, channels: Optional[int] = None,
+           in_channels: Optional[int] = None, layout: Layout = "NCHW") -> Array:
     """2-D cross-correlation of an NCHW or NHWC batch: the chapter's im2col + matrix multiply.
 
     Parameters
@@ -260,8 +269,10 @@ def conv2d(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dila
     return _ROUTES[route](F, X, weight, bias, k, s, p, d, groups, c_o)
 
 
-def conv2d_native(F, X, weight, bias=None, kernel_size=None, strides=1, padding=0, dilation=1,
-                  groups=1, channels=None, layout="NCHW"):
+def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array] = None,
+                  kernel_size: Optional[Size2] = None, strides: Size2 = 1,
+                  padding: Size2 = 0, dilation: Size2 = 1, groups: int = 1,
+                  channels: Optional[int] = None, layout: Layout = "NCHW") -> Array:
     """:func:`conv2d` by the C++ kernel of :mod:`cnn_base.native`: the same results.
 
     The arguments, rules and output are :func:`conv2d`'s; the input must be

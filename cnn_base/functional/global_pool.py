@@ -1,16 +1,24 @@
 """Global pooling: the window = the whole plane, so that a graph holds no input size."""
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
 from mxnet import nd
+from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
 from ..ops import POOL_MODES
 from .._checks import check_choice
+from .._types import Array, ArrayModule, Layout, PoolMode
 from ._arrays import _plane
 from ._checks import F_AND_X_DOC, LAYOUTS, check_pool2d_input, with_parts
 
 __all__ = ["global_pool2d"]
 
 
-def global_pool2d(F, X, mode="max", layout="NCHW", by_product=None):
+def global_pool2d(F: ArrayModule, X: Array, mode: PoolMode = "max", layout: Layout = "NCHW",
+                  by_product: Optional[bool] = None) -> Array:
     """Pooling with the window = the whole plane: one max or mean per sample and channel.
 
     Parameters

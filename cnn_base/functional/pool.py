@@ -10,20 +10,28 @@ An NHWC batch is sliced on its height and width axes in place. :func:`pool2d_nat
 gives the same results from the C++ kernel of :mod:`cnn_base.native`, which runs
 pool2d's loop in one pass.
 """
+from __future__ import annotations
+
+from typing import Optional
+
 import numpy as np
 from mxnet import nd
+from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
 from .. import native
 from ._arrays import _grid, _padded, _plane, _zero_padded
 from ._checks import F_AND_X_DOC, _pool_args, with_parts
 from ._dispatch import native_pool_applies
+from .._types import Array, ArrayModule, DType, Layout, PoolMode, Size2
 from ._kernel import _kernel_input, _native_channel_last
 
 __all__ = ["pool2d_nchw", "pool2d_native", "lowest"]
 
 
-def pool2d_nchw(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
-                count_include_pad=True, layout="NCHW"):
+def pool2d_nchw(F: ArrayModule, X: Array, pool_size: Size2, strides: Optional[Size2] = None,
+                padding: Size2 = 0, mode: PoolMode = "max", ceil_mode: bool = False,
+                count_include_pad: bool = True, layout: Layout = "NCHW") -> Array:
     """Max or average pooling of every channel of an NCHW batch: the chapter's pool2d, batched.
 
     Parameters
@@ -162,7 +170,7 @@ def _max_of_taps(F, X, k, s, pad_width, grid, layout="NCHW"):
     return Y
 
 
-def lowest(dtype):
+def lowest(dtype: DType) -> float:
     """The lowest finite value of a float dtype: what a max window without input cells gives.
 
     >>> lowest('float16'), lowest(np.float64) == -np.finfo(np.float64).max
@@ -208,8 +216,10 @@ def _cell_counts(F, X, k, s, p, extra, count_include_pad, grid, layout="NCHW"):
     return F.transpose(counts, axes=(0, 2, 3, 1)) if layout == "NHWC" else counts
 
 
-def pool2d_native(F, X, pool_size, strides=None, padding=0, mode="max", ceil_mode=False,
-                  count_include_pad=True, layout="NCHW"):
+def pool2d_native(F: ArrayModule, X: Array, pool_size: Size2,
+                  strides: Optional[Size2] = None, padding: Size2 = 0,
+                  mode: PoolMode = "max", ceil_mode: bool = False,
+                  count_include_pad: bool = True, layout: Layout = "NCHW") -> Array:
     """:func:`pool2d_nchw` by the C++ kernel of :mod:`cnn_base.native`: the same results, one pass.
 
     The arguments, rules and output are :func:`pool2d_nchw`'s; the input must

@@ -1,4 +1,6 @@
 """The switch every network of this package has: our blocks or gluon.nn's."""
+from __future__ import annotations
+
 import types
 
 from mxnet.gluon import nn
@@ -6,11 +8,12 @@ from mxnet.gluon import nn
 from .. import blocks
 from .._checks import check_choice
 from .._choices import BLOCKS
+from .._types import BlockChoice
 
 __all__ = ["layers"]
 
 
-def layers(block):
+def layers(block: BlockChoice) -> types.SimpleNamespace:
     """The 2-D conv and pooling blocks to build a network from: ours or ``gluon.nn``'s.
 
     Parameters

@@ -1,12 +1,15 @@
 """AlexNet as d2l-zh v1 §5.6 builds it for 1-channel Fashion-MNIST resized to 224 x 224."""
+from __future__ import annotations
+
 from mxnet.gluon import nn
 
+from .._types import BlockChoice
 from ._layers import layers
 
 __all__ = ["alexnet"]
 
 
-def alexnet(block="custom"):
+def alexnet(block: BlockChoice = "custom") -> nn.HybridSequential:
     """d2l-zh v1 §5.6's AlexNet: five convs (11x11 stride 4, 5x5, three 3x3), three 3x3 stride-2
     max pools, two Dense(4096) with dropout, and Dense(10); not yet initialised.
 

@@ -1,12 +1,19 @@
 """DenseNet as d2l-zh v1 §5.12 builds it: dense blocks joined by transition blocks."""
-from mxnet.gluon import nn
+from __future__ import annotations
 
+from typing import Any, Sequence
+
+from mxnet.gluon import nn
+from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
+
+from .._types import Array, ArrayModule, BlockChoice
 from ._layers import layers
 
 __all__ = ["conv_block", "DenseBlock", "transition_block", "densenet"]
 
 
-def conv_block(num_channels, block="custom"):
+def conv_block(num_channels: int, block: BlockChoice = "custom") -> nn.HybridSequential:
     """§5.12's pre-activation conv: BatchNorm, ReLU, 3x3 conv (padding 1)."""
     L = layers(block)
     blk = nn.HybridSequential()
@@ -19,20 +26,21 @@ class DenseBlock(nn.HybridBlock):
     """§5.12's dense block: each conv block's output joined to its input along the channels,
     so ``num_convs`` blocks add num_convs * num_channels channels."""
 
-    def __init__(self, num_convs, num_channels, block="custom", **kwargs):
+    def __init__(self, num_convs: int, num_channels: int, block: BlockChoice = "custom",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.net = nn.HybridSequential()
         for _ in range(num_convs):
             self.net.add(conv_block(num_channels, block))
 
-    def hybrid_forward(self, F, X):
+    def hybrid_forward(self, F: ArrayModule, X: Array) -> Array:
         for blk in self.net:
             Y = blk(X)
             X = F.concat(X, Y, dim=1)
         return X
 
 
-def transition_block(num_channels, block="custom"):
+def transition_block(num_channels: int, block: BlockChoice = "custom") -> nn.HybridSequential:
     """§5.12's transition: BatchNorm, ReLU, a 1x1 conv to ``num_channels``, 2x2 average pool."""
     L = layers(block)
     blk = nn.HybridSequential()
@@ -42,7 +50,9 @@ def transition_block(num_channels, block="custom"):
     return blk
 
 
-def densenet(block="custom", num_convs_in_dense_blocks=(4, 4, 4, 4), growth_rate=32):
+def densenet(block: BlockChoice = "custom",
+             num_convs_in_dense_blocks: Sequence[int] = (4, 4, 4, 4),
+             growth_rate: int = 32) -> nn.HybridSequential:
     """d2l-zh v1 §5.12's DenseNet: ResNet's stem, four dense blocks of four conv blocks
     (growth rate 32), a transition halving the channels between them, then BatchNorm,
     ReLU, global average pooling and Dense(10).

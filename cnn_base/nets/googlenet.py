@@ -1,6 +1,13 @@
 """GoogLeNet as d2l-zh v1 §5.9 builds it: Inception blocks of four parallel paths."""
-from mxnet.gluon import nn
+from __future__ import annotations
 
+from typing import Any, Tuple
+
+from mxnet.gluon import nn
+from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
+
+from .._types import Array, ArrayModule, BlockChoice
 from ._layers import layers
 
 __all__ = ["Inception", "googlenet"]
@@ -21,7 +28,8 @@ class Inception(nn.HybridBlock):
     block : {'custom', 'builtin'}, default 'custom'
     """
 
-    def __init__(self, c1, c2, c3, c4, block="custom", **kwargs):
+    def __init__(self, c1: int, c2: Tuple[int, int], c3: Tuple[int, int], c4: int,
+                 block: BlockChoice = "custom", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         L = layers(block)
         self.p1_1 = L.Conv2D(c1, kernel_size=1, activation="relu")
@@ -32,7 +40,7 @@ class Inception(nn.HybridBlock):
         self.p4_1 = L.MaxPool2D(pool_size=3, strides=1, padding=1)
         self.p4_2 = L.Conv2D(c4, kernel_size=1, activation="relu")
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: ArrayModule, x: Array) -> Array:
         p1 = self.p1_1(x)
         p2 = self.p2_2(self.p2_1(x))
         p3 = self.p3_2(self.p3_1(x))
@@ -40,7 +48,7 @@ class Inception(nn.HybridBlock):
         return F.concat(p1, p2, p3, p4, dim=1)
 
 
-def googlenet(block="custom"):
+def googlenet(block: BlockChoice = "custom") -> nn.HybridSequential:
     """d2l-zh v1 §5.9's GoogLeNet: a 7x7 stem, 1x1 and 3x3 convs, nine Inception blocks in
     three stages with 3x3 stride-2 max pools between, global average pooling, Dense(10).
 

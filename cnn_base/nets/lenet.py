@@ -4,10 +4,16 @@
 ``block='builtin'`` uses ``gluon.nn``'s; nothing else differs, and the parameters
 have the same names and shapes, so one's weights load into the other.
 """
+from __future__ import annotations
+
+from typing import List, Tuple, Union
+
 from mxnet.gluon import nn
+from mxnet.ndarray import NDArray
 
 from .._checks import as_bool, check_choice
 from .._choices import ACTIVATIONS, BLOCKS
+from .._types import Activation, BlockChoice, Shape
 from ..blocks import Conv2D, MaxPool2D
 
 __all__ = ["LENET_BLOCKS", "LENET_ACTIVATIONS", "lenet", "layer_shapes"]
@@ -16,7 +22,8 @@ LENET_BLOCKS = BLOCKS
 LENET_ACTIVATIONS = ACTIVATIONS
 
 
-def lenet(block="custom", activation="sigmoid", hybrid=False):
+def lenet(block: BlockChoice = "custom", activation: Activation = "sigmoid",
+          hybrid: bool = False) -> Union[nn.Sequential, nn.HybridSequential]:
     """d2l-zh v1's LeNet for 1x28x28 images and 10 classes, not yet initialised.
 
     Conv2D(6, 5) -> MaxPool2D(2, 2) -> Conv2D(16, 5) -> MaxPool2D(2, 2) -> Dense(120)
@@ -59,7 +66,8 @@ def lenet(block="custom", activation="sigmoid", hybrid=False):
     return net
 
 
-def layer_shapes(net, X):
+def layer_shapes(net: Union[nn.Sequential, nn.HybridSequential],
+                 X: NDArray) -> List[Tuple[str, Shape]]:
     """Run ``X`` through the layers of ``net`` one by one: ``[(layer name, output shape), ...]``.
 
     What d2l prints as ``conv0 output shape: (1, 6, 24, 24)``; ``net`` must be initialised.

@@ -1,12 +1,15 @@
 """LeNet with batch normalisation as d2l-zh v1 §5.10 builds it (Gluon's BatchNorm)."""
+from __future__ import annotations
+
 from mxnet.gluon import nn
 
+from .._types import BlockChoice
 from ._layers import layers
 
 __all__ = ["lenet_bn"]
 
 
-def lenet_bn(block="custom"):
+def lenet_bn(block: BlockChoice = "custom") -> nn.HybridSequential:
     """d2l-zh v1 §5.10's LeNet with a BatchNorm after every conv and hidden Dense layer,
     before its sigmoid; not yet initialised. Input 1 x 28 x 28 (the book trains it with lr 1.0).
 

@@ -1,12 +1,16 @@
 """Network in network as d2l-zh v1 §5.8 builds it."""
+from __future__ import annotations
+
 from mxnet.gluon import nn
 
+from .._types import BlockChoice, Size2
 from ._layers import layers
 
 __all__ = ["nin_block", "nin"]
 
 
-def nin_block(num_channels, kernel_size, strides, padding, block="custom"):
+def nin_block(num_channels: int, kernel_size: Size2, strides: Size2, padding: Size2,
+              block: BlockChoice = "custom") -> nn.HybridSequential:
     """A conv, then two 1x1 convs (a fully connected layer per pixel), each with ReLU (§5.8)."""
     L = layers(block)
     blk = nn.HybridSequential()
@@ -16,7 +20,7 @@ def nin_block(num_channels, kernel_size, strides, padding, block="custom"):
     return blk
 
 
-def nin(block="custom"):
+def nin(block: BlockChoice = "custom") -> nn.HybridSequential:
     """d2l-zh v1 §5.8's NiN: AlexNet's conv sizes as NiN blocks, the last with 10 channels,
     then global average pooling in place of the Dense layers; not yet initialised.
 

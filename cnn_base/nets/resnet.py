@@ -1,6 +1,13 @@
 """ResNet-18 as d2l-zh v1 §5.11 builds it: residual blocks of two 3x3 convs."""
-from mxnet.gluon import nn
+from __future__ import annotations
 
+from typing import Any
+
+from mxnet.gluon import nn
+from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
+from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
+
+from .._types import Array, ArrayModule, BlockChoice, Size2
 from ._layers import layers
 
 __all__ = ["Residual", "resnet_block", "resnet18"]
@@ -10,7 +17,8 @@ class Residual(nn.HybridBlock):
     """§5.11's residual block: relu(bn(conv(relu(bn(conv(X))))) + X), X through a 1x1 conv
     (with the stride) when the channels or the size change (``use_1x1conv``)."""
 
-    def __init__(self, num_channels, use_1x1conv=False, strides=1, block="custom", **kwargs):
+    def __init__(self, num_channels: int, use_1x1conv: bool = False, strides: Size2 = 1,
+                 block: BlockChoice = "custom", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         L = layers(block)
         self.conv1 = L.Conv2D(num_channels, kernel_size=3, padding=1, strides=strides)
@@ -20,7 +28,7 @@ class Residual(nn.HybridBlock):
         self.bn1 = nn.BatchNorm()
         self.bn2 = nn.BatchNorm()
 
-    def hybrid_forward(self, F, X):
+    def hybrid_forward(self, F: ArrayModule, X: Array) -> Array:
         Y = F.relu(self.bn1(self.conv1(X)))
         Y = self.bn2(self.conv2(Y))
         if self.conv3 is not None:
@@ -28,7 +36,8 @@ class Residual(nn.HybridBlock):
         return F.relu(Y + X)
 
 
-def resnet_block(num_channels, num_residuals, first_block=False, block="custom"):
+def resnet_block(num_channels: int, num_residuals: int, first_block: bool = False,
+                 block: BlockChoice = "custom") -> nn.HybridSequential:
     """``num_residuals`` residual blocks; the first halves the size and changes the channels,
     except in the first stage, after the stem's max pool (§5.11)."""
     blk = nn.HybridSequential()
@@ -40,7 +49,7 @@ def resnet_block(num_channels, num_residuals, first_block=False, block="custom")
     return blk
 
 
-def resnet18(block="custom"):
+def resnet18(block: BlockChoice = "custom") -> nn.HybridSequential:
     """d2l-zh v1 §5.11's ResNet-18: GoogLeNet's stem with batch norm, four stages of two
     residual blocks (64, 128, 256, 512 channels), global average pooling, Dense(10).
 

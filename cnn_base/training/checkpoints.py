@@ -23,6 +23,8 @@ at the start of every epoch from ``(seed, epoch)`` (MXNet 1.x cannot read its st
 so it is not saved but re-derived; LeNet draws nothing from it, a net with dropout would);
 NumPy's and Python's global generators are saved and restored for any code that uses them.
 """
+from __future__ import annotations
+
 import json
 import os
 import pathlib
@@ -30,12 +32,14 @@ import pickle
 import random
 import re
 import shutil
+from typing import Optional
 
 import mxnet as mx
 import numpy as np
 
 from .._files import WriteError, atomic_path, fsync_dir, why_write_failed, write_text
 from .._mxnet_private import children
+from .._types import PathLike
 
 __all__ = ["CheckpointError", "latest_checkpoint"]
 
@@ -47,7 +51,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used here: another model, block kind, batch size, ..."""
 
 
-def latest_checkpoint(directory):
+def latest_checkpoint(directory: PathLike) -> Optional[pathlib.Path]:
     """The newest checkpoint folder ``epoch-NNNN`` in ``directory`` holding a ``state.json``, or None.
 
     A ``state.json`` that is not a regular file (a folder, say) still counts: resuming

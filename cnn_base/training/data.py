@@ -23,15 +23,20 @@ of epoch ``e`` is :func:`epoch_order` ``(n, seed, e)``, a permutation that depen
 nothing but ``(seed, e)``: a run resumed at epoch ``e`` sees the batches an uninterrupted
 run would have seen, and a distributed worker can take its share of the same permutation.
 """
+from __future__ import annotations
+
 import gzip
 import os
 import pathlib
 import zlib
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mxnet import gluon, nd
+from mxnet.ndarray import NDArray
 
 from .._checks import as_bool, as_int
+from .._types import PathLike
 
 __all__ = ["resized", "FASHION_MNIST_FILES", "TEXT_LABELS", "DEBIAN_PACKAGE", "DEBIAN_DIR",
            "DataNotFoundError", "IDXFormatError", "read_idx", "mxnet_cache_dir", "search_dirs",
@@ -78,7 +83,7 @@ def _read_bytes(path):
         raise IDXFormatError(f"{path}: corrupt or truncated gzip data ({e})") from None
 
 
-def read_idx(path, ndim=None):
+def read_idx(path: PathLike, ndim: Optional[int] = None) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a NumPy array, checking its header.
 
     Parameters
@@ -132,7 +137,7 @@ def read_idx(path, ndim=None):
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def mxnet_cache_dir():
+def mxnet_cache_dir() -> pathlib.Path:
     """MXNet's data set cache for Fashion-MNIST: ``$MXNET_HOME/datasets/fashion-mnist``.
 
     ``$MXNET_HOME`` defaults to ``~/.mxnet``, as in ``mxnet.base.data_dir``.
@@ -141,7 +146,7 @@ def mxnet_cache_dir():
     return pathlib.Path(home) / "datasets" / "fashion-mnist"
 
 
-def search_dirs(root=None):
+def search_dirs(root: Optional[PathLike] = None) -> List[Tuple[str, pathlib.Path]]:
     """The places :func:`load_fashion_mnist` looks, in order, as ``(description, path)`` pairs.
 
     With ``root`` given, it is the only one.
@@ -177,7 +182,8 @@ def _download_with_gluon(directory, train):
     gluon.data.vision.FashionMNIST(root=str(directory), train=train)
 
 
-def find_fashion_mnist(train=True, root=None, download=True):
+def find_fashion_mnist(train: bool = True, root: Optional[PathLike] = None,
+                       download: bool = True) -> Tuple[pathlib.Path, pathlib.Path]:
     """The (images, labels) file paths of a split, from the first place in :func:`search_dirs`.
 
     A place holding one of the split's two files but not the other is an error (a broken
@@ -221,7 +227,8 @@ def find_fashion_mnist(train=True, root=None, download=True):
         f"Install them with: sudo apt-get install {DEBIAN_PACKAGE}")
 
 
-def load_fashion_mnist(train=True, root=None, download=True):
+def load_fashion_mnist(train: bool = True, root: Optional[PathLike] = None,
+                       download: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST's training (60000) or test (10000) split as NumPy arrays.
 
     Parameters
@@ -259,7 +266,7 @@ def load_fashion_mnist(train=True, root=None, download=True):
     return images, labels.astype(np.int32)
 
 
-def get_fashion_mnist_labels(labels):
+def get_fashion_mnist_labels(labels: Union[Sequence[int], np.ndarray, NDArray]) -> List[str]:
     """The class names of numeric labels (d2l's ``get_fashion_mnist_labels``).
 
     >>> get_fashion_mnist_labels([0, 9, 1])
@@ -268,7 +275,7 @@ def get_fashion_mnist_labels(labels):
     return [TEXT_LABELS[int(i)] for i in np.asarray(labels).ravel()]
 
 
-def to_tensor(images):
+def to_tensor(images: np.ndarray) -> NDArray:
     """``transforms.ToTensor`` on a whole batch: uint8 (N, H, W[, C]) -> float32 (N, C, H, W) in [0, 1].
 
     Speed: ``transforms.ToTensor`` is one MXNet call per image (60000 an epoch); the same
@@ -293,7 +300,7 @@ def _batchify(samples):
     return to_tensor(np.stack(images)), nd.array(np.asarray(labels), dtype=np.int32)
 
 
-def epoch_order(n, seed, epoch):
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of the ``n`` training samples in epoch ``epoch`` (0-based): a permutation.
 
     It depends on nothing but ``(seed, epoch)``: NumPy's legacy Mersenne Twister seeded
@@ -316,7 +323,7 @@ def epoch_order(n, seed, epoch):
 class OrderSampler(gluon.data.Sampler):
     """A Gluon sampler that yields the indices of a given order (e.g. :func:`epoch_order`'s)."""
 
-    def __init__(self, order):
+    def __init__(self, order: Union[Sequence[int], np.ndarray]) -> None:
         self._order = np.asarray(order, dtype=np.int64)
 
     def __iter__(self):
@@ -326,7 +333,9 @@ class OrderSampler(gluon.data.Sampler):
         return len(self._order)
 
 
-def fashion_mnist_dataset(train=True, root=None, limit=None, download=True):
+def fashion_mnist_dataset(train: bool = True, root: Optional[PathLike] = None,
+                          limit: Optional[int] = None,
+                          download: bool = True) -> gluon.data.ArrayDataset:
     """``gluon.data.ArrayDataset`` of (uint8 (28, 28, 1) image, int32 label), the first ``limit`` only.
 
     Pixels become float32 [0, 1] NCHW batches in the loaders (:func:`to_tensor`).
@@ -338,7 +347,7 @@ def fashion_mnist_dataset(train=True, root=None, limit=None, download=True):
     return gluon.data.ArrayDataset(images[:, :, :, None], labels)
 
 
-def resized(dataset, size):
+def resized(dataset: gluon.data.Dataset, size: int) -> gluon.data.Dataset:
     """``dataset`` with every image resized to ``size`` x ``size``, as d2l resizes Fashion-MNIST
     for the larger networks of chapter 5: Gluon's ``transforms.Resize`` in a transform of
     the dataset (``transform_first``), image by image as it is read, kept uint8 (H, W, 1).
@@ -353,7 +362,9 @@ def resized(dataset, size):
                                    .asnumpy())
 
 
-def train_loader(dataset, batch_size, seed, epoch, order=epoch_order):
+def train_loader(dataset: gluon.data.Dataset, batch_size: int, seed: int, epoch: int,
+                 order: Callable[[int, int, int], Union[Sequence[int], np.ndarray]] = epoch_order
+                 ) -> gluon.data.DataLoader:
     """The ``DataLoader`` of epoch ``epoch``: batches in the order ``order(len(dataset), seed, epoch)``.
 
     ``order`` defaults to :func:`epoch_order`; a distributed worker passes one that returns
@@ -365,7 +376,8 @@ def train_loader(dataset, batch_size, seed, epoch, order=epoch_order):
     return gluon.data.DataLoader(dataset, batch_sampler=batches, batchify_fn=_batchify)
 
 
-def test_loader(dataset, batch_size, indices=None):
+def test_loader(dataset: gluon.data.Dataset, batch_size: int,
+                indices: Optional[Sequence[int]] = None) -> gluon.data.DataLoader:
     """The ``DataLoader`` of the test set, in file order (only ``indices``, when given)."""
     batch_size = as_int("batch_size", batch_size)
     if indices is not None:

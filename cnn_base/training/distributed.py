@@ -78,6 +78,8 @@ of ``W``, and the last, short global batch (``N mod B`` samples) has at least on
 per worker -- it is cut as evenly as possible (piece sizes differ by at most one), and a
 worker without a piece would take one step fewer than the others.
 """
+from __future__ import annotations
+
 import ctypes
 import math
 import numbers
@@ -92,11 +94,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO,
+                    Union)
 
 import numpy as np
 
 from .._choices import DIST_KVSTORES
 from .._mxnet_private import kvstore_barrier
+
+if TYPE_CHECKING:      # MXNet is imported where it is used: the launcher runs without it
+    import mxnet as mx
+    from mxnet import gluon
 
 __all__ = ["LaunchError", "NodeExit", "JobResult", "JOB_ENV", "LOCALHOST", "TIMEOUT_STATUS",
            "free_port", "check_port", "resolve_command", "node_env", "threads_per_worker",
@@ -138,14 +146,14 @@ def _check_seconds(name, value, allow_none):
 
 # --- ports and commands -------------------------------------------------------------------------
 
-def free_port(host=LOCALHOST):
+def free_port(host: str = LOCALHOST) -> int:
     """A TCP port on ``host`` that nothing listens on right now (the system's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def check_port(port, host=LOCALHOST):
+def check_port(port: int, host: str = LOCALHOST) -> int:
     """Raise :class:`LaunchError` unless the scheduler could listen on ``host:port``.
 
     >>> check_port(0)
@@ -168,7 +176,7 @@ def check_port(port, host=LOCALHOST):
     return int(port)
 
 
-def resolve_command(command):
+def resolve_command(command: Sequence[str]) -> List[str]:
     """The worker command as it will run, checked: the program exists, and so does a Python script.
 
     ``python`` or ``python3`` as the program means this interpreter (``sys.executable``),
@@ -229,7 +237,7 @@ def _python_script(args):
 
 # --- the processes' environment ---------------------------------------------------------------
 
-def threads_per_worker(num_workers, cpu_count=None):
+def threads_per_worker(num_workers: int, cpu_count: Optional[int] = None) -> int:
     """OpenMP threads for each worker: the processor count shared out, at least 1.
 
     What it buys: MXNet starts one OpenMP thread per processor in every process, so
@@ -247,7 +255,9 @@ def threads_per_worker(num_workers, cpu_count=None):
     return max(1, cpu_count // num_workers)
 
 
-def node_env(role, port, num_workers, num_servers, host=LOCALHOST, base=None, job_id=None):
+def node_env(role: str, port: int, num_workers: int, num_servers: int, host: str = LOCALHOST,
+             base: Optional[Mapping[str, str]] = None,
+             job_id: Optional[str] = None) -> Dict[str, str]:
     """The environment of one process of the job: ``base`` (default ``os.environ``) plus ``DMLC_*``.
 
     Any ``DMLC_*`` variable already in ``base`` is replaced (a nested launch must not
@@ -299,7 +309,7 @@ class NodeExit:
     stopped: bool = False     # ended by the launcher stopping the job
 
     @property
-    def how(self):
+    def how(self) -> str:
         """``'exited with status 0'``, ``'killed by SIGKILL'``, ... (and who sent it)."""
         if self.returncode < 0:
             how = f"killed by {_signal_name(-self.returncode)}"
@@ -314,12 +324,12 @@ class JobResult:
     returncode: int
     port: int
     job_id: str
-    nodes: list = field(default_factory=list)      # NodeExit, scheduler first
-    failure: str = None       # one sentence when the job failed, else None
-    notes: list = field(default_factory=list)      # anything else worth saying
+    nodes: List[NodeExit] = field(default_factory=list)    # scheduler first
+    failure: Optional[str] = None   # one sentence when the job failed, else None
+    notes: List[str] = field(default_factory=list)     # anything else worth saying
 
     @property
-    def workers(self):
+    def workers(self) -> List[NodeExit]:
         return [n for n in self.nodes if n.role == "worker"]
 
 
@@ -391,7 +401,7 @@ def _pdeathsig_setter():
     return set_pdeathsig
 
 
-def job_processes(marker, value):
+def job_processes(marker: str, value: str) -> List[int]:
     """PIDs of the processes whose environment holds ``marker=value`` (Linux ``/proc``).
 
     How a job's leftovers are found, by the launcher's final sweep and by the tests.
@@ -516,8 +526,11 @@ class _Watchdog:
             self.proc.wait(timeout=10)
 
 
-def launch(command, num_workers, num_servers=1, port=None, timeout=None, grace=3.0,
-           host=LOCALHOST, env=None, out=None, err=None, log=None):
+def launch(command: Sequence[str], num_workers: int, num_servers: int = 1,
+           port: Optional[int] = None, timeout: Optional[float] = None, grace: float = 3.0,
+           host: str = LOCALHOST, env: Optional[Mapping[str, str]] = None,
+           out: Optional[TextIO] = None, err: Optional[TextIO] = None,
+           log: Optional[Callable[[str], Any]] = None) -> JobResult:
     """Run one job of MXNet's parameter server on this machine; stop all of it on any fault.
 
     Parameters
@@ -705,7 +718,7 @@ def _sweep(job_id, log):
 
 # --- splitting the data between the workers ---------------------------------------------------
 
-def check_shardable(num_samples, batch_size, num_workers):
+def check_shardable(num_samples: int, batch_size: int, num_workers: int) -> None:
     """Raise ``ValueError`` unless :func:`shard_order` can split an epoch between the workers.
 
     The rules (see the module's docstring): ``batch_size`` is a multiple of
@@ -737,7 +750,8 @@ def _local_batch_size(batch_size, num_workers):
     return batch_size // num_workers
 
 
-def shard_order(order, batch_size, rank, num_workers):
+def shard_order(order: Union[Sequence[int], np.ndarray], batch_size: int, rank: int,
+                num_workers: int) -> np.ndarray:
     """Worker ``rank``'s share of an epoch's ``order``: its piece of every global batch, in turn.
 
     Batched by ``batch_size // num_workers``, the share gives the worker's piece of each
@@ -775,7 +789,7 @@ SUM_KEY = 9000
 _MAX_SUM_VALUES = 999
 
 
-def check_dist_env(kvstore, environ=None):
+def check_dist_env(kvstore: str, environ: Optional[Mapping[str, str]] = None) -> None:
     """Raise ``ValueError`` unless this process is a worker of a parameter-server job.
 
     Without the ``DMLC_*`` variables MXNet's ``kv.create('dist_sync')`` fails deep in
@@ -808,7 +822,7 @@ class Workers:
         The job's store (``mx.kv.create('dist_sync')``); ``None`` for one process.
     """
 
-    def __init__(self, kv=None):
+    def __init__(self, kv: Optional[mx.kv.KVStore] = None) -> None:
         self.kv = kv
         self.rank = 0 if kv is None else kv.rank
         self.num_workers = 1 if kv is None else kv.num_workers
@@ -819,7 +833,7 @@ class Workers:
         self._claimed = False
 
     @classmethod
-    def create(cls, kvstore):
+    def create(cls, kvstore: str) -> Workers:
         """The job's store ``kvstore`` (a dist type) created, after :func:`check_dist_env`."""
         if kvstore not in DIST_KVSTORES:
             raise ValueError(f"kvstore must be one of {', '.join(DIST_KVSTORES)}, got {kvstore!r}")
@@ -828,7 +842,7 @@ class Workers:
 
         return cls(mx.kv.create(kvstore))
 
-    def claim(self):
+    def claim(self) -> None:
         """Mark the store as taken by a Trainer; a second claim is refused.
 
         A Trainer's keys in the store are its parameters' indices (0, 1, ...); a second
@@ -841,7 +855,7 @@ class Workers:
         self._claimed = True
 
     @property
-    def writes_files(self):
+    def writes_files(self) -> bool:
         """Rank 0 writes checkpoints, JSON and plots; the others only compute."""
         return self.rank == 0
 
@@ -850,7 +864,8 @@ class Workers:
             return "Workers(one process)"
         return f"Workers(rank {self.rank} of {self.num_workers}, {self.kv.type})"
 
-    def share(self, order, batch_size):
+    def share(self, order: Callable[[int, int, int], Union[Sequence[int], np.ndarray]],
+              batch_size: int) -> Callable[[int, int, int], Union[Sequence[int], np.ndarray]]:
         """``order(n, seed, epoch)`` narrowed to this worker's share (:func:`shard_order`)."""
         if not self.distributed:
             return order
@@ -859,11 +874,11 @@ class Workers:
             return shard_order(order(n, seed, epoch), batch_size, self.rank, self.num_workers)
         return worker_order
 
-    def local_batch_size(self, batch_size):
+    def local_batch_size(self, batch_size: int) -> int:
         """The batch each worker runs: ``batch_size / num_workers`` (which must be whole)."""
         return _local_batch_size(batch_size, self.num_workers)
 
-    def part(self, n):
+    def part(self, n: int) -> slice:
         """This worker's slice of ``range(n)`` (e.g. the test set): near-equal parts, in rank order.
 
         Where the numbers are not summed over workers (``dist_async``), the whole range.
@@ -873,7 +888,7 @@ class Workers:
         bounds = np.linspace(0, n, self.num_workers + 1).round().astype(int)
         return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
 
-    def sum(self, values):
+    def sum(self, values: Sequence[float]) -> np.ndarray:
         """``values`` (a few floats) summed over all workers; every worker gets the sums.
 
         A push and a pull of one key of the store (the servers add the workers' pushes).
@@ -918,7 +933,7 @@ class Workers:
         nd.waitall()
         kvstore_barrier(self.kv)
 
-    def allreduce_grads(self, params):
+    def allreduce_grads(self, params: Sequence[gluon.Parameter]) -> None:
         """Replace each parameter's gradient by its sum over the workers (and contexts).
 
         ``params``: the ``gluon.Parameter`` s in the same order on every worker (e.g.

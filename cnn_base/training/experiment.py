@@ -1,17 +1,22 @@
 """d2l-zh v1 chapter 5's experiments: :func:`train_net` builds a network (§5.5's LeNet or one of
 §5.6-5.12's), the Trainer and the data (resized as the book does), then runs
 :func:`~cnn_base.training.loop.train_ch5`; :func:`train_lenet` is §5.5's."""
+from __future__ import annotations
+
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Union
 
+import mxnet as mx
 from mxnet import gluon
 
 from .._checks import as_positive_float, check_choice
 from .._choices import BOOK_SETTINGS, KVSTORE_CHOICES
+from .._types import Activation, BlockChoice, PathLike, Progress
 from ..nets import CHAPTER_NETS, LENET_BLOCKS, lenet
 from .data import fashion_mnist_dataset, resized
 from .distributed import DIST_KVSTORES, SINGLE_PROCESS, Workers
-from .loop import as_ctx_list, init_net, train_ch5
+from .loop import CtxSpec, EpochResult, Log, as_ctx_list, init_net, train_ch5
 
 __all__ = ["TrainResult", "BOOK_SETTINGS", "train_net", "train_lenet", "KVSTORE_CHOICES"]
 
@@ -19,26 +24,26 @@ __all__ = ["TrainResult", "BOOK_SETTINGS", "train_net", "train_lenet", "KVSTORE_
 class TrainResult:
     """What :func:`train_lenet` returns: the trained net, its settings and the history."""
     block: str
-    ctx: list
+    ctx: List[mx.Context]
     batch_size: int
     lr: float
     seed: int
     num_train: int
     num_test: int
-    epochs: list
+    epochs: List[EpochResult]
     net: gluon.Block = field(repr=False)
     kvstore: str = "device"
     net_name: str = "lenet"        # which of nets.CHAPTER_NETS
-    resize: int = None             # the side images were resized to (None: 28, as stored)
+    resize: Optional[int] = None   # the side images were resized to (None: 28, as stored)
     num_workers: int = 1           # processes of a parameter-server job (1: none)
     over_all_workers: bool = True  # False: the numbers are this worker's shard (dist_async)
 
     @property
-    def final(self):
+    def final(self) -> EpochResult:
         """The last epoch's :class:`EpochResult`."""
         return self.epochs[-1]
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         """JSON-ready: ``epochs`` (one dict per epoch), ``ctx``, ``batch_size``, ``lr``, ``seed``, ..."""
         extra = {} if self.net_name == "lenet" and self.resize is None else \
             {"net": self.net_name, "resize": self.resize}
@@ -55,10 +60,15 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def train_net(net="lenet", block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0,
-              ctx=None, activation="sigmoid", resize=None, root=None, limit=None,
-              train_data=None, test_data=None, checkpoint=None, resume=False,
-              kvstore="device", progress="auto", log=print):
+def train_net(net: str = "lenet", block: BlockChoice = "custom", num_epochs: int = 5,
+              batch_size: int = 256, lr: float = 0.9, seed: int = 0, ctx: CtxSpec = None,
+              activation: Activation = "sigmoid", resize: Optional[int] = None,
+              root: Optional[PathLike] = None, limit: Optional[int] = None,
+              train_data: Optional[gluon.data.Dataset] = None,
+              test_data: Optional[gluon.data.Dataset] = None,
+              checkpoint: Optional[PathLike] = None, resume: bool = False,
+              kvstore: Union[str, Workers] = "device", progress: Progress = "auto",
+              log: Log = print) -> TrainResult:
     """d2l's chapter-5 experiment: a network of ``nets.CHAPTER_NETS``, Xavier from ``seed``,
     SGD, :func:`train_ch5`, on Fashion-MNIST resized to ``resize`` as the book does.
 
@@ -155,9 +165,14 @@ def _config(name, block, activation, resize):
     return config if resize is None else {**config, "resize": resize}
 
 
-def train_lenet(block="custom", num_epochs=5, batch_size=256, lr=0.9, seed=0, ctx=None,
-                activation="sigmoid", root=None, limit=None, train_data=None, test_data=None,
-                checkpoint=None, resume=False, kvstore="device", progress="auto", log=print):
+def train_lenet(block: BlockChoice = "custom", num_epochs: int = 5, batch_size: int = 256,
+                lr: float = 0.9, seed: int = 0, ctx: CtxSpec = None,
+                activation: Activation = "sigmoid", root: Optional[PathLike] = None,
+                limit: Optional[int] = None, train_data: Optional[gluon.data.Dataset] = None,
+                test_data: Optional[gluon.data.Dataset] = None,
+                checkpoint: Optional[PathLike] = None, resume: bool = False,
+                kvstore: Union[str, Workers] = "device", progress: Progress = "auto",
+                log: Log = print) -> TrainResult:
     """d2l's LeNet experiment (§5.5): :func:`train_net` with ``net='lenet'``; the same
     parameters, d2l's 5 epochs, batch 256, lr 0.9. Returns a :class:`TrainResult`."""
     return train_net("lenet", block, num_epochs, batch_size, lr, seed, ctx, activation, None,

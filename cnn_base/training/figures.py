@@ -3,17 +3,23 @@
 Built without ``pyplot`` like :mod:`cnn_base.figures`; write one with
 :func:`cnn_base.save_figure`.
 """
+from __future__ import annotations
+
+from typing import List, Mapping, Sequence, Union
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .._checks import as_int
 from .data import get_fashion_mnist_labels
+from .experiment import TrainResult
+from .loop import EpochResult
 
 __all__ = ["history_figure", "predictions_figure"]
 
 
-def history_figure(runs):
+def history_figure(runs: Mapping[str, Union[TrainResult, List[EpochResult]]]) -> Figure:
     """Loss (left) and train/test accuracy (right) per epoch, one line style per run.
 
     ``runs``: a dict ``{name: TrainResult or list of EpochResult}``, e.g.
@@ -42,7 +48,9 @@ def history_figure(runs):
     return fig
 
 
-def predictions_figure(images, labels, predicted, ncols=9):
+def predictions_figure(images: Union[np.ndarray, Sequence[np.ndarray]],
+                       labels: Sequence[int], predicted: Sequence[int],
+                       ncols: int = 9) -> Figure:
     """A grid of images titled ``true`` over ``predicted`` class names (d2l's ``show_fashion_mnist``).
 
     ``images``: (N, 28, 28) (or (N, 1, 28, 28)) arrays; ``labels``, ``predicted``: N class

@@ -18,10 +18,13 @@
   (:mod:`cnn_base.training.checkpoints`), so a run killed at any moment and resumed ends
   with the numbers of one never stopped.
 """
+from __future__ import annotations
+
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
 import numpy as np
@@ -29,12 +32,19 @@ from mxnet import autograd, gluon, init, nd
 
 from .._checks import as_int, check_choice
 from .._choices import PROGRESS_CHOICES
+from .._types import PathLike, Progress, Shape
 from .._mxnet_private import trainer_kvstore
 from ..context import as_ctx
 from .._files import WriteError
 from .checkpoints import CheckpointError, layers, resume_or_start, save_checkpoint
 from .data import epoch_order, test_loader, train_loader
 from .distributed import SINGLE_PROCESS, Workers, check_shardable
+
+# a context or several, as as_ctx_list takes them: None ('auto'), a name ('cpu(0),cpu(1)' for
+# several), an mx.Context, or a list of names and contexts
+CtxSpec = Union[None, str, mx.Context, Sequence[Union[str, mx.Context]]]
+# where d2l's lines go (None: nowhere)
+Log = Optional[Callable[[str], Any]]
 
 __all__ = ["EpochResult", "TrainingDiverged", "TrainingInterrupted", "as_ctx_list", "init_net",
            "evaluate_accuracy", "epoch_line", "train_ch5", "PROGRESS_CHOICES"]
@@ -49,7 +59,8 @@ class TrainingDiverged(ArithmeticError):
     the last one: nothing of the diverged epoch is saved).
     """
 
-    def __init__(self, epoch, batch, loss, lr, history):
+    def __init__(self, epoch: int, batch: Optional[int], loss: float, lr: float,
+                 history: List[EpochResult]) -> None:
         self.epoch, self.batch, self.loss, self.lr, self.history = epoch, batch, loss, lr, history
         where = f"epoch {epoch}" + ("" if batch is None else f", batch {batch}")
         super().__init__(f"the training diverged: the loss became {loss} at {where} "
@@ -63,7 +74,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     A ``KeyboardInterrupt``, so code that does not know it stops as before.
     """
 
-    def __init__(self, epoch, saved):
+    def __init__(self, epoch: int, saved: int) -> None:
         self.epoch, self.saved = epoch, saved
         super().__init__(f"interrupted at epoch {epoch}")
 
@@ -85,7 +96,7 @@ class EpochResult:
     seconds: float
     samples_per_sec: float
 
-    def line(self):
+    def line(self) -> str:
         """d2l's line.
 
         >>> EpochResult(1, 2.31942, 0.1, 0.1, 11.03, 6000.0).line()
@@ -94,13 +105,14 @@ class EpochResult:
         return epoch_line(self.epoch, self.loss, self.train_acc, self.test_acc, self.seconds)
 
 
-def epoch_line(epoch, loss, train_acc, test_acc, seconds):
+def epoch_line(epoch: int, loss: float, train_acc: float, test_acc: float,
+               seconds: float) -> str:
     """``epoch N, loss L, train acc A, test acc T, time S sec`` as d2l-zh prints it."""
     return ("epoch %d, loss %.4f, train acc %.3f, test acc %.3f, time %.1f sec"
             % (epoch, loss, train_acc, test_acc, seconds))
 
 
-def as_ctx_list(ctx):
+def as_ctx_list(ctx: CtxSpec) -> List[mx.Context]:
     """One context or several: ``'cpu(0),cpu(1)'``, a list of names or contexts -> list of ``mx.Context``.
 
     >>> as_ctx_list('cpu(0), cpu(1)')
@@ -124,7 +136,8 @@ def as_ctx_list(ctx):
     return contexts
 
 
-def init_net(net, ctx, seed, input_shape=(1, 1, 28, 28)):
+def init_net(net: gluon.Block, ctx: CtxSpec, seed: int,
+             input_shape: Shape = (1, 1, 28, 28)) -> gluon.Block:
     """Xavier-initialise ``net`` on every context of ``ctx`` from ``mx.random.seed(seed)``.
 
     A forward pass on zeros of ``input_shape`` fixes the deferred shapes, so the
@@ -146,7 +159,8 @@ def _split(X, y, contexts):
             gluon.utils.split_and_load(y, contexts, even_split=False))
 
 
-def evaluate_accuracy(data_iter, net, ctx):
+def evaluate_accuracy(data_iter: Iterable[Tuple[nd.NDArray, nd.NDArray]], net: gluon.Block,
+                      ctx: CtxSpec) -> float:
     """The share of ``data_iter``'s samples that ``net`` classifies right (d2l's ``evaluate_accuracy``)."""
     correct, n = _count_correct(data_iter, net, ctx)
     return correct / n
@@ -191,9 +205,13 @@ def _plain_progress(batches, total, epoch, log):
 
 # --- the loop ---------------------------------------------------------------------------------
 
-def train_ch5(net, train_data, test_data, batch_size, trainer, ctx, num_epochs, seed=0,
-              checkpoint=None, resume=False, config=None, order=epoch_order, progress="auto",
-              log=print, workers=None):
+def train_ch5(net: gluon.Block, train_data: gluon.data.Dataset, test_data: gluon.data.Dataset,
+              batch_size: int, trainer: gluon.Trainer, ctx: CtxSpec, num_epochs: int,
+              seed: int = 0, checkpoint: Optional[PathLike] = None, resume: bool = False,
+              config: Optional[dict] = None,
+              order: Callable[[int, int, int], Union[Sequence[int], np.ndarray]] = epoch_order,
+              progress: Progress = "auto", log: Log = print,
+              workers: Optional[Workers] = None) -> List[EpochResult]:
     """d2l-zh v1's ``train_ch5``: train ``net`` with ``trainer`` and return the history.
 
     Parameters
