@@ -64,6 +64,7 @@ SCRIPT = textwrap.dedent("""
                         conv.bias.grad().asnumpy()])
     for ours, gluons in zip(*results):
         np.testing.assert_allclose(ours, gluons, rtol=1e-6)
+    assert cb.native.loaded(), cb.native.status()        # the kernel's memory is measured
     print("peak MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """)
 
