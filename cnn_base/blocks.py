@@ -269,7 +269,7 @@ class Conv2D(_PathChoosing):
             in_channels = x.shape[self._layout.index("C")]
         self._choose_path(conv_uses_kernel(x, in_channels, self._channels, self._groups,
                                            self._kernel_size, self._strides, self._padding,
-                                           self.weight.dtype))
+                                           self.weight.dtype, self._dilation, self._layout))
         return super().forward(x, *args)
 
     def hybrid_forward(self, F: ArrayModule, x: Array, weight: Array,

@@ -209,9 +209,11 @@ def _exported_ops(block, X, prefix):
     (1, 2, 1, 1, True), (NATIVE_MAX_CHANNELS, NATIVE_MAX_CHANNELS, 1, 1, True),
     (NATIVE_MAX_CHANNELS + 1, NATIVE_MAX_CHANNELS, 1, 1, False),
     (NATIVE_MAX_CHANNELS, NATIVE_MAX_CHANNELS + 1, 1, 1, False),
-    # few output channels: the kernel whatever the input channels (DenseNet's 3x3 layers)
+    # few output channels: the kernel whatever the input channels, on planes from 12 x 12
+    # (DenseNet's 3x3 layers; the X below is 12 x 12 for these, 6 x 7 otherwise)
     (NATIVE_MAX_CHANNELS + 1, 2, 1, 1, True), (512, NATIVE_ANY_INPUT_MAX_CHANNELS, 1, 1, True),
     (512, NATIVE_ANY_INPUT_MAX_CHANNELS + 1, 1, 1, False),
+    (NATIVE_MAX_CHANNELS + 1, 2, 1, 2, False),            # a 6 x 6 plane: the matrix multiply
     (32, 64, 32, 1, True), (2 * NATIVE_MAX_CHANNELS + 2, 2 * NATIVE_MAX_CHANNELS, 2, 1, False),
     (NATIVE_MAX_CHANNELS, NATIVE_MAX_CHANNELS, 1, 2, True),
     (NATIVE_MAX_CHANNELS + 1, NATIVE_MAX_CHANNELS, 1, 2, False),
@@ -222,7 +224,8 @@ def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, c_o, grou
     block = cb.Conv2D(c_o, 3, strides=strides, padding=1, groups=groups, layout=layout)
     block.initialize(init.Normal(0.5))
     block.hybridize()
-    X = nd.random.normal(shape=(2, c_i, 6, 7) if layout == "NCHW" else (2, 6, 7, c_i))
+    h, w = (12, 12) if c_i > NATIVE_MAX_CHANNELS and c_o // groups <= 32 else (6, 7)
+    X = nd.random.normal(shape=(2, c_i, h, w) if layout == "NCHW" else (2, h, w, c_i))
     assert (native.CONV_OP_NAME in _exported_ops(block, X, tmp_path / "m")) == uses_kernel
 
 
