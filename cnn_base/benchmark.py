@@ -38,6 +38,7 @@ from mxnet.gluon import nn
 
 from . import blocks, nets
 from ._checks import as_int, check_choice
+from ._choices import BOOK_SETTINGS
 from ._types import BlockChoice, ShapeLike
 from .substitution import substitute
 
@@ -91,14 +92,10 @@ STEP_CASES = [((256, 1, 28, 28), dict(net="d2l LeNet", classes=10, lr=0.1))]
 # the book's input sides (batch 32; LeNet-BN at the book's 256) and two model zoo networks
 # at ImageNet's 224 x 224 (batch 8). ``net`` names a key of nets.CHAPTER_NETS or
 # ``zoo:<model zoo name>``.
-NET_CASES = [((32, 1, 224, 224), dict(net="alexnet", classes=10, lr=0.01)),
-             ((32, 1, 224, 224), dict(net="vgg11", classes=10, lr=0.05)),
-             ((32, 1, 224, 224), dict(net="nin", classes=10, lr=0.1)),
-             ((32, 1, 96, 96), dict(net="googlenet", classes=10, lr=0.1)),
-             ((256, 1, 28, 28), dict(net="lenet_bn", classes=10, lr=1.0)),
-             ((32, 1, 96, 96), dict(net="resnet18", classes=10, lr=0.05)),
-             ((32, 1, 96, 96), dict(net="densenet", classes=10, lr=0.1)),
-             ((8, 3, 224, 224), dict(net="zoo:resnet18_v1", classes=10, lr=0.1)),
+NET_CASES = [((256 if name == "lenet_bn" else 32, 1, side, side),
+              dict(net=name, classes=10, lr=lr))
+             for name, (lr, _, side) in BOOK_SETTINGS.items() if name != "lenet"] + \
+            [((8, 3, 224, 224), dict(net="zoo:resnet18_v1", classes=10, lr=0.1)),
              ((8, 3, 224, 224), dict(net="zoo:mobilenetv2_1.0", classes=10, lr=0.1))]
 
 _PAIRS = {"conv": (blocks.Conv2D, nn.Conv2D), "maxpool": (blocks.MaxPool2D, nn.MaxPool2D),

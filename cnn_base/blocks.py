@@ -322,8 +322,8 @@ class Pool2D(_PathChoosing):
     the kernel is used when MXNet has no GPU.
 
     Unlike Gluon's built-in, a max window holding NaN gives NaN (its gradient
-    goes to the first NaN), as NumPy and PyTorch do; the README's table of
-    special values lists every difference.
+    goes to the first NaN), as NumPy and PyTorch do; the table of
+    special values (docs/engineering/special_values.md) lists every difference.
 
     Parameters
     ----------

@@ -26,26 +26,11 @@ from cnn_base import native
 FACTOR, FLOOR = 2.0, 1e-5
 
 
-def alexnet():
-    """d2l-zh v1 §5.6's AlexNet for 1-channel Fashion-MNIST (its Dropout is off: eval rate 0)."""
-    net = nn.HybridSequential()
-    net.add(nn.Conv2D(96, kernel_size=11, strides=4, activation="relu"),
-            nn.MaxPool2D(pool_size=3, strides=2),
-            nn.Conv2D(256, kernel_size=5, padding=2, activation="relu"),
-            nn.MaxPool2D(pool_size=3, strides=2),
-            nn.Conv2D(384, kernel_size=3, padding=1, activation="relu"),
-            nn.Conv2D(384, kernel_size=3, padding=1, activation="relu"),
-            nn.Conv2D(256, kernel_size=3, padding=1, activation="relu"),
-            nn.MaxPool2D(pool_size=3, strides=2),
-            nn.Dense(4096, activation="relu"), nn.Dense(4096, activation="relu"), nn.Dense(10))
-    return net
-
-
 # name: (constructor, input shape); inputs kept small for make test, every conv shape kind kept
 NETWORKS = {
     "vgg11": (lambda: vision.vgg11(), (2, 3, 64, 64)),
     "resnet18_v1": (lambda: vision.resnet18_v1(), (2, 3, 64, 64)),
-    "alexnet": (alexnet, (2, 1, 96, 96)),
+    "alexnet": (lambda: cb.alexnet("builtin"), (2, 1, 96, 96)),      # d2l-zh v1 §5.6
 }
 
 

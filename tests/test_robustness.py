@@ -6,7 +6,6 @@ Disk-full cases run in a fresh process under ``RLIMIT_FSIZE`` (Python ignores SI
 write past the limit fails with EFBIG), or write into ``/dev/full`` (ENOSPC, no file name).
 """
 import errno
-import gzip
 import json
 import math
 import os
@@ -15,7 +14,6 @@ import re
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -29,23 +27,8 @@ from cnn_base.cli.train_lenet import main as train_lenet_main
 from cnn_base.training.checkpoints import CheckpointError, latest_checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-N_TRAIN, N_TEST = 320, 96
-
-
-def _write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("fashion")
-    rng = np.random.RandomState(7)
-    for train, n in ((True, N_TRAIN), (False, N_TEST)):
-        images_name, labels_name = cb.FASHION_MNIST_FILES[train]
-        _write_idx(directory / (images_name + ".gz"), rng.randint(0, 256, size=(n, 28, 28)))
-        _write_idx(directory / (labels_name + ".gz"), rng.randint(0, 10, size=n))
-    return directory
+# the same synthetic Fashion-MNIST IDX files as the train-lenet tests (a module-scoped fixture)
+from test_train_lenet_cli import N_TEST, N_TRAIN, data_dir  # noqa: E402,F401
 
 
 def _env():

@@ -1,6 +1,6 @@
 """Which path computes a layer, and why: the routing rules of the conv and the pools in one place.
 
-Three questions, each answered by measurements on CPU (README, "Speed"):
+Three questions, each answered by measurements on CPU (docs/engineering/speed.md):
 
 - how :func:`~cnn_base.functional.conv2d` lays out its windows (:func:`conv_route`):
   a 1x1 conv is one matrix product; otherwise the rows are gathered from the
@@ -60,30 +60,27 @@ def conv_route(k, s, p, groups, in_channels, layout):
 
 # Which layers the blocks convolve with the C++ kernel (conv2d_native) and which
 # with the matrix multiply of conv2d (oneDNN's GEMM inside FullyConnected), as
-# measured on CPU, forward + backward against Gluon's built-in (README, "Speed"):
+# measured on CPU, forward + backward against Gluon's built-in (docs/engineering/speed.md):
 # the kernel's register tiles win up to 64 input and output channels per group,
 # with any stride (16 -> 32 channels on 64 x 64: 1.0x the built-in, the GEMM
 # 2-3x; 64 -> 64 on 32 x 32 with stride 2: 1.4x against 2.7x; depthwise:
 # 1.7x against 70-90x) and lose above (256 -> 256 on 14 x 14: 1.6x against
 # 1.1x; 128 -> 128 on 16 x 16 with stride 2: 1.8x against 1.2x). With few
-# output channels the kernel wins whatever the input channels: DenseNet's
-# 3x3 layers to 32 channels (growth rate 32), measured on an Intel Xeon
-# (AVX-512; static hybridize, batch 32 unless said, interleaved medians):
-# 96 -> 32 on 24 x 24 1.22x against the GEMM's 1.96x, 192 -> 32 1.18x against
-# 1.89x, 224 -> 32 on 12 x 12 1.92x against 2.17x, batch 8 512 -> 32 on
-# 14 x 14 1.77x against 2.05x; at 64 output channels the GEMM wins from 128
-# input channels (batch 8 128 -> 64 on 28 x 28: 2.12x against 1.46x, 512 -> 64
-# on 7 x 7: 2.81x against 1.39x). Not knowing the input's channels (a
-# hybridized parent builds its graph before deferred initialization), the
-# output channels decide.
+# output channels the kernel wins whatever the input channels on large planes:
+# DenseNet's 3x3 layers to 32 channels (growth rate 32), measured on an AMD EPYC
+# (AVX-512, 2 cores, idle; static hybridize, batch 32 unless said, interleaved medians):
+# 96 -> 32 on 24 x 24 1.36x against the GEMM's 2.00x, 192 -> 32 1.28x against 1.86x;
+# at 64 output channels the GEMM wins from 128 input channels (batch 8, 128 -> 64 on
+# 28 x 28: 1.60x against 1.42x). Not knowing the input's channels (a hybridized parent
+# builds its graph before deferred initialization), the output channels decide.
 NATIVE_MAX_CHANNELS = 64
 # Up to this many output channels per group the kernel takes any input channels, on
 # output planes of at least NATIVE_MIN_PLANE cells: on small planes its tiles run short
-# rows and the GEMM wins (measured as above, static, batch 32, to 32 channels: 160 -> 32
-# on 12 x 12 1.59x against 1.83x; 96 -> 32 on 8 x 8 2.26x against 1.77x; 120 -> 32 on
-# 6 x 6 2.74x against 1.57x; on 3 x 3 4.2x against 1.4x). Inside a hybridized parent the
-# plane is unknown and the kernel is taken: a network's large planes cost the most (d2l's
-# DenseNet, static: 1.48x the built-in so, 1.87x with the matrix multiply there).
+# rows and the GEMM wins (measured as above, to 32 channels: 160 -> 32 on 12 x 12 1.92x
+# against 1.93x; 120 -> 32 on 6 x 6 2.67x against 1.60x, on 3 x 3 4.43x against 1.36x).
+# Inside a hybridized parent the plane is unknown and the kernel is taken: a network's
+# large planes cost the most (d2l's DenseNet, static: 1.47x the built-in so, 1.87x with the
+# matrix multiply there).
 NATIVE_ANY_INPUT_MAX_CHANNELS = 32
 NATIVE_MIN_PLANE = 12 * 12
 

@@ -24,7 +24,7 @@ def _native_channel_last(F, op, X, *inputs, **settings):
     still faster than the MXNet-operator pooling of NHWC and than Gluon's NHWC
     max pooling, and the channel-last gather of :func:`conv2d` measured
     1.5-20x slower than that on the layers the conv kernel takes (depthwise
-    56 x 56: 518 ms against 28 ms; README, "Speed"). A transpose's backward
+    56 x 56: 518 ms against 28 ms; docs/engineering/speed.md). A transpose's backward
     honours ``grad_req='add'``, so ``X`` needs no ``identity``.
     """
     Y = op(F.transpose(X, axes=(0, 3, 1, 2)), *inputs, **settings)
