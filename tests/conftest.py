@@ -38,3 +38,16 @@ def conv_backend(request):
     old = native.set_enabled(request.param == "kernel")
     yield request.param
     native.set_enabled(old)
+
+
+@pytest.fixture(params=[True, False], ids=["blas", "no_blas"])
+def blas(request, monkeypatch):
+    """Run a routing test with the conv kernel's BLAS found (skipped when it is not) and as if
+    it were not (``native.multiplies_with_blas`` patched to False): the blocks' two rules."""
+    from cnn_base import native
+
+    if request.param and not native.multiplies_with_blas():
+        pytest.skip(f"the conv kernel found no BLAS: {native.status()}")
+    if not request.param:
+        monkeypatch.setattr(native, "multiplies_with_blas", lambda: False)
+    return request.param

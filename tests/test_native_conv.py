@@ -117,6 +117,44 @@ def test_kernel_output_and_gradients_equal_gluons_convolution(input_shape, kw, d
         np.testing.assert_allclose(a, b, err_msg=name, **TOL[dtype])
 
 
+# Layers wide enough for the kernel's im2col + BLAS way under its own rule (use_gemm in
+# csrc/conv2d.cc); the table above is mostly its tiles' ground. Both ways run every case below.
+WIDE_TABLE = [
+    ((2, 40, 6, 7), dict(channels=48, kernel_size=3, padding=1)),
+    ((3, 16, 5, 5), dict(channels=32, kernel_size=1, use_bias=False)),
+    ((2, 64, 9, 8), dict(channels=64, kernel_size=3, strides=2, padding=1, groups=2)),
+    ((5, 24, 3, 3), dict(channels=40, kernel_size=(2, 3), padding=(2, 1), dilation=(1, 2))),
+    ((1, 3, 23, 21), dict(channels=33, kernel_size=11, strides=4, padding=2)),
+]
+
+
+def _op_with(algo):
+    """conv2d_native's operator with ``algo`` forced: 'tiles' or 'gemm' (im2col + BLAS)."""
+    def conv(F, x, weight, bias=None, channels=None, kernel_size=None, strides=1, padding=0,
+             dilation=1, groups=1):
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)     # noqa: E731
+        inputs = [x, weight] + ([] if bias is None else [bias])
+        return getattr(F, native.CONV_OP_NAME)(
+            *[F.identity(a) for a in inputs], kernel=pair(kernel_size), stride=pair(strides),
+            pad=pair(padding), dilate=pair(dilation), num_filter=channels, num_group=groups,
+            no_bias=bias is None, algo=algo)
+    return conv
+
+
+@pytest.mark.parametrize("algo", ["tiles", "gemm"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_shape, kw", CONV_TABLE + WIDE_TABLE,
+                         ids=[_case_id(c) for c in CONV_TABLE + WIDE_TABLE])
+def test_both_ways_of_multiplying_equal_gluons_convolution(input_shape, kw, dtype, algo):
+    if algo == "gemm" and not native.multiplies_with_blas():
+        pytest.skip("no BLAS found in the process: the kernel multiplies in its tiles only")
+    X, W, B = _inputs(input_shape, kw, dtype)
+    ours, _ = _run(_op_with(algo), kw, X, W, B, hybridize=False)
+    theirs, _ = _run("builtin", kw, X, W, B, hybridize=False)
+    for name, a, b in zip(["Y", "dX", "dW", "dB"], ours, theirs):
+        np.testing.assert_allclose(a, b, err_msg=name, **TOL[dtype])
+
+
 @pytest.mark.parametrize("input_shape, kw", CONV_TABLE[:6], ids=[_case_id(c) for c in CONV_TABLE[:6]])
 def test_kernel_equals_the_mxnet_operator_conv2d(input_shape, kw):
     X, W, B = _inputs(input_shape, kw, "float64")
@@ -189,6 +227,8 @@ def test_kernel_refuses_other_dtypes_naming_what_it_takes(dtype):
      "num_group 2 must divide num_filter 3"),
     (dict(kernel=(5, 5), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1),
      r"input of height and width \(4, 4\) is too small for the kernel \(5, 5\)"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1,
+          algo="fast"), "algo must be 'auto', 'tiles' or 'gemm', got 'fast'"),
 ])
 def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
     with pytest.raises(mx.base.MXNetError, match=message):
@@ -220,7 +260,11 @@ def _exported_ops(block, X, prefix):
     (64 * 3, 64 * 6, 64 * 3, 3, True)])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, c_o, groups, strides,
-                                                                   uses_kernel, layout, tmp_path):
+                                                                   uses_kernel, layout, blas,
+                                                                   tmp_path):
+    """With a BLAS the kernel takes every layer (it picks its tiles or im2col + BLAS itself);
+    without one the table above: the tiles where they beat MXNet's matrix multiply."""
+    uses_kernel = uses_kernel or blas
     block = cb.Conv2D(c_o, 3, strides=strides, padding=1, groups=groups, layout=layout)
     block.initialize(init.Normal(0.5))
     block.hybridize()
@@ -230,8 +274,9 @@ def test_conv2d_block_takes_the_kernel_for_few_channels_per_group(c_i, c_o, grou
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_pointwise_conv2d_is_one_fully_connected_layer_and_equals_gluon(layout, tmp_path):
-    """1x1, stride 1, no padding: the chapter's 1x1 conv, a Dense layer over each pixel's channels.
+def test_pointwise_conv2d_is_one_fully_connected_layer_and_equals_gluon(layout, blas, tmp_path):
+    """1x1, stride 1, no padding: the chapter's 1x1 conv, a Dense layer over each pixel's channels
+    (the kernel's im2col + BLAS with a BLAS; MXNet's FullyConnected without).
 
     Compared with Gluon's NCHW block (its grouped NHWC conv does not run on the
     CPU), the NHWC input, weight and output transposed.
@@ -249,7 +294,10 @@ def test_pointwise_conv2d_is_one_fully_connected_layer_and_equals_gluon(layout, 
     X_ours = X if layout == "NCHW" else X.transpose(to_nhwc)
     block.hybridize()
     ops = _exported_ops(block, X_ours, tmp_path / "pw")
-    assert "FullyConnected" in ops and native.CONV_OP_NAME not in ops and "take" not in ops
+    if blas:
+        assert native.CONV_OP_NAME in ops and "FullyConnected" not in ops
+    else:
+        assert "FullyConnected" in ops and native.CONV_OP_NAME not in ops and "take" not in ops
 
     def output_and_gradients(net, X, back):
         X.attach_grad()
@@ -338,12 +386,12 @@ def test_lenet_hybridized_before_its_first_call_convolves_with_the_kernel_and_eq
 @pytest.mark.parametrize("channels, strides", [(NATIVE_MAX_CHANNELS + 1, 1),
                                                (NATIVE_MAX_CHANNELS + 1, 2)])
 def test_wide_conv_in_a_hybridized_parent_before_its_first_call_uses_the_matrix_multiply(
-        channels, strides, tmp_path):
+        channels, strides, blas, tmp_path):
     net = nn.HybridSequential()
     net.add(cb.Conv2D(channels, 3, strides=strides, padding=1))
     net.initialize()
     net.hybridize()
     net(nd.ones((1, 3, 5, 5)))
     net.export(str(tmp_path / "wide"))
-    with open(tmp_path / "wide-symbol.json") as f:
-        assert native.CONV_OP_NAME not in {node["op"] for node in json.load(f)["nodes"]}
+    with open(tmp_path / "wide-symbol.json") as f:   # with a BLAS the kernel's own multiply
+        assert (native.CONV_OP_NAME in {node["op"] for node in json.load(f)["nodes"]}) == blas

@@ -60,9 +60,14 @@ typedef std::unordered_map<std::string, std::string> Attrs;
 
 namespace {
 
+// How a call multiplies: kAlgoAuto lets use_gemm decide; the others force one way (tests
+// check both against the references whatever the rule picks).
+enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm };
+
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
   bool no_bias;
+  Algo algo;
 };
 
 using cnn_base::kMaxAttr;
@@ -106,6 +111,14 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
   auto it = attrs.find("no_bias");
   P->no_bias = it != attrs.end() && (it->second == "True" || it->second == "1" ||
                                      it->second == "true");
+  it = attrs.find("algo");
+  const std::string algo = it == attrs.end() ? "auto" : it->second;
+  if (algo != "auto" && algo != "tiles" && algo != "gemm") {
+    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles' or 'gemm', got '" << algo
+                 << "'";
+    return false;
+  }
+  P->algo = algo == "tiles" ? kAlgoTiles : algo == "gemm" ? kAlgoGemm : kAlgoAuto;
   if (P->num_filter % P->groups) {
     MX_ERROR_MSG << "cnn_base_conv2d: num_group " << P->groups << " must divide num_filter "
                  << P->num_filter;
@@ -414,7 +427,8 @@ std::vector<int64_t> all_of(int64_t n) {
 }
 
 template <typename T>
-void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
+void tiles_forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B,
+                   T* Y) {
   CorrShape c{g.Cg, 0, 0, g.KH, g.KW, P.s_h, P.s_w, P.d_h, P.d_w, g.OH, g.OW, 0, 0, 0, nullptr};
   skip_gaps(&c);
   int NB, XV;
@@ -497,7 +511,7 @@ void input_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* K,
   }
 }
 
-// dK and db: one loop item per band of output rows of one image
+// dK: one loop item per band of output rows of one image
 // (weight_grad_band). Each thread pads the band's input rows, and copies its
 // output-gradient rows into rows of whole vectors, into buffers of its own
 // reused from item to item (in pieces that stay in the caches, and no fresh
@@ -508,8 +522,7 @@ void input_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* K,
 // sums of its own; the buffers are made before the parallel region, so nothing
 // inside can throw. The partial sums are added up at the end.
 template <typename T>
-void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X, T* dK,
-                 T* dB) {
+void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X, T* dK) {
   constexpr int L = kLanes<T>;
   const int64_t OWt = (g.OW + L - 1) / L * L;
   // bands of about 512 output values: small enough for the caches
@@ -569,23 +582,56 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
       for (int l = 0; l < L; ++l) total += parts[chunk * sums + k * L + l];
     dK[k] = total;          // dK[o][c][i][j] is o * taps + tap
   }
-  if (dB != nullptr) {
-    for (int64_t o = 0; o < g.O; ++o) {
-      T total = 0;
-      for (int64_t n = 0; n < g.N; ++n) {
-        const T* plane = dY + (n * g.O + o) * g.OH * g.OW;
-        for (int64_t cell = 0; cell < g.OH * g.OW; ++cell) total += plane[cell];
-      }
-      dB[o] = total;
+}
+
+// db[o]: the sum of dY[n, o] over the batch and the cells, in that order.
+template <typename T>
+void bias_grad(const Geometry& g, const T* dY, T* dB) {
+  for (int64_t o = 0; o < g.O; ++o) {
+    T total = 0;
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* plane = dY + (n * g.O + o) * g.OH * g.OW;
+      for (int64_t cell = 0; cell < g.OH * g.OW; ++cell) total += plane[cell];
     }
+    dB[o] = total;
+  }
+}
+
+#include "conv2d_gemm.h"    // im2col + the BLAS's matrix multiply: namespace gemm
+
+// Which way a layer is multiplied (algo "auto"): im2col + the BLAS (gemm::forward) or the
+// register tiles (corr_tiles). The rule, measured on real-network layers (forward +
+// backward against the built-in, docs/engineering/speed.md): the BLAS wins once a group has
+// enough output channels to fill its rows (kGemmMinOutChannels) and enough taps to fill its
+// inner dimension (kGemmMinTaps); below, the tiles (depthwise, LeNet's 6 and 16 channels).
+constexpr int64_t kGemmMinOutChannels = 16;
+constexpr int64_t kGemmMinTaps = 32;
+
+bool use_gemm(const ConvParams& P, const Geometry& g) {
+  if (P.algo != kAlgoAuto) return P.algo == kAlgoGemm && gemm::blas_found() && gemm::fits_int(g);
+  return gemm::blas_found() && gemm::fits_int(g) && g.Og >= kGemmMinOutChannels &&
+         g.Cg * g.KH * g.KW >= kGemmMinTaps;
+}
+
+template <typename T>
+void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
+  if (use_gemm(P, g)) {
+    gemm::forward(P, g, X, K, B, Y);
+  } else {
+    tiles_forward(P, g, X, K, B, Y);
   }
 }
 
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
               T* dX, T* dK, T* dB) {
-  input_grad<T>(P, g, dY, K, dX);
-  weight_grad<T>(P, g, dY, X, dK, dB);
+  if (use_gemm(P, g)) {
+    gemm::backward(P, g, dY, X, K, dX, dK);
+  } else {
+    input_grad<T>(P, g, dY, K, dX);
+    weight_grad<T>(P, g, dY, X, dK);
+  }
+  if (dB != nullptr) bias_grad(g, dY, dB);
 }
 
 std::vector<int64_t> shape_of(const MXTensor& t) {
@@ -593,6 +639,10 @@ std::vector<int64_t> shape_of(const MXTensor& t) {
 }
 
 }  // namespace
+
+// 1 when the conv multiplies with the BLAS (found in the process), else 0: Python's
+// routing asks it (cnn_base.native.multiplies_with_blas).
+extern "C" int cnn_base_conv_blas() { return gemm::blas_found() ? 1 : 0; }
 
 // inputs: X, weight[, bias]; outputs: Y
 MXReturnValue conv2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,

@@ -21,7 +21,8 @@
  *   the processors this process may use (MXNet halves that on x86, assuming
  *   hyper-threads; the next rule makes the whole count safe instead);
  * - never more threads than processors idle right now (the run-queue count in
- *   /proc/loadavg, re-read at most every kRecheckNs): a thread sent to a busy
+ *   /proc/loadavg less this process's own running threads, re-read at most
+ *   every kRecheckNs): a thread sent to a busy
  *   core makes the whole region wait for it. On an idle machine this changes
  *   nothing; with one busy process on 2 cores it means one thread;
  * - work too small to pay for a team runs on the calling thread: no team, no
@@ -35,6 +36,7 @@
 #ifndef CNN_BASE_PARALLEL_H_
 #define CNN_BASE_PARALLEL_H_
 
+#include <dirent.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -43,6 +45,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace cnn_base {
 
@@ -81,6 +84,32 @@ inline int runnable_now() {
   return got == 5 ? running : 0;
 }
 
+// Runnable threads of this process right now (state R in /proc/self/task/*/stat).
+// What it buys: our own threads are not load. MXNet's engine workers and the
+// OpenMP workers of the region that just ended (libgomp spins them for a while)
+// show as running in /proc/loadavg; counted as other processes they made a
+// quarter of the conv's calls on an idle 2-core machine run on one thread.
+inline int runnable_here() {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return 0;
+  int running = 0;
+  char path[64];
+  while (const dirent* task = readdir(tasks)) {
+    if (task->d_name[0] == '.') continue;
+    std::snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", task->d_name);
+    std::FILE* f = std::fopen(path, "r");
+    if (f == nullptr) continue;
+    char line[512];
+    const size_t got = std::fread(line, 1, sizeof line - 1, f);
+    std::fclose(f);
+    line[got] = '\0';
+    const char* after_name = std::strrchr(line, ')');   // "tid (name) S ..."
+    if (after_name != nullptr && after_name[1] == ' ' && after_name[2] == 'R') ++running;
+  }
+  closedir(tasks);
+  return running;
+}
+
 }  // namespace detail
 
 // Sets the ceiling from the variables MXNet's operators read; the library's
@@ -107,9 +136,10 @@ inline int idle_processors() {
     checked_at.store(now, std::memory_order_relaxed);
     const int procs = omp_get_num_procs();
     const int running = detail::runnable_now();
-    // the asking thread is one of the running ones
-    idle.store(running > 0 ? std::max(1, procs - (running - 1)) : procs,
-               std::memory_order_relaxed);
+    // other processes' runnable tasks: the machine's less this process's (the
+    // asking thread among them)
+    const int others = std::max(0, running - std::max(1, detail::runnable_here()));
+    idle.store(running > 0 ? std::max(1, procs - others) : procs, std::memory_order_relaxed);
   }
   return idle.load(std::memory_order_relaxed);
 }

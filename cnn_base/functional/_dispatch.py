@@ -93,6 +93,8 @@ def native_conv_fits(in_channels, channels, groups, kernel_size, strides, paddin
     layer over the channels (:func:`conv2d` makes it one matrix product), and
     anything else follows the measured limits above.
     """
+    if native.multiplies_with_blas():
+        return True     # the kernel itself picks its tiles or im2col + BLAS (csrc/conv2d.cc, use_gemm)
     k, s, p, _ = _pair_args(kernel_size, strides, padding)
     if _is_pointwise(k, s, p):
         return False

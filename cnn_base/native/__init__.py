@@ -30,6 +30,7 @@ float64; the blocks use MXNet
 operators for anything else (GPU contexts, other dtypes). A model exported
 with it needs ``import cnn_base`` before ``SymbolBlock.imports`` reads it.
 """
+import ctypes
 import hashlib
 import os
 import platform
@@ -48,7 +49,7 @@ except ImportError:     # not POSIX: concurrent builds still cannot corrupt (tem
     fcntl = None
 
 __all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE_DIR", "build", "load", "loaded",
-           "enabled", "set_enabled", "status", "cache_dir", "library_path", "compiler"]
+           "enabled", "set_enabled", "status", "multiplies_with_blas", "cache_dir", "library_path", "compiler"]
 
 OP_NAME = "cnn_base_pool2d"
 CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
@@ -323,6 +324,7 @@ def _load_file(library):
     else:
         _state["loaded"] = True
         _state["reason"] = f"loaded from {library}"
+        _state["blas"] = bool(ctypes.CDLL(str(library.resolve())).cnn_base_conv_blas())
     return _state["loaded"]
 
 
@@ -335,6 +337,14 @@ def loaded():
     """Whether the operator is registered in this process."""
     _first_use()
     return _state["loaded"]
+
+
+def multiplies_with_blas():
+    """Whether the conv kernel found a BLAS to multiply wide layers with (the libopenblas.so.0
+    the mxnet wheel ships; ``csrc/conv2d_gemm.h``). Without one it runs every layer in its
+    register tiles, and the blocks send wide layers to MXNet's matrix multiply instead."""
+    _first_use()
+    return _state["loaded"] and _state.get("blas", False)
 
 
 def enabled():
