@@ -156,9 +156,12 @@ inline Tiling tiling(const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW;
   const int64_t target = std::max<int64_t>(kMinColumns, kTileValues / K);
   Tiling t{std::clamp<int64_t>(target / g.OW, 1, g.OH), 1, 0};
-  // whole planes of several images, leaving a tile for each thread of the ceiling
-  const int64_t most = std::max<int64_t>(1, g.N / cnn_base::max_threads());
-  if (t.rows == g.OH) t.images = std::clamp<int64_t>(target / (g.OH * g.OW), 1, most);
+  if (t.rows == g.OH) {       // whole planes of several images, as evenly as the threads
+    const int64_t threads = cnn_base::max_threads();   // of the ceiling can share them
+    const int64_t wanted = std::clamp<int64_t>(target / (g.OH * g.OW), 1, g.N);
+    const int64_t tiles = ((g.N + wanted - 1) / wanted + threads - 1) / threads * threads;
+    t.images = std::max<int64_t>(1, (g.N + tiles - 1) / tiles);
+  }
   t.columns = t.images * t.rows * g.OW;
   return t;
 }

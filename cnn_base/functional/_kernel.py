@@ -1,18 +1,36 @@
 """Calling our C++ operators (:mod:`cnn_base.native`) from NDArray and Symbol code alike."""
+import os
+
 from mxnet import autograd, nd
 
 def _kernel_input(F, A):
     """``A`` as an input of one of our C++ operators, whose backward overwrites gradients.
 
-    While autograd records, or inside a graph (where MXNet runs it in place), that
-    is ``identity(A)``: its backward honours ``grad_req='add'``. An imperative call
-    that records nothing has no backward, so ``A`` itself goes in. What it buys:
-    inference does not copy the whole input on every call (a 0.5 GiB float16
-    plane cost 0.5 GiB more than Gluon's pooling; issue 13).
+    A gradient that may be *added to* needs ``identity(A)`` in front, whose backward
+    honours ``grad_req='add'``: that of a leaf (an NDArray with a gradient attached, a
+    Symbol variable: the data, the parameters). An intermediate array's gradient is a
+    fresh buffer that MXNet sums over its consumers itself, so ``A`` goes in as it is
+    (:func:`_is_intermediate`); so does anything when nothing records (inference). What
+    it buys: one copy of the input forward and one of its gradient backward per layer,
+    about a third of a max pool's time on a 48 x 48 plane (issue 13 for inference).
     """
     if isinstance(A, nd.NDArray) and not autograd.is_recording():
         return A
-    return F.identity(A)
+    return A if _is_intermediate(A) else F.identity(A)
+
+
+def _is_intermediate(A):
+    """Whether ``A`` is an operator's output whose gradient MXNet sums from its consumers,
+    never adds into (an NDArray without an attached gradient, a Symbol that is no variable).
+
+    With ``MXNET_EXEC_ENABLE_ADDTO`` MXNet may sum gradients in place by adding: nothing
+    counts as intermediate then.
+    """
+    if os.environ.get("MXNET_EXEC_ENABLE_ADDTO", "0") not in ("", "0"):
+        return False
+    if isinstance(A, nd.NDArray):
+        return A.grad is None
+    return A.get_children() is not None
 
 
 def _native_channel_last(F, op, X, *inputs, **settings):
