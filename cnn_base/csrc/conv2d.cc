@@ -600,17 +600,28 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 #include "conv2d_gemm.h"    // im2col + the BLAS's matrix multiply: namespace gemm
 
 // Which way a layer is multiplied (algo "auto"): im2col + the BLAS (gemm::forward) or the
-// register tiles (corr_tiles). The rule, measured on real-network layers (forward +
-// backward against the built-in, docs/engineering/speed.md): the BLAS wins once a group has
-// enough output channels to fill its rows (kGemmMinOutChannels) and enough taps to fill its
-// inner dimension (kGemmMinTaps); below, the tiles (depthwise, LeNet's 6 and 16 channels).
+// register tiles (corr_tiles). Measured on the real networks' layers (forward and backward
+// apart, against the built-in; AMD EPYC, AVX-512, 2 cores, docs/engineering/speed.md):
+// - the tiles for few output channels or taps per group (kGemmMinOutChannels, kGemmMinTaps:
+//   depthwise, LeNet's 6 and 16): the BLAS's rows and inner loops run short there;
+// - the tiles for up to kTilesMaxOutChannels output channels on output planes of at least
+//   kTilesMinPlane cells (DenseNet's 3x3 layers to 32 on 24 x 24 and 12 x 12): with 32 rows
+//   the BLAS packs as much as it multiplies (96 -> 32 on 24 x 24, forward: tiles 8.5 ms,
+//   BLAS 12.5, built-in 13.5); on smaller planes the tiles' rows run short and the BLAS,
+//   which takes the planes of several images at once, is the faster of the two;
+// - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
+//   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
+//   the built-in against the tiles' 3.8x).
 constexpr int64_t kGemmMinOutChannels = 16;
 constexpr int64_t kGemmMinTaps = 32;
+constexpr int64_t kTilesMaxOutChannels = 32;
+constexpr int64_t kTilesMinPlane = 12 * 12;
 
 bool use_gemm(const ConvParams& P, const Geometry& g) {
-  if (P.algo != kAlgoAuto) return P.algo == kAlgoGemm && gemm::blas_found() && gemm::fits_int(g);
-  return gemm::blas_found() && gemm::fits_int(g) && g.Og >= kGemmMinOutChannels &&
-         g.Cg * g.KH * g.KW >= kGemmMinTaps;
+  if (!gemm::blas_found() || !gemm::fits_int(g)) return false;
+  if (P.algo != kAlgoAuto) return P.algo == kAlgoGemm;
+  if (g.Og < kGemmMinOutChannels || g.Cg * g.KH * g.KW < kGemmMinTaps) return false;
+  return !(g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
 }
 
 template <typename T>
