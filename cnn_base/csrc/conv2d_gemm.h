@@ -146,7 +146,7 @@ void col2im(const ConvParams& P, const Geometry& g, const T* dcols, const Tile& 
 // BLAS's packed panels, and small planes (6 x 6, 3 x 3 of GoogLeNet, ResNet, DenseNet at 96
 // x 96) still make one multiply of many columns instead of one small one per image.
 constexpr int64_t kTileValues = int64_t(1) << 18;    // 1 MiB of float32
-constexpr int64_t kMinColumns = 128;
+constexpr int64_t kMinColumns = 512;
 
 struct Tiling {
   int64_t rows, images, columns;     // per tile; ``columns`` = images * rows * OW
