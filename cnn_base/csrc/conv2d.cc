@@ -625,9 +625,10 @@ bool use_gemm(const ConvParams& P, const Geometry& g) {
 }
 
 template <typename T>
-void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y) {
+void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y,
+             const OpResource& res) {
   if (use_gemm(P, g)) {
-    gemm::forward(P, g, X, K, B, Y);
+    gemm::forward(P, g, X, K, B, Y, res);
   } else {
     tiles_forward(P, g, X, K, B, Y);
   }
@@ -635,9 +636,9 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
 
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
-              T* dX, T* dK, T* dB) {
+              T* dX, T* dK, T* dB, const OpResource& res) {
   if (use_gemm(P, g)) {
-    gemm::backward(P, g, dY, X, K, dX, dK);
+    gemm::backward(P, g, dY, X, K, dX, dK, res);
   } else {
     input_grad<T>(P, g, dY, K, dX);
     weight_grad<T>(P, g, dY, X, dK);
@@ -668,10 +669,10 @@ MXReturnValue conv2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   return cnn_base::guarded(kOp, "forward", [&] {
     if (X.dtype == mxnet::ext::kFloat64) {
       forward(P, g, X.data<double>(), K.data<double>(), B ? B->data<double>() : nullptr,
-              Y.data<double>());
+              Y.data<double>(), res);
     } else {
       forward(P, g, X.data<float>(), K.data<float>(), B ? B->data<float>() : nullptr,
-              Y.data<float>());
+              Y.data<float>(), res);
     }
     return MX_SUCCESS;
   });
@@ -693,10 +694,10 @@ MXReturnValue conv2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   return cnn_base::guarded(kOp, "backward", [&] {
     if (X.dtype == mxnet::ext::kFloat64) {
       backward(P, g, dY.data<double>(), X.data<double>(), K.data<double>(), dX.data<double>(),
-               dK.data<double>(), dB ? dB->data<double>() : nullptr);
+               dK.data<double>(), dB ? dB->data<double>() : nullptr, res);
     } else {
       backward(P, g, dY.data<float>(), X.data<float>(), K.data<float>(), dX.data<float>(),
-               dK.data<float>(), dB ? dB->data<float>() : nullptr);
+               dK.data<float>(), dB ? dB->data<float>() : nullptr, res);
     }
     return MX_SUCCESS;
   });
