@@ -230,6 +230,29 @@ void planes_to_rows(const Geometry& g, const Tile& t, int64_t grp, const T* dY, 
       std::memcpy(rows + o * ld + b * L, dY + plane_at(g, t, b, grp * g.Og + o), L * sizeof(T));
 }
 
+// A matrix operand of the BLAS: where it starts and its leading dimension.
+template <typename T>
+struct Operand {
+  const T* at;
+  int64_t ld;
+};
+
+// The tile's columns of a group whose first input plane is ``Xg`` (image t.n0): its
+// windows laid out in ``cols`` by im2col, or, for a 1x1 window with stride 1 and no
+// padding on one image, the input rows themselves (plane apart). What it buys: the 1x1
+// convs of MobileNet, GoogLeNet and NiN on large planes skip a copy of their input forward
+// and backward, and their input gradient is written in place (no col2im).
+template <typename T>
+Operand<T> columns(const ConvParams& P, const Geometry& g, const Tile& t, const T* Xg, T* cols) {
+  const bool pointwise = P.k_h == 1 && P.k_w == 1 && P.s_h == 1 && P.s_w == 1 && P.p_h == 0 &&
+                         P.p_w == 0;
+  if (pointwise && t.images == 1) return {Xg + t.y0 * g.W, g.H * g.W};
+  const int64_t L = t.rows * g.OW, ld = t.images * L;
+  for (int64_t b = 0; b < t.images; ++b)
+    im2col(P, g, Xg + b * g.C * g.H * g.W, t, ld, cols + b * L);
+  return {cols, ld};
+}
+
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B, T* Y,
              const OpResource& res) {
@@ -248,10 +271,18 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, con
     for (int64_t item = 0; item < items; ++item) {
       const Tile& t = tiles[item / g.G];
       const int64_t grp = item % g.G, L = t.rows * g.OW, ld = t.images * L;
-      for (int64_t b = 0; b < t.images; ++b)
-        im2col(P, g, X + ((t.n0 + b) * g.C + grp * g.Cg) * g.H * g.W, t, ld, cols + b * L);
-      call<T>(kNoTrans, kNoTrans, g.Og, ld, K, W + grp * g.Og * K, K, cols, ld, T(0), out, ld);
-      rows_to_planes(g, t, grp, static_cast<const T*>(out), B, Y);
+      const Operand<T> in = columns(P, g, t, X + (t.n0 * g.C + grp * g.Cg) * g.H * g.W, cols);
+      if (t.images > 1) {
+        call<T>(kNoTrans, kNoTrans, g.Og, ld, K, W + grp * g.Og * K, K, in.at, in.ld, T(0), out,
+                ld);
+        rows_to_planes(g, t, grp, static_cast<const T*>(out), B, Y);
+        continue;
+      }
+      T* at = Y + plane_at(g, t, 0, grp * g.Og);       // one image: straight into its planes
+      for (int64_t o = 0; B != nullptr && o < g.Og; ++o)
+        std::fill(at + o * g.OH * g.OW, at + o * g.OH * g.OW + L, B[grp * g.Og + o]);
+      call<T>(kNoTrans, kNoTrans, g.Og, L, K, W + grp * g.Og * K, K, in.at, in.ld,
+              B != nullptr ? T(1) : T(0), at, g.OH * g.OW);
     }
   }
 }
@@ -286,15 +317,26 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
         for (int64_t grp = 0; grp < g.G; ++grp) {
           const T keep = &t == &chunk_tiles[chunk].front() ? T(0) : T(1);   // dW's first tile
           const int64_t L = t.rows * g.OW, ld = t.images * L;
-          planes_to_rows(g, t, grp, dY, dy);
-          for (int64_t b = 0; b < t.images; ++b)
-            im2col(P, g, X + ((t.n0 + b) * g.C + grp * g.Cg) * g.H * g.W, t, ld, cols + b * L);
-          call<T>(kNoTrans, kTrans, g.Og, K, ld, dy, ld, cols, ld, keep,
+          const int64_t in_at = (t.n0 * g.C + grp * g.Cg) * g.H * g.W;
+          Operand<T> grad{dy, ld};          // dY's rows: in place for one image, else gathered
+          if (t.images == 1) {
+            grad = Operand<T>{dY + plane_at(g, t, 0, grp * g.Og), g.OH * g.OW};
+          } else {
+            planes_to_rows(g, t, grp, dY, dy);
+          }
+          const Operand<T> in = columns(P, g, t, X + in_at, cols);
+          call<T>(kNoTrans, kTrans, g.Og, K, ld, grad.at, grad.ld, in.at, in.ld, keep,
                   parts + chunk * sums + grp * g.Og * K, K);
-          call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, dy, ld, T(0), dcols, ld);
+          if (in.at != cols) {     // a pointwise conv's columns are dX's own rows
+            call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, grad.at, grad.ld,
+                    T(0), dX + in_at + t.y0 * g.W, in.ld);
+            continue;
+          }
+          call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, grad.at, grad.ld, T(0),
+                  dcols, ld);
           for (int64_t b = 0; b < t.images; ++b)
             col2im(P, g, static_cast<const T*>(dcols + b * L), t, ld,
-                   dX + ((t.n0 + b) * g.C + grp * g.Cg) * g.H * g.W);
+                   dX + in_at + b * g.C * g.H * g.W);
         }
     }
   }
