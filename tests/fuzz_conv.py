@@ -7,7 +7,8 @@ input, so that the kernel gradient's bands of rows end inside the output, or a
 row wider than four vectors), float32 or float64, bias or not, NCHW or (one
 case in four) NHWC with Gluon's NHWC weight, and in one case of four a few
 special values (NaN, +inf, -inf) in the input. Each case runs
-``functional.conv2d_native`` (the C++ kernel) and ``functional.conv2d`` (the
+``functional.conv2d_native`` (the C++ kernel; once more with its im2col + BLAS way
+forced, ``algo='gemm'``, when the process has a BLAS) and ``functional.conv2d`` (the
 MXNet-operator path) forward and backward (the input's, kernels' and bias's
 gradients from a random output gradient), and MXNet's own ``nd.Convolution``
 in float64 on the same values, and compares the results element by element:
@@ -135,6 +136,14 @@ def _kernel(case, X, K, b, dY):
     return _ours(functional.conv2d_native, case, X, K, b, dY)
 
 
+def _gemm(case, X, K, b, dY):
+    """The C++ kernel with its im2col + BLAS way forced (``algo='gemm'``), whatever its rule
+    would pick for the case's (mostly narrow) layers."""
+    def conv(F, *args, **kwargs):
+        return functional.conv2d_native(F, *args, algo="gemm", **kwargs)
+    return _ours(conv, case, X, K, b, dY)
+
+
 def _ops(case, X, K, b, dY):
     """The MXNet-operator path (conv2d)."""
     return _ours(functional.conv2d, case, X, K, b, dY)
@@ -182,7 +191,10 @@ def check_case(case, report):
     kk = case.kernel[0] * case.kernel[1]
     positions = case.N * OH * OW
     terms = (case.c_i * kk, case.c_o * kk, positions, positions)   # summed per element, at most
-    for path, run_path in (("kernel", _kernel), ("ops", _ops)):
+    paths = [("kernel", _kernel), ("ops", _ops)]
+    if native.multiplies_with_blas():
+        paths.insert(1, ("kernel im2col + BLAS", _gemm))
+    for path, run_path in paths:
         try:
             got = run_path(case, X, K, b, dY)
         except Exception as error:     # a refusal or a crash of the operator is a failure too

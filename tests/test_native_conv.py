@@ -134,15 +134,9 @@ WIDE_TABLE = [
 
 
 def _op_with(algo):
-    """conv2d_native's operator with ``algo`` forced: 'tiles' or 'gemm' (im2col + BLAS)."""
-    def conv(F, x, weight, bias=None, channels=None, kernel_size=None, strides=1, padding=0,
-             dilation=1, groups=1):
-        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)     # noqa: E731
-        inputs = [x, weight] + ([] if bias is None else [bias])
-        return getattr(F, native.CONV_OP_NAME)(
-            *[F.identity(a) for a in inputs], kernel=pair(kernel_size), stride=pair(strides),
-            pad=pair(padding), dilate=pair(dilation), num_filter=channels, num_group=groups,
-            no_bias=bias is None, algo=algo)
+    """conv2d_native with ``algo`` forced: 'tiles' or 'gemm' (im2col + BLAS)."""
+    def conv(F, *args, **kwargs):
+        return conv2d_native(F, *args, algo=algo, **kwargs)
     return conv
 
 

@@ -29,6 +29,7 @@ from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 from .. import native
 from ._arrays import _grid, _slice, _padded, _zero_padded
 from ._checks import _conv_args
+from .._checks import check_choice
 from ._dispatch import conv_route, native_conv_applies
 from .._types import Array, ArrayModule, Layout, Size2
 from ._kernel import _kernel_input, _native_channel_last
@@ -272,7 +273,8 @@ def conv2d(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array] = None
 def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array] = None,
                   kernel_size: Optional[Size2] = None, strides: Size2 = 1,
                   padding: Size2 = 0, dilation: Size2 = 1, groups: int = 1,
-                  channels: Optional[int] = None, layout: Layout = "NCHW") -> Array:
+                  channels: Optional[int] = None, layout: Layout = "NCHW",
+                  algo: str = "auto") -> Array:
     """:func:`conv2d` by the C++ kernel of :mod:`cnn_base.native`: the same results.
 
     The arguments, rules and output are :func:`conv2d`'s; the input must be
@@ -280,9 +282,16 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     the chapter's corr2d loop over the windows in register tiles, and its
     backward computes the input's, kernels' and bias's gradients. It
     overwrites them instead of adding to them, so while autograd records every
-    input goes through ``identity`` first, whose backward honours
-    ``grad_req='add'`` (:func:`_kernel_input`). With ``layout='NHWC'`` (Gluon's
-    NHWC weight layout too) see :func:`_native_channel_last`.
+    input that may have its gradient added to goes through ``identity`` first, whose
+    backward honours ``grad_req='add'`` (:func:`_kernel_input`). With ``layout='NHWC'``
+    (Gluon's NHWC weight layout too) see :func:`_native_channel_last`.
+
+    ``algo`` says how the kernel multiplies: ``'auto'`` (its measured rule,
+    ``use_gemm`` in ``csrc/conv2d.cc``), ``'tiles'`` (its register tiles over the
+    padded input) or ``'gemm'`` (the chapter's im2col and one matrix multiply by the
+    BLAS the mxnet wheel ships, ``csrc/conv2d_gemm.h``; the tiles when no BLAS was
+    found, :func:`cnn_base.native.multiplies_with_blas`). All three give the same
+    numbers to rounding; the tests and the fuzzer run each.
 
     Examples
     --------
@@ -302,8 +311,9 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
         if not native_conv_applies(X):
             raise ValueError(f"the C++ convolution kernel takes float32 or float64 input on a "
                              f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
+    check_choice("algo", algo, ("auto", "tiles", "gemm"))
     settings = dict(kernel=k, stride=s, pad=p, dilate=d, num_filter=c_o, num_group=groups,
-                    no_bias=bias is None)
+                    no_bias=bias is None, algo=algo)
     op = getattr(F, native.CONV_OP_NAME)
     bias = [] if bias is None else [_kernel_input(F, bias)]
     if layout == "NHWC":    # Gluon's NHWC weight (c_o, k_h, k_w, c_i / groups) too
