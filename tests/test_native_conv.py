@@ -397,3 +397,14 @@ def test_wide_conv_in_a_hybridized_parent_before_its_first_call_uses_the_matrix_
     net.export(str(tmp_path / "wide"))
     with open(tmp_path / "wide-symbol.json") as f:   # with a BLAS the kernel's own multiply
         assert (native.CONV_OP_NAME in {node["op"] for node in json.load(f)["nodes"]}) == blas
+
+
+def test_the_kernel_multiplies_with_the_newer_openblas_when_it_is_installed():
+    """scipy-openblas32 (a dependency) is the conv kernel's BLAS; without it, the mxnet wheel's."""
+    import importlib.util
+
+    if importlib.util.find_spec("scipy_openblas32") is None:
+        assert native.blas_library() in (None, "the mxnet wheel's libopenblas.so.0")
+    else:
+        assert native.multiplies_with_blas()
+        assert native.blas_library().startswith("scipy-openblas32 ")

@@ -656,6 +656,11 @@ std::vector<int64_t> shape_of(const MXTensor& t) {
 // routing asks it (cnn_base.native.multiplies_with_blas).
 extern "C" int cnn_base_conv_blas() { return gemm::blas_found() ? 1 : 0; }
 
+// Python's choice of BLAS library (cnn_base.native, scipy-openblas32): 1 when taken.
+extern "C" int cnn_base_use_blas(const char* path, const char* prefix) {
+  return path != nullptr && prefix != nullptr && gemm::use_library(path, prefix) ? 1 : 0;
+}
+
 // inputs: X, weight[, bias]; outputs: Y
 MXReturnValue conv2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                              std::vector<MXTensor>* outputs, const OpResource& res) {

@@ -16,9 +16,13 @@
  * kernels, measured on 2048^2 and 256^2), where the register tiles of corr_tiles reach 35-60;
  * the tiles stay the faster way for few output channels per group (depthwise, LeNet).
  *
- * The BLAS: ``cblas_sgemm`` / ``cblas_dgemm`` of the libopenblas.so.0 that libmxnet.so links
- * (so it is loaded already), found at run time with dlopen(RTLD_NOLOAD); not linked, so a
- * wheel without it still loads this library and the tiles do every layer (blas_found()).
+ * The BLAS: ``cblas_sgemm`` / ``cblas_dgemm`` of the newer OpenBLAS of the scipy-openblas32
+ * wheel when Python finds it (use_library; 0.3.34 with its SkylakeX kernels measured 80-96
+ * GFLOP/s per core on the conv's shapes of 32-64 output channels where the wheel's 0.3.13,
+ * which picks its AVX2 Zen kernels here, gave 57-72), else those of the libopenblas.so.0
+ * that libmxnet.so links (so it is loaded already), found at run time with
+ * dlopen(RTLD_NOLOAD); neither is linked, so a process without a BLAS still loads this
+ * library and the tiles do every layer (blas_found()).
  * OpenBLAS built with OpenMP runs single-threaded inside our parallel regions and otherwise
  * with the calling thread's omp_get_max_threads(): sequential() pins that to 1 around the
  * calls, so the threads are always the ones parallel.h's policy chose.
@@ -42,20 +46,42 @@ struct Blas {
   GemmFn<double> d = nullptr;
 };
 
-// cblas_?gemm of the BLAS already in the process (the wheel's OpenBLAS), asked once.
-inline const Blas& blas() {
-  static const Blas found = [] {
-    Blas b;
-    void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
-    if (lib == nullptr) lib = dlopen(nullptr, RTLD_NOW);   // one linked some other way
-    if (lib != nullptr) {
-      b.s = reinterpret_cast<GemmFn<float>>(dlsym(lib, "cblas_sgemm"));
-      b.d = reinterpret_cast<GemmFn<double>>(dlsym(lib, "cblas_dgemm"));
-    }
-    if (b.s == nullptr || b.d == nullptr) b = Blas{};
-    return b;
-  }();
-  return found;
+// cblas_?gemm of the BLAS already in the process (the wheel's OpenBLAS), asked once; or the
+// library Python chose instead (use_library).
+inline Blas found_in_process() {
+  Blas b;
+  void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+  if (lib == nullptr) lib = dlopen(nullptr, RTLD_NOW);   // one linked some other way
+  if (lib != nullptr) {
+    b.s = reinterpret_cast<GemmFn<float>>(dlsym(lib, "cblas_sgemm"));
+    b.d = reinterpret_cast<GemmFn<double>>(dlsym(lib, "cblas_dgemm"));
+  }
+  if (b.s == nullptr || b.d == nullptr) b = Blas{};
+  return b;
+}
+
+inline Blas& blas() {
+  static Blas chosen = found_in_process();
+  return chosen;
+}
+
+// Multiply with the BLAS library at ``path`` instead, its functions named ``prefix`` +
+// "cblas_sgemm" etc. (scipy-openblas32: "scipy_"), set to one thread: our kernels run their
+// own threads (parallel.h) and call it from each. Called once, when the library is loaded,
+// before any conv runs. False (nothing changed) when the library or a function is missing.
+inline bool use_library(const char* path, const char* prefix) {
+  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return false;
+  const std::string p(prefix);
+  Blas b;
+  b.s = reinterpret_cast<GemmFn<float>>(dlsym(lib, (p + "cblas_sgemm").c_str()));
+  b.d = reinterpret_cast<GemmFn<double>>(dlsym(lib, (p + "cblas_dgemm").c_str()));
+  auto set_threads = reinterpret_cast<void (*)(int)>(
+      dlsym(lib, (p + "openblas_set_num_threads").c_str()));
+  if (b.s == nullptr || b.d == nullptr || set_threads == nullptr) return false;
+  set_threads(1);
+  blas() = b;
+  return true;
 }
 
 inline bool blas_found() { return blas().s != nullptr; }
@@ -85,58 +111,73 @@ struct Tile {
   int64_t n0, images, y0, rows;
 };
 
-// The columns of image n's windows in the tile: cols' row (c, i, j) (``ld`` apart), column
-// (y - y0) OW + x holds Xg[c][y s_h - p_h + i d_h][x s_w - p_w + j d_w] of the group's
-// c_i/g planes ``Xg``, zero outside the plane.
+// Rows narrower than this are copied by plain loops, not memcpy/fill: on 3 x 3 planes the
+// calls for rows of three values took a fifth of a 512-channel layer's forward.
+constexpr int64_t kCopyMinWidth = 16;
+
+// The columns of the tile's windows: cols' row (c, i, j) (``ld`` apart), column
+// b L + (y - y0) OW + x holds image b's Xg[c][y s_h - p_h + i d_h][x s_w - p_w + j d_w]
+// (``Xg``: the group's c_i/g planes of image t.n0, images C H W apart), zero outside the
+// plane. Row by row, every image in turn: the writes run along cols' rows (writing image
+// by image touched a new cache line per row and image: a third of the multiply's time on
+// 3 x 3 planes of 512 channels).
 template <typename T>
 void im2col(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t, int64_t ld,
             T* cols) {
+  const int64_t L = t.rows * g.OW, image = g.C * g.H * g.W;
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.KH; ++i)
       for (int64_t j = 0; j < g.KW; ++j) {
-        T* row = cols + ((c * g.KH + i) * g.KW + j) * ld;
         const int64_t left = j * P.d_w - P.p_w;     // input column of x = 0
         // the x whose input column lies in [0, W)
         const int64_t x0 = std::min(g.OW, left >= 0 ? 0 : (-left + P.s_w - 1) / P.s_w);
         const int64_t x1 = std::max(x0, std::min(g.OW, g.W - left <= 0 ? 0
                                                  : (g.W - left - 1) / P.s_w + 1));
-        for (int64_t y = t.y0; y < t.y0 + t.rows; ++y, row += g.OW) {
-          const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
-          if (r < 0 || r >= g.H) {
-            std::fill(row, row + g.OW, T(0));
-            continue;
+        T* row = cols + ((c * g.KH + i) * g.KW + j) * ld;
+        for (int64_t b = 0; b < t.images; ++b)
+          for (int64_t y = t.y0; y < t.y0 + t.rows; ++y) {
+            T* out = row + b * L + (y - t.y0) * g.OW;
+            const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
+            if (r < 0 || r >= g.H) {
+              for (int64_t x = 0; x < g.OW; ++x) out[x] = T(0);
+              continue;
+            }
+            const T* in = Xg + b * image + (c * g.H + r) * g.W;
+            if (P.s_w == 1 && g.OW >= kCopyMinWidth) {
+              std::fill(out, out + x0, T(0));
+              std::memcpy(out + x0, in + left + x0, (x1 - x0) * sizeof(T));
+              std::fill(out + x1, out + g.OW, T(0));
+            } else {
+              for (int64_t x = 0; x < x0; ++x) out[x] = T(0);
+              for (int64_t x = x0; x < x1; ++x) out[x] = in[left + x * P.s_w];
+              for (int64_t x = x1; x < g.OW; ++x) out[x] = T(0);
+            }
           }
-          const T* in = Xg + (c * g.H + r) * g.W;
-          std::fill(row, row + x0, T(0));
-          if (P.s_w == 1 && x1 > x0) {
-            std::memcpy(row + x0, in + left + x0, (x1 - x0) * sizeof(T));
-          } else {
-            for (int64_t x = x0; x < x1; ++x) row[x] = in[left + x * P.s_w];
-          }
-          std::fill(row + x1, row + g.OW, T(0));
-        }
       }
 }
 
 // dXg += col2im(dcols): im2col read backwards, each column's values added to the cells
-// they came from.
+// they came from, in the same order.
 template <typename T>
 void col2im(const ConvParams& P, const Geometry& g, const T* dcols, const Tile& t, int64_t ld,
             T* dXg) {
+  const int64_t L = t.rows * g.OW, image = g.C * g.H * g.W;
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.KH; ++i)
       for (int64_t j = 0; j < g.KW; ++j) {
-        const T* row = dcols + ((c * g.KH + i) * g.KW + j) * ld;
         const int64_t left = j * P.d_w - P.p_w;
         const int64_t x0 = std::min(g.OW, left >= 0 ? 0 : (-left + P.s_w - 1) / P.s_w);
         const int64_t x1 = std::max(x0, std::min(g.OW, g.W - left <= 0 ? 0
                                                  : (g.W - left - 1) / P.s_w + 1));
-        for (int64_t y = t.y0; y < t.y0 + t.rows; ++y, row += g.OW) {
-          const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
-          if (r < 0 || r >= g.H) continue;
-          T* out = dXg + (c * g.H + r) * g.W;
-          for (int64_t x = x0; x < x1; ++x) out[left + x * P.s_w] += row[x];
-        }
+        const T* row = dcols + ((c * g.KH + i) * g.KW + j) * ld;
+        for (int64_t b = 0; b < t.images; ++b)
+          for (int64_t y = t.y0; y < t.y0 + t.rows; ++y) {
+            const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
+            if (r < 0 || r >= g.H) continue;
+            const T* from = row + b * L + (y - t.y0) * g.OW;
+            T* out = dXg + b * image + (c * g.H + r) * g.W;
+            for (int64_t x = x0; x < x1; ++x) out[left + x * P.s_w] += from[x];
+          }
       }
 }
 
@@ -247,9 +288,8 @@ Operand<T> columns(const ConvParams& P, const Geometry& g, const Tile& t, const 
   const bool pointwise = P.k_h == 1 && P.k_w == 1 && P.s_h == 1 && P.s_w == 1 && P.p_h == 0 &&
                          P.p_w == 0;
   if (pointwise && t.images == 1) return {Xg + t.y0 * g.W, g.H * g.W};
-  const int64_t L = t.rows * g.OW, ld = t.images * L;
-  for (int64_t b = 0; b < t.images; ++b)
-    im2col(P, g, Xg + b * g.C * g.H * g.W, t, ld, cols + b * L);
+  const int64_t ld = t.images * t.rows * g.OW;
+  im2col(P, g, Xg, t, ld, cols);
   return {cols, ld};
 }
 
@@ -334,9 +374,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
           }
           call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, grad.at, grad.ld, T(0),
                   dcols, ld);
-          for (int64_t b = 0; b < t.images; ++b)
-            col2im(P, g, static_cast<const T*>(dcols + b * L), t, ld,
-                   dX + in_at + b * g.C * g.H * g.W);
+          col2im(P, g, static_cast<const T*>(dcols), t, ld, dX + in_at);
         }
     }
   }

@@ -5,7 +5,10 @@ Three questions, each answered by measurements on CPU (docs/engineering/speed.md
 - how :func:`~cnn_base.functional.conv2d` lays out its windows (:func:`conv_route`):
   a 1x1 conv is one matrix product; otherwise the rows are gathered from the
   channel-last input when there are enough channels per group, else im2col;
-- whether the C++ conv kernel is the faster way for a layer (:func:`native_conv_fits`);
+- whether the C++ conv kernel is the faster way for a layer (:func:`native_conv_fits`): with
+  a BLAS in the process (the libopenblas.so.0 of the mxnet wheel) every layer, the kernel
+  itself choosing between its register tiles and im2col + the BLAS (``use_gemm`` in
+  ``csrc/conv2d.cc``); without one, the measured channel limits below;
 - whether the C++ kernels can take an input at all (:func:`native_pool_applies`,
   :func:`native_conv_applies`), and so which path a block uses for the input it is
   given (:func:`conv_uses_kernel`, :func:`pool_uses_kernel`).
@@ -58,8 +61,9 @@ def conv_route(k, s, p, groups, in_channels, layout):
     return "gather" if per_group is None or per_group >= _GATHER_MIN_CHANNELS else "im2col"
 
 
-# Which layers the blocks convolve with the C++ kernel (conv2d_native) and which
-# with the matrix multiply of conv2d (oneDNN's GEMM inside FullyConnected), as
+# Without a BLAS for the kernel (native.multiplies_with_blas() False): which layers the
+# blocks convolve with the C++ kernel's tiles (conv2d_native) and which with the matrix
+# multiply of conv2d (oneDNN's GEMM inside FullyConnected), as
 # measured on CPU, forward + backward against Gluon's built-in (docs/engineering/speed.md):
 # the kernel's register tiles win up to 64 input and output channels per group,
 # with any stride (16 -> 32 channels on 64 x 64: 1.0x the built-in, the GEMM
@@ -89,7 +93,10 @@ def native_conv_fits(in_channels, channels, groups, kernel_size, strides, paddin
     """Whether the C++ kernel is the faster way for this layer (``in_channels`` 0: unknown;
     ``plane``: the output's h' * w', None when unknown).
 
-    A 1x1 conv with stride 1 and no padding is the chapter's fully connected
+    With a BLAS the kernel takes every layer and picks its own way per layer
+    (im2col + the BLAS measured 0.8-1.0x the built-in on the wide layers where
+    MXNet's FullyConnected took 1.2-2x; docs/engineering/speed.md). Without one:
+    a 1x1 conv with stride 1 and no padding is the chapter's fully connected
     layer over the channels (:func:`conv2d` makes it one matrix product), and
     anything else follows the measured limits above.
     """

@@ -49,7 +49,7 @@ except ImportError:     # not POSIX: concurrent builds still cannot corrupt (tem
     fcntl = None
 
 __all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE_DIR", "build", "load", "loaded",
-           "enabled", "set_enabled", "status", "multiplies_with_blas", "cache_dir", "library_path", "compiler"]
+           "enabled", "set_enabled", "status", "multiplies_with_blas", "blas_library", "cache_dir", "library_path", "compiler"]
 
 OP_NAME = "cnn_base_pool2d"
 CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
@@ -324,8 +324,26 @@ def _load_file(library):
     else:
         _state["loaded"] = True
         _state["reason"] = f"loaded from {library}"
-        _state["blas"] = bool(ctypes.CDLL(str(library.resolve())).cnn_base_conv_blas())
+        _state["blas"] = _choose_blas(ctypes.CDLL(str(library.resolve())))
     return _state["loaded"]
+
+
+def _choose_blas(lib):
+    """Give the conv kernel in ``lib`` the OpenBLAS of the scipy-openblas32 wheel (a newer
+    OpenBLAS than the mxnet wheel's, with AVX-512 kernels: 80-96 GFLOP/s per core on the
+    conv's matrix shapes where the mxnet wheel's 0.3.13 gave 57-72, docs/engineering/speed.md);
+    without that package the kernel keeps the mxnet wheel's. Returns whether it has a BLAS."""
+    try:
+        import scipy_openblas32
+        path = os.path.join(scipy_openblas32.get_lib_dir(),
+                            scipy_openblas32.get_library(fullname=True))
+    except (ImportError, OSError, IndexError):
+        path = None
+    if path is not None and lib.cnn_base_use_blas(path.encode(), b"scipy_"):
+        _state["blas_library"] = f"scipy-openblas32 {scipy_openblas32.__version__}"
+    elif lib.cnn_base_conv_blas():
+        _state["blas_library"] = "the mxnet wheel's libopenblas.so.0"
+    return bool(lib.cnn_base_conv_blas())
 
 
 def _first_use():
@@ -345,6 +363,12 @@ def multiplies_with_blas():
     register tiles, and the blocks send wide layers to MXNet's matrix multiply instead."""
     _first_use()
     return _state["loaded"] and _state.get("blas", False)
+
+
+def blas_library():
+    """Which BLAS the conv kernel multiplies with ("scipy-openblas32 <version>" or "the mxnet
+    wheel's libopenblas.so.0"), or None (no BLAS: the kernel's tiles only)."""
+    return _state.get("blas_library") if multiplies_with_blas() else None
 
 
 def enabled():
