@@ -3,17 +3,18 @@
  * inside its anonymous namespace).
  *
  * ``ops.corr2d`` lays every window out as a column and multiplies the columns by the kernel
- * read as a row. Here, per image and group, a band of output rows at a time:
+ * read as a row. Here, per group and tile (a band of output rows of one image, or the whole
+ * planes of several images: Tile, tiling):
  *
- *   cols (K_g x L_b) = im2col(X_n)            K_g = c_i/g * k_h * k_w, L_b = the band's cells
- *   Y_n (O_g x L_b)  = W_g (O_g x K_g) cols   (+ bias), written straight into the NCHW output
- *   dW_g            += dY_n (O_g x L_b) cols^T
- *   dcols            = W_g^T dY_n,  dX_n += col2im(dcols)
+ *   cols (K_g x L) = im2col(X)             K_g = c_i/g * k_h * k_w, L = the tile's cells
+ *   Y (O_g x L)    = W_g (O_g x K_g) cols  (+ bias), one image: straight into the NCHW output
+ *   dW_g          += dY (O_g x L) cols^T
+ *   dcols          = W_g^T dY,  dX += col2im(dcols)
  *
- * W_g is the weight as it is stored (row o holds c, i, j in order) and the output band is a
- * slice of the NCHW plane, so nothing is packed or transposed. What it buys: the multiply is
- * the BLAS's, ~90-100 GFLOP/s per core here (OpenBLAS 0.3.13 of the mxnet wheel, SkylakeX/Zen
- * kernels, measured on 2048^2 and 256^2), where the register tiles of corr_tiles reach 35-60;
+ * W_g is the weight as it is stored (row o holds c, i, j in order) and one image's output band
+ * is a slice of its NCHW planes, so nothing is packed or transposed there (several images'
+ * planes are gathered into rows and back). What it buys: the multiply is the BLAS's, ~96-100
+ * GFLOP/s per core here, where the register tiles of corr_tiles reach 35-60 on wide layers;
  * the tiles stay the faster way for few output channels per group (depthwise, LeNet).
  *
  * The BLAS: ``cblas_sgemm`` / ``cblas_dgemm`` of the newer OpenBLAS of the scipy-openblas32
@@ -23,9 +24,10 @@
  * that libmxnet.so links (so it is loaded already), found at run time with
  * dlopen(RTLD_NOLOAD); neither is linked, so a process without a BLAS still loads this
  * library and the tiles do every layer (blas_found()).
- * OpenBLAS built with OpenMP runs single-threaded inside our parallel regions and otherwise
- * with the calling thread's omp_get_max_threads(): sequential() pins that to 1 around the
- * calls, so the threads are always the ones parallel.h's policy chose.
+ * scipy-openblas32's is set to one thread. The mxnet wheel's, built with OpenMP, runs
+ * single-threaded inside our parallel regions and otherwise with the calling thread's
+ * omp_get_max_threads(): Sequential pins that to 1 around the calls. Either way the threads
+ * are the ones parallel.h's policy chose.
  *
  * The weight gradient is summed per fixed chunk of images (the thread ceiling, as in
  * weight_grad), then the chunks in order: the bits do not depend on the load.
