@@ -171,6 +171,13 @@ def _tolerance(dtype, n):
     return 4 * n * EPS[dtype] if dtype == "float64" else 8 * np.sqrt(n) * EPS[dtype]
 
 
+def paths():
+    """The ways each case is run: the kernel, the kernel with im2col + BLAS forced (when the
+    process has a BLAS), MXNet operators; ``(name, run)`` pairs."""
+    forced = [("kernel im2col + BLAS", _gemm)] if native.multiplies_with_blas() else []
+    return [("kernel", _kernel)] + forced + [("ops", _ops)]
+
+
 def check_case(case, report):
     """Run one case and add its checks (and failures, one line each) to ``report``."""
     rng = np.random.RandomState(case.seed)
@@ -191,10 +198,7 @@ def check_case(case, report):
     kk = case.kernel[0] * case.kernel[1]
     positions = case.N * OH * OW
     terms = (case.c_i * kk, case.c_o * kk, positions, positions)   # summed per element, at most
-    paths = [("kernel", _kernel), ("ops", _ops)]
-    if native.multiplies_with_blas():
-        paths.insert(1, ("kernel im2col + BLAS", _gemm))
-    for path, run_path in paths:
+    for path, run_path in paths():
         try:
             got = run_path(case, X, K, b, dY)
         except Exception as error:     # a refusal or a crash of the operator is a failure too

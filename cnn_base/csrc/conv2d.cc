@@ -602,13 +602,17 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 // Which way a layer is multiplied (algo "auto"): im2col + the BLAS (gemm::forward) or the
 // register tiles (corr_tiles). Measured on the real networks' layers (forward and backward
 // apart, against the built-in; AMD EPYC, AVX-512, 2 cores, docs/engineering/speed.md):
-// - the tiles for few output channels or taps per group (kGemmMinOutChannels, kGemmMinTaps:
-//   depthwise, LeNet's 6 and 16): the BLAS's rows and inner loops run short there;
+// - the tiles for fewer than kGemmMinOutChannels output channels or kGemmMinTaps taps per
+//   group (depthwise, LeNet's first layer; its second, 6 -> 16 with 150 taps, takes the
+//   BLAS): the BLAS's rows and inner loops run short there;
 // - the tiles for up to kTilesMaxOutChannels output channels on output planes of at least
 //   kTilesMinPlane cells (DenseNet's 3x3 layers to 32 on 24 x 24 and 12 x 12): with 32 rows
-//   the BLAS packs as much as it multiplies (96 -> 32 on 24 x 24, forward: tiles 8.5 ms,
-//   BLAS 12.5, built-in 13.5); on smaller planes the tiles' rows run short and the BLAS,
-//   which takes the planes of several images at once, is the faster of the two;
+//   the BLAS packs as much as it multiplies (with the mxnet wheel's OpenBLAS, 96 -> 32 on
+//   24 x 24, forward: tiles 8.5 ms, BLAS 12.5, built-in 13.5; with scipy-openblas32 the two
+//   are mixed on these layers, forward + backward: 96 -> 32 tiles 39 ms, BLAS 29; 160 -> 32
+//   on 24 x 24 40 against 47; 64 -> 32 17 against 20; rule kept); on smaller planes the
+//   tiles' rows run short and the BLAS, which takes the planes of several images at once,
+//   is the faster of the two;
 // - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).

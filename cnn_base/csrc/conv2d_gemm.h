@@ -15,7 +15,7 @@
  * is a slice of its NCHW planes, so nothing is packed or transposed there (several images'
  * planes are gathered into rows and back). What it buys: the multiply is the BLAS's, ~96-100
  * GFLOP/s per core here, where the register tiles of corr_tiles reach 35-60 on wide layers;
- * the tiles stay the faster way for few output channels per group (depthwise, LeNet).
+ * the tiles stay the faster way for few output channels per group (depthwise, LeNet's first layer).
  *
  * The BLAS: ``cblas_sgemm`` / ``cblas_dgemm`` of the newer OpenBLAS of the scipy-openblas32
  * wheel when Python finds it (use_library; 0.3.34 with its SkylakeX kernels measured 80-96
@@ -113,9 +113,19 @@ struct Tile {
   int64_t n0, images, y0, rows;
 };
 
-// Rows narrower than this are copied by plain loops, not memcpy/fill: on 3 x 3 planes the
-// calls for rows of three values took a fifth of a 512-channel layer's forward.
-constexpr int64_t kCopyMinWidth = 16;
+// Output column j of a window's column j reads input column left + x s_w; the x in
+// [x0, x1) read inside the plane, the others padding. Shared by im2col and col2im.
+struct InputColumns {
+  int64_t left, x0, x1;
+};
+
+inline InputColumns input_columns(const ConvParams& P, const Geometry& g, int64_t j) {
+  const int64_t left = j * P.d_w - P.p_w;     // input column of x = 0
+  const int64_t x0 = std::min(g.OW, left >= 0 ? 0 : (-left + P.s_w - 1) / P.s_w);
+  const int64_t x1 = std::max(x0, std::min(g.OW, g.W - left <= 0 ? 0
+                                           : (g.W - left - 1) / P.s_w + 1));
+  return {left, x0, x1};
+}
 
 // The columns of the tile's windows: cols' row (c, i, j) (``ld`` apart), column
 // b L + (y - y0) OW + x holds image b's Xg[c][y s_h - p_h + i d_h][x s_w - p_w + j d_w]
@@ -130,30 +140,24 @@ void im2col(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t, 
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.KH; ++i)
       for (int64_t j = 0; j < g.KW; ++j) {
-        const int64_t left = j * P.d_w - P.p_w;     // input column of x = 0
-        // the x whose input column lies in [0, W)
-        const int64_t x0 = std::min(g.OW, left >= 0 ? 0 : (-left + P.s_w - 1) / P.s_w);
-        const int64_t x1 = std::max(x0, std::min(g.OW, g.W - left <= 0 ? 0
-                                                 : (g.W - left - 1) / P.s_w + 1));
+        const auto [left, x0, x1] = input_columns(P, g, j);
         T* row = cols + ((c * g.KH + i) * g.KW + j) * ld;
         for (int64_t b = 0; b < t.images; ++b)
           for (int64_t y = t.y0; y < t.y0 + t.rows; ++y) {
             T* out = row + b * L + (y - t.y0) * g.OW;
             const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
             if (r < 0 || r >= g.H) {
-              for (int64_t x = 0; x < g.OW; ++x) out[x] = T(0);
+              std::fill(out, out + g.OW, T(0));
               continue;
             }
             const T* in = Xg + b * image + (c * g.H + r) * g.W;
-            if (P.s_w == 1 && g.OW >= kCopyMinWidth) {
-              std::fill(out, out + x0, T(0));
+            std::fill(out, out + x0, T(0));
+            if (P.s_w == 1 && x1 > x0) {
               std::memcpy(out + x0, in + left + x0, (x1 - x0) * sizeof(T));
-              std::fill(out + x1, out + g.OW, T(0));
             } else {
-              for (int64_t x = 0; x < x0; ++x) out[x] = T(0);
               for (int64_t x = x0; x < x1; ++x) out[x] = in[left + x * P.s_w];
-              for (int64_t x = x1; x < g.OW; ++x) out[x] = T(0);
             }
+            std::fill(out + x1, out + g.OW, T(0));
           }
       }
 }
@@ -167,10 +171,7 @@ void col2im(const ConvParams& P, const Geometry& g, const T* dcols, const Tile& 
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.KH; ++i)
       for (int64_t j = 0; j < g.KW; ++j) {
-        const int64_t left = j * P.d_w - P.p_w;
-        const int64_t x0 = std::min(g.OW, left >= 0 ? 0 : (-left + P.s_w - 1) / P.s_w);
-        const int64_t x1 = std::max(x0, std::min(g.OW, g.W - left <= 0 ? 0
-                                                 : (g.W - left - 1) / P.s_w + 1));
+        const auto [left, x0, x1] = input_columns(P, g, j);
         const T* row = dcols + ((c * g.KH + i) * g.KW + j) * ld;
         for (int64_t b = 0; b < t.images; ++b)
           for (int64_t y = t.y0; y < t.y0 + t.rows; ++y) {
