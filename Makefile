@@ -107,7 +107,7 @@ sanitize: $(TEST_STAMP) ## the kernels built with ASan + UBSan, a fuzz slice run
 	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
 	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	CNN_BASE_NATIVE=0 $(BIN)/python tests/fuzz_conv.py --library $(SAN_LIB) \
+	CNN_BASE_NATIVE=0 CNN_BASE_ONEDNN=0 $(BIN)/python tests/fuzz_conv.py --library $(SAN_LIB) \
 	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
 
 notebooks: $(STAMP) ## add JupyterLab to .venv and say how to open the notebooks

@@ -2,6 +2,7 @@
 Gluon's built-in Convolution, MXNet-op conv2d and finite differences; when our Conv2D uses it."""
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -130,6 +131,13 @@ WIDE_TABLE = [
     ((2, 16, 40, 40), dict(channels=32, kernel_size=1)),
     ((2, 32, 30, 30), dict(channels=32, kernel_size=1, groups=2, use_bias=False)),
     ((1, 256, 64, 64), dict(channels=32, kernel_size=1)),
+    # stride 1: dX by the transposed conv, padded by d (k - 1) - p: 2 (no padding), 2 with
+    # dilation and groups, and a crop (p > d (k - 1)) that keeps col2im; several images'
+    # 6 x 6 planes: im2col cell by cell
+    ((3, 20, 5, 6), dict(channels=24, kernel_size=3)),
+    ((2, 24, 6, 5), dict(channels=20, kernel_size=3, padding=2, dilation=2, groups=4)),
+    ((2, 18, 4, 4), dict(channels=24, kernel_size=1, padding=1)),
+    ((6, 40, 6, 6), dict(channels=32, kernel_size=3, padding=1, use_bias=False)),
 ]
 
 
@@ -399,12 +407,32 @@ def test_wide_conv_in_a_hybridized_parent_before_its_first_call_uses_the_matrix_
         assert (native.CONV_OP_NAME in {node["op"] for node in json.load(f)["nodes"]}) == blas
 
 
-def test_the_kernel_multiplies_with_the_newer_openblas_when_it_is_installed():
-    """scipy-openblas32 (a dependency) is the conv kernel's BLAS; without it, the mxnet wheel's."""
+def test_the_kernel_multiplies_with_onednn_and_the_newer_openblas_when_they_are_installed():
+    """float32 by oneDNN's sgemm (onednn-cpu-gomp, a dependency on x86-64 Linux) unless
+    CNN_BASE_ONEDNN=0; otherwise and float64 by scipy-openblas32 (a dependency); without it,
+    the mxnet wheel's OpenBLAS."""
     import importlib.util
 
+    name = native.blas_library()
     if importlib.util.find_spec("scipy_openblas32") is None:
-        assert native.blas_library() in (None, "the mxnet wheel's libopenblas.so.0")
+        assert name is None or "the mxnet wheel's libopenblas.so.0" in name
+        return
+    assert native.multiplies_with_blas()
+    if native._onednn_library() is not None and os.environ.get("CNN_BASE_ONEDNN", "1") != "0":
+        assert name.startswith("onednn-cpu-gomp ") and "(float32), scipy-openblas32 " in name
     else:
-        assert native.multiplies_with_blas()
-        assert native.blas_library().startswith("scipy-openblas32 ")
+        assert name.startswith("scipy-openblas32 ")
+
+
+def test_without_onednn_float32_multiplies_with_openblas_and_still_equals_gluon():
+    """CNN_BASE_ONEDNN=0: the im2col + BLAS way's float32 cases (and the library check) pass
+    with OpenBLAS's sgemm too, in a process of their own."""
+    if native._onednn_library() is None:
+        pytest.skip("onednn-cpu-gomp is not installed: OpenBLAS multiplies float32 already")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+         "(both_ways and gemm and float32) or multiplies_with_onednn"],
+        env=dict(os.environ, CNN_BASE_ONEDNN="0"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", done.stdout).group(1))
+    assert passed == len(CONV_TABLE + WIDE_TABLE) + 1, done.stdout[-1000:]

@@ -606,20 +606,19 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 //   group (depthwise, LeNet's first layer; its second, 6 -> 16 with 150 taps, takes the
 //   BLAS): the BLAS's rows and inner loops run short there;
 // - the tiles for up to kTilesMaxOutChannels output channels on output planes of at least
-//   kTilesMinPlane cells (DenseNet's 3x3 layers to 32 on 24 x 24 and 12 x 12): with 32 rows
-//   the BLAS packs as much as it multiplies (with the mxnet wheel's OpenBLAS, 96 -> 32 on
-//   24 x 24, forward: tiles 8.5 ms, BLAS 12.5, built-in 13.5; with scipy-openblas32 the two
-//   are mixed on these layers, forward + backward: 96 -> 32 tiles 39 ms, BLAS 29; 160 -> 32
-//   on 24 x 24 40 against 47; 64 -> 32 17 against 20; rule kept); on smaller planes the
-//   tiles' rows run short and the BLAS, which takes the planes of several images at once,
-//   is the faster of the two;
+//   kTilesMinPlane cells (DenseNet's 3x3 layers to 32 on 24 x 24): with 32 rows the BLAS
+//   packs as much as it multiplies. Measured with scipy-openblas32, forward + backward
+//   against the built-in, one thread / two: 96 -> 32 on 24 x 24 tiles 1.42 / 0.81, BLAS
+//   1.58 / 0.85; on 12 x 12 tiles 2.00 / 1.43, BLAS 1.82 / 1.11; on 6 x 6 and 3 x 3 the BLAS
+//   by far (it takes the planes of several images at once). 16 x 16 splits the two measured
+//   sides;
 // - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).
 constexpr int64_t kGemmMinOutChannels = 16;
 constexpr int64_t kGemmMinTaps = 32;
 constexpr int64_t kTilesMaxOutChannels = 32;
-constexpr int64_t kTilesMinPlane = 12 * 12;
+constexpr int64_t kTilesMinPlane = 16 * 16;
 
 bool use_gemm(const ConvParams& P, const Geometry& g) {
   if (!gemm::blas_found() || !gemm::fits_int(g)) return false;
@@ -663,6 +662,12 @@ extern "C" int cnn_base_conv_blas() { return gemm::blas_found() ? 1 : 0; }
 // Python's choice of BLAS library (cnn_base.native, scipy-openblas32): 1 when taken.
 extern "C" int cnn_base_use_blas(const char* path, const char* prefix) {
   return path != nullptr && prefix != nullptr && gemm::use_library(path, prefix) ? 1 : 0;
+}
+
+// 1 when float32 convs multiply with the dnnl_sgemm of the oneDNN library at ``path`` from now
+// on (gemm::use_dnnl), else 0 (nothing changed).
+extern "C" int cnn_base_use_dnnl(const char* path) {
+  return path != nullptr && gemm::use_dnnl(path) ? 1 : 0;
 }
 
 // inputs: X, weight[, bias]; outputs: Y

@@ -86,6 +86,37 @@ inline bool use_library(const char* path, const char* prefix) {
   return true;
 }
 
+// oneDNN's dnnl_sgemm (row-major, its own argument order), the float32 multiply when Python
+// finds the onednn-cpu-gomp wheel (use_dnnl). What it buys: oneDNN's JIT AVX-512 kernels
+// multiply the conv's float32 shapes at 93-115 GFLOP/s per core here where OpenBLAS
+// 0.3.34's reach 82-101, most on the narrow layers (32 output channels: 114 against 87);
+// float64 stays OpenBLAS's. Called from our threads, each call runs on its caller alone
+// (oneDNN runs nested OpenMP regions single-threaded; Sequential otherwise).
+using DnnlSgemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+
+inline DnnlSgemm& dnnl_sgemm() {
+  static DnnlSgemm chosen = nullptr;
+  return chosen;
+}
+
+inline void sgemm_by_dnnl(int, int ta, int tb, int M, int N, int K, float alpha, const float* A,
+                          int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  dnnl_sgemm()(ta == kTrans ? 'T' : 'N', tb == kTrans ? 'T' : 'N', M, N, K, alpha, A, lda, B,
+               ldb, beta, C, ldc);
+}
+
+// float32 multiplies by the dnnl_sgemm of the oneDNN library at ``path`` from now on (when a
+// BLAS is there for float64). False (nothing changed) when either is missing.
+inline bool use_dnnl(const char* path) {
+  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr || blas().d == nullptr) return false;
+  dnnl_sgemm() = reinterpret_cast<DnnlSgemm>(dlsym(lib, "dnnl_sgemm"));
+  if (dnnl_sgemm() == nullptr) return false;
+  blas().s = sgemm_by_dnnl;
+  return true;
+}
+
 inline bool blas_found() { return blas().s != nullptr; }
 
 template <typename T>
@@ -134,8 +165,8 @@ inline InputColumns input_columns(const ConvParams& P, const Geometry& g, int64_
 // by image touched a new cache line per row and image: a third of the multiply's time on
 // 3 x 3 planes of 512 channels).
 template <typename T>
-void im2col(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t, int64_t ld,
-            T* cols) {
+void im2col_rows(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t,
+                 int64_t ld, T* cols) {
   const int64_t L = t.rows * g.OW, image = g.C * g.H * g.W;
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.KH; ++i)
@@ -160,6 +191,52 @@ void im2col(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t, 
             std::fill(out + x1, out + g.OW, T(0));
           }
       }
+}
+
+// im2col cell by cell, for narrow planes: per window cell (i, j), the tile's cells of an
+// image that read inside the plane and where they read are listed once; cols is zeroed
+// (the padding) and every channel and image is one loop over the listed cells. What it
+// buys: on 6 x 6 and 3 x 3 planes im2col_rows spends a memcpy and two memset calls (and
+// their index arithmetic) per 3-6 values, more than the values cost (kLongRow); a branch
+// per cell on padding instead was mispredicted too often to gain.
+template <typename T>
+void im2col_cells(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t,
+                  int64_t ld, T* cols) {
+  const int64_t L = t.rows * g.OW, image = g.C * g.H * g.W, taps = g.KH * g.KW;
+  std::vector<int64_t> cell, at, first(taps + 1, 0);     // tap's cells: first[tap] on
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t r = (t.y0 + l / g.OW) * P.s_h - P.p_h + tap / g.KW * P.d_h;
+      const int64_t s = l % g.OW * P.s_w - P.p_w + tap % g.KW * P.d_w;
+      if (r < 0 || r >= g.H || s < 0 || s >= g.W) continue;
+      cell.push_back(l), at.push_back(r * g.W + s);
+    }
+    first[tap + 1] = cell.size();
+  }
+  for (int64_t row = 0; row < g.Cg * taps; ++row)
+    std::fill(cols + row * ld, cols + row * ld + t.images * L, T(0));
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t tap = 0; tap < taps; ++tap)
+      for (int64_t b = 0; b < t.images; ++b) {
+        const T* in = Xg + b * image + c * g.H * g.W;
+        T* out = cols + (c * taps + tap) * ld + b * L;
+        for (int64_t k = first[tap]; k < first[tap + 1]; ++k) out[cell[k]] = in[at[k]];
+      }
+}
+
+// Output rows at least this long are laid out row by row (memcpy), shorter ones cell by cell
+// (measured forward + backward, one thread, interleaved: cells 0.70-0.73x rows on 6 x 6 and
+// 3 x 3 planes to 32 channels, 0.91 to 256-512; equal on 7 x 7; 1.07-1.19x on 12 x 12 and 14 x 14).
+constexpr int64_t kLongRow = 7;
+
+template <typename T>
+void im2col(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t, int64_t ld,
+            T* cols) {
+  if (g.OW >= kLongRow) {
+    im2col_rows(P, g, Xg, t, ld, cols);
+  } else {
+    im2col_cells(P, g, Xg, t, ld, cols);
+  }
 }
 
 // dXg += col2im(dcols): im2col read backwards, each column's values added to the cells
@@ -210,11 +287,20 @@ inline Tiling tiling(const Geometry& g) {
   return t;
 }
 
-// Values of the workspace a call takes: per thread of the ceiling, cols, dcols and a tile
-// of output rows; the backward's partial sums of dW per chunk of images besides.
+// The sizes of the transposed conv (dY to dX; transposed_of).
+inline Geometry transposed(const Geometry& g) {
+  return Geometry{g.N, g.O, g.OH, g.OW, g.C, g.G, g.Og, g.Cg, g.KH, g.KW, g.H, g.W};
+}
+
+// Values of the workspace a call takes at most: the backward's partial sums of dW per chunk
+// of images and the turned kernels, then per thread of the ceiling the larger of the dW
+// loop's cols, dcols and a tile of output rows and the transposed conv's cols and rows.
 inline int64_t workspace_values(const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW, threads = cnn_base::max_threads();
-  return threads * (2 * K + g.Og) * tiling(g).columns + std::min(threads, g.N) * g.O * K;
+  const Geometry h = transposed(g);
+  const int64_t transposed_values = threads * (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns;
+  return (std::min(threads, g.N) + 1) * g.O * K +
+         std::max(threads * (2 * K + g.Og) * tiling(g).columns, transposed_values);
 }
 
 // Whether every size the BLAS is given fits its int arguments, and the workspace (in
@@ -296,19 +382,18 @@ Operand<T> columns(const ConvParams& P, const Geometry& g, const Tile& t, const 
   return {cols, ld};
 }
 
+// The tiles of Y = W cols (+ bias) on ``n_threads`` threads, each with (K_g + O_g) *
+// columns values of ``buffers`` (cols, and a tile's rows of several images).
 template <typename T>
-void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B, T* Y,
-             const OpResource& res) {
+void forward_tiles(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
+                   T* Y, T* buffers, int n_threads) {
   const int64_t K = g.Cg * g.KH * g.KW;
   const Tiling how = tiling(g);
   const std::vector<Tile> tiles = tiles_of(g, how, 0, g.N);
-  const int64_t items = tiles.size() * g.G, per_thread = (K + g.Og) * how.columns;
-  const int n_threads = cnn_base::threads_for(items, how.columns * K * g.Og);
-  T* const buffers = workspace<T>(res, n_threads * per_thread);
-  Sequential one_thread_blas;
+  const int64_t items = tiles.size() * g.G;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
-    T* cols = buffers + omp_get_thread_num() * per_thread;
+    T* cols = buffers + omp_get_thread_num() * (K + g.Og) * how.columns;
     T* out = cols + K * how.columns;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
@@ -330,32 +415,67 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, con
   }
 }
 
-// dX, dW (db by the caller): the images in fixed chunks, each chunk's tiles on one thread
-// (col2im's additions into an image's planes stay on one thread), dW summed per chunk.
 template <typename T>
-void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* W,
-              T* dX, T* dW, const OpResource& res) {
+void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B, T* Y,
+             const OpResource& res) {
+  const int64_t K = g.Cg * g.KH * g.KW;
+  const Tiling how = tiling(g);
+  const int64_t items = tiles_of(g, how, 0, g.N).size() * g.G;
+  const int n_threads = cnn_base::threads_for(items, how.columns * K * g.Og);
+  T* const buffers = workspace<T>(res, n_threads * (K + g.Og) * how.columns);
+  Sequential one_thread_blas;
+  forward_tiles(P, g, X, W, B, Y, buffers, n_threads);
+}
+
+// The conv whose forward is dX's, for stride 1: dX is the correlation of dY, padded by
+// d (k - 1) - p, with each kernel turned half a circle and its input and output channels
+// swapped (the transposed conv). Its windows have O_g k_h k_w taps where col2im's have
+// C_g k_h k_w, and it writes dX's planes directly. What it buys: layers that narrow their
+// channels (DenseNet's 96-224 -> 32) multiplied dcols = W^T dY with an inner dimension of
+// 32 and scattered C_g k_h k_w rows back by col2im: 2.0-2.8x the built-in on 12 x 12 and
+// 6 x 6 planes. A larger padding (a crop) keeps col2im (false).
+inline bool transposed_of(const ConvParams& P, const Geometry& g, ConvParams* Q, Geometry* h) {
+  *Q = P;
+  Q->p_h = P.d_h * (P.k_h - 1) - P.p_h, Q->p_w = P.d_w * (P.k_w - 1) - P.p_w;
+  Q->num_filter = g.C;
+  *h = transposed(g);
+  return P.s_h == 1 && P.s_w == 1 && Q->p_h >= 0 && Q->p_w >= 0 && fits_int(*h);
+}
+
+// Wt[grp][c][o][KH-1-i][KW-1-j] = W[grp][o][c][i][j]: the transposed conv's kernels.
+template <typename T>
+void turn_kernels(const Geometry& g, const T* W, T* Wt) {
+  const int64_t taps = g.KH * g.KW;
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t o = 0; o < g.Og; ++o)
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        const T* from = W + ((grp * g.Og + o) * g.Cg + c) * taps;
+        T* to = Wt + ((grp * g.Cg + c) * g.Og + o) * taps;
+        for (int64_t k = 0; k < taps; ++k) to[taps - 1 - k] = from[k];
+      }
+}
+
+// dW's partial sums per fixed chunk of images into ``parts`` (O K values per chunk), each
+// chunk's tiles on one thread with (2 K_g + O_g) * columns values of ``buffers``; dX too
+// (dcols = W^T dY, then col2im) unless ``dX`` is null.
+template <typename T>
+void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T* X,
+                    const T* W, T* dX, T* parts, T* buffers, int n_threads) {
   const int64_t K = g.Cg * g.KH * g.KW, sums = g.O * K;
   const Tiling how = tiling(g);
-  const int64_t per_thread = (2 * K + g.Og) * how.columns;
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), g.N));
-  const int n_threads = static_cast<int>(std::min<int64_t>(
-      chunks, cnn_base::threads_for(g.N, 2 * g.OH * g.OW * K * g.O)));
-  T* const parts = workspace<T>(res, chunks * sums + n_threads * per_thread);
-  T* const buffers = parts + chunks * sums;
   std::vector<std::vector<Tile>> chunk_tiles;
   for (int64_t chunk = 0; chunk < chunks; ++chunk)
     chunk_tiles.push_back(tiles_of(g, how, chunk * g.N / chunks, (chunk + 1) * g.N / chunks));
-  Sequential one_thread_blas;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
-    T* cols = buffers + omp_get_thread_num() * per_thread;
+    T* cols = buffers + omp_get_thread_num() * (2 * K + g.Og) * how.columns;
     T* dcols = cols + K * how.columns;
     T* dy = dcols + K * how.columns;
 #pragma omp for schedule(static)
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t n0 = chunk * g.N / chunks, n1 = (chunk + 1) * g.N / chunks;
-      std::fill(dX + n0 * g.C * g.H * g.W, dX + n1 * g.C * g.H * g.W, T(0));
+      if (dX != nullptr) std::fill(dX + n0 * g.C * g.H * g.W, dX + n1 * g.C * g.H * g.W, T(0));
       for (const Tile& t : chunk_tiles[chunk])
         for (int64_t grp = 0; grp < g.G; ++grp) {
           const T keep = &t == &chunk_tiles[chunk].front() ? T(0) : T(1);   // dW's first tile
@@ -370,6 +490,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
           const Operand<T> in = columns(P, g, t, X + in_at, cols);
           call<T>(kNoTrans, kTrans, g.Og, K, ld, grad.at, grad.ld, in.at, in.ld, keep,
                   parts + chunk * sums + grp * g.Og * K, K);
+          if (dX == nullptr) continue;
           if (in.at != cols) {     // a pointwise conv's columns are dX's own rows
             call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, grad.at, grad.ld,
                     T(0), dX + in_at + t.y0 * g.W, in.ld);
@@ -380,6 +501,32 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
           col2im(P, g, static_cast<const T*>(dcols), t, ld, dX + in_at);
         }
     }
+  }
+}
+
+// dX, dW (db by the caller): dW summed per fixed chunk of images (each chunk's tiles on one
+// thread), then dX by the transposed conv (above), or, when that does not apply, in the
+// same loop by dcols = W^T dY and col2im (an image's planes stay on one thread).
+template <typename T>
+void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* W,
+              T* dX, T* dW, const OpResource& res) {
+  const int64_t K = g.Cg * g.KH * g.KW, sums = g.O * K;
+  ConvParams Q;
+  Geometry h;
+  const bool turned = transposed_of(P, g, &Q, &h);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), g.N));
+  const int n_threads = static_cast<int>(std::min<int64_t>(
+      chunks, cnn_base::threads_for(g.N, (turned ? 1 : 2) * g.OH * g.OW * K * g.O)));
+  T* const parts = workspace<T>(res, workspace_values(g));     // chunks' dW, Wt, buffers
+  T* const Wt = parts + chunks * sums;
+  T* const buffers = Wt + sums;
+  Sequential one_thread_blas;
+  grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads);
+  if (turned) {
+    turn_kernels(g, W, Wt);
+    const int64_t items = tiles_of(h, tiling(h), 0, h.N).size() * h.G;
+    forward_tiles(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
+                  buffers, cnn_base::threads_for(items, tiling(h).columns * sums / g.G));
   }
   for (int64_t k = 0; k < sums; ++k) {
     T total = 0;

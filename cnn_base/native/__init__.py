@@ -32,6 +32,7 @@ with it needs ``import cnn_base`` before ``SymbolBlock.imports`` reads it.
 """
 import ctypes
 import hashlib
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -332,7 +333,9 @@ def _choose_blas(lib):
     """Give the conv kernel in ``lib`` the OpenBLAS of the scipy-openblas32 wheel (a newer
     OpenBLAS than the mxnet wheel's, with AVX-512 kernels: 80-96 GFLOP/s per core on the
     conv's matrix shapes where the mxnet wheel's 0.3.13 gave 57-72, docs/engineering/speed.md);
-    without that package the kernel keeps the mxnet wheel's. Returns whether it has a BLAS."""
+    without that package the kernel keeps the mxnet wheel's. float32 then multiplies with
+    oneDNN's ``dnnl_sgemm`` when the onednn-cpu-gomp wheel is installed (93-115 GFLOP/s per core
+    on the same shapes) unless ``CNN_BASE_ONEDNN=0``. Returns whether it has a BLAS."""
     try:
         import scipy_openblas32
         path = os.path.join(scipy_openblas32.get_lib_dir(),
@@ -343,7 +346,21 @@ def _choose_blas(lib):
         _state["blas_library"] = f"scipy-openblas32 {scipy_openblas32.__version__}"
     elif lib.cnn_base_conv_blas():
         _state["blas_library"] = "the mxnet wheel's libopenblas.so.0"
+    dnnl = _onednn_library() if os.environ.get("CNN_BASE_ONEDNN", "1") != "0" else None
+    if dnnl is not None and lib.cnn_base_use_dnnl(str(dnnl).encode()):
+        _state["blas_library"] = (f"onednn-cpu-gomp {importlib.metadata.version('onednn-cpu-gomp')}"
+                                  f" (float32), {_state['blas_library']} (float64)")
     return bool(lib.cnn_base_conv_blas())
+
+
+def _onednn_library():
+    """Path of the libdnnl.so.3 the onednn-cpu-gomp wheel installed, or None."""
+    try:
+        files = importlib.metadata.files("onednn-cpu-gomp") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [f.locate() for f in files if f.name == "libdnnl.so.3"]
+    return found[0] if found and Path(found[0]).is_file() else None
 
 
 def _first_use():
