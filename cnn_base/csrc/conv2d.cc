@@ -615,7 +615,7 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 // - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).
-constexpr int64_t kGemmMinOutChannels = 16;
+constexpr int64_t kGemmMinOutChannels = gemm::kMinRows;
 constexpr int64_t kGemmMinTaps = 32;
 constexpr int64_t kTilesMaxOutChannels = 32;
 constexpr int64_t kTilesMinPlane = 16 * 16;
