@@ -48,6 +48,11 @@ POOL_TABLE = [
     # a window holding only padding cells
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="max", ceil_mode=True)),
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="avg", ceil_mode=True)),
+    # max pools of planes up to 12 x 12 run 64 planes side by side: 150 planes (the last
+    # block partial), a 12 x 12 plane, and 13 x 12 (the separable passes again)
+    ((3, 50, 7, 5), dict(pool_size=3, strides=1, padding=1, mode="max")),
+    ((2, 40, 12, 12), dict(pool_size=3, strides=2, padding=1, mode="max", ceil_mode=True)),
+    ((1, 70, 13, 12), dict(pool_size=2, strides=2, mode="max")),
 ]
 
 
@@ -143,6 +148,26 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
                                     lowest=lowest(dtype))
     np.testing.assert_allclose(Y.asnumpy(), _to(layout, Y_ref), **TOL[dtype])
     np.testing.assert_allclose(dX.asnumpy(), _to(layout, dX_ref), **TOL[dtype])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_shape", [(3, 50, 6, 6), (2, 40, 13, 12)])
+def test_kernel_max_pooling_of_ties_nan_and_signed_zeros_equals_numpy(input_shape, dtype):
+    """Small values drawn from {-1, -0.0, 0, 1} (ties in every window) and some NaN: the value
+    and the gradient go to the first maximal cell (the first NaN) in row-major order, on the
+    side-by-side small-plane way (6 x 6) and the separable one (13 x 12)."""
+    rng = np.random.default_rng(5)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0]), size=input_shape)
+    x[rng.random(input_shape) < 0.02] = np.nan
+    kw = dict(pool_size=3, strides=1, padding=1, mode="max")
+    X = nd.array(x, dtype=dtype)
+    Y, dX, dY = _forward_backward(lambda v: pool2d_native(nd, v, **kw), X)
+    Y_ref, dX_ref = pool2d_batch_np(x, dY.asnumpy().astype(np.float64), **kw,
+                                    lowest=lowest(dtype))
+    np.testing.assert_array_equal(Y.asnumpy(), Y_ref.astype(dtype))
+    np.testing.assert_array_equal(np.signbit(Y.asnumpy()), np.signbit(Y_ref))
+    np.testing.assert_allclose(dX.asnumpy(), dX_ref, **TOL[dtype])
 
 
 def _gluon_compares(input_shape, kw, dtype, layout="NCHW"):
