@@ -602,9 +602,14 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 // Which way a layer is multiplied (algo "auto"): im2col + the BLAS (gemm::forward) or the
 // register tiles (corr_tiles). Measured on the real networks' layers (forward and backward
 // apart, against the built-in; AMD EPYC, AVX-512, 2 cores, docs/engineering/speed.md):
-// - the tiles for fewer than kGemmMinOutChannels output channels or kGemmMinTaps taps per
-//   group (depthwise, LeNet's first layer; its second, 6 -> 16 with 150 taps, takes the
-//   BLAS): the BLAS's rows and inner loops run short there;
+// - the tiles for fewer than kGemmMinOutChannels output channels per group (depthwise,
+//   LeNet's first layer), and for fewer than that many input channels per group under a
+//   window of stride 1 (LeNet's second, 6 -> 16 k5; a 3 -> 64 k3 stem): the BLAS's rows or
+//   inner loops run short there. Measured, forward + backward, one thread / two, tiles
+//   against the BLAS: (256, 6, 12, 12) -> 16 k5 9.4 / 3.9 ms against 10.6 / 4.5, (32, 3, 32, 32)
+//   -> 64 k3 8.4 / 7.8 against 9.0 / 8.4; but with stride 2 MobileNetV2's 3 -> 32 k3 stem 33.6 /
+//   16.9 against 28.9 / 13.4, and 1x1 convs of 16-32 input channels to the BLAS by far (16 -> 96
+//   on 112 x 112: 71.8 / 44.5 against 51.6 / 32.8; 24 -> 144: 18.4 / 10.9 against 11.2 / 7.2);
 // - the tiles for up to kTilesMaxOutChannels output channels on output planes of at least
 //   kTilesMinPlane cells (DenseNet's 3x3 layers to 32 on 24 x 24): with 32 rows the BLAS
 //   packs as much as it multiplies. Measured with scipy-openblas32, forward + backward
@@ -616,14 +621,14 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).
 constexpr int64_t kGemmMinOutChannels = gemm::kMinRows;
-constexpr int64_t kGemmMinTaps = 32;
 constexpr int64_t kTilesMaxOutChannels = 32;
 constexpr int64_t kTilesMinPlane = 16 * 16;
 
 bool use_gemm(const ConvParams& P, const Geometry& g) {
   if (!gemm::blas_found() || !gemm::fits_int(g)) return false;
   if (P.algo != kAlgoAuto) return P.algo == kAlgoGemm;
-  if (g.Og < kGemmMinOutChannels || g.Cg * g.KH * g.KW < kGemmMinTaps) return false;
+  if (g.Og < kGemmMinOutChannels) return false;
+  if (g.Cg < kGemmMinOutChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
   return !(g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
 }
 
