@@ -44,7 +44,6 @@
  * (default) or "NHWC" (mode "avg" only: avg_forward_nhwc, the same rules).
  */
 #include <algorithm>
-#include <type_traits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -534,7 +533,7 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
   }
 }
 
-// Max pooling of small planes, kLanes planes at a time: their cells are laid side by side
+// The forward of max pooling of small planes, kLanes planes at a time: their cells are laid side by side
 // (cell-major, one block per thread), every output cell's window cells (input offsets,
 // row-major) are listed once per call, and each window's max runs across the kLanes planes
 // at once (the loop over lanes vectorizes: selects, no branches). What it buys: the
@@ -542,12 +541,17 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
 // GoogLeNet's inception pools (480-832 channels on 6 x 6 and 3 x 3) cost more than the
 // maxima: Gluon's forward was 3.4-4.9x faster there (one thread; this way ours went from
 // 3.99 to 1.2-1.4 ms on (32, 480, 6, 6), 3.89 to 0.55-0.63 on (32, 832, 3, 3), 4.0 to 2.6
-// on (32, 192, 12, 12), and forward + backward from 13.6 to 7.4, 8.3 to 4.0 and 11.3 to
-// 9.8; up to 12 x 12 planes, whose blocks stay in L2). Same results: nan_max in row-major
-// order keeps the first of equal cells (+0.0 or -0.0); the backward's dY goes to the
-// window's first maximal cell in row-major order (its first NaN), as there.
+// on (32, 192, 12, 12); up to 12 x 12 planes, whose blocks stay in L2). Same results:
+// nan_max in row-major order keeps the first of equal cells (+0.0 or -0.0). The backward
+// keeps the separable passes (backward_plane).
 constexpr int64_t kSmallPlane = 12 * 12;
 constexpr int64_t kLanes = 64;
+
+// Max pooling whose input and output planes are both small takes this way (a small input
+// padded into a large output would list up to 144 cells per output cell).
+inline bool small_max_planes(const PoolParams& P, const Geometry& g) {
+  return P.is_max && g.H * g.W <= kSmallPlane && g.OH * g.OW <= kSmallPlane;
+}
 
 struct WindowCells {
   std::vector<int64_t> at, first;      // output cell o's window: at[first[o]] .. at[first[o+1]]
@@ -609,55 +613,11 @@ void max_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y)
   }
 }
 
-// Its backward (float32/float64: float16's dX is rounded after each addition, which the
-// other loops do): dY added into a lane-major block of dX in output order, each lane's
-// first hit of a window taken (found), then the block laid back into the planes.
-template <typename T>
-void max_backward_small(const PoolParams& P, const Geometry& g, const T* dY, const T* X,
-                        const T* Y, T* dX) {
-  typedef typename SameWidth<T>::type Row;
-  const WindowCells w = window_cells(P, g);
-  const int64_t blocks = (g.planes + kLanes - 1) / kLanes, cells = g.H * g.W;
-  const int64_t out_cells = g.OH * g.OW, per_thread = 2 * (cells + out_cells) * kLanes;
-  const int threads = cnn_base::threads_for(blocks, 2 * kLanes * (cells + w.at.size()));
-  std::vector<T> buffers(threads * per_thread);
-  std::vector<Row> founds(threads * kLanes);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t c0 = blk * kLanes, n = std::min(kLanes, g.planes - c0);
-    T* x = buffers.data() + omp_get_thread_num() * per_thread;
-    T* dx = x + cells * kLanes;
-    T* y = dx + cells * kLanes;
-    T* dy = y + out_cells * kLanes;
-    Row* __restrict found = founds.data() + omp_get_thread_num() * kLanes;
-    lanes_of(X, c0, n, cells, x);
-    lanes_of(Y, c0, n, out_cells, y);
-    lanes_of(dY, c0, n, out_cells, dy);
-    std::fill(dx, dx + cells * kLanes, T(0));
-    for (int64_t o = 0; o < out_cells; ++o) {
-      const T* __restrict m = y + o * kLanes;
-      const T* __restrict grad = dy + o * kLanes;
-      std::fill(found, found + kLanes, Row(0));
-      for (int64_t k = w.first[o]; k < w.first[o + 1]; ++k) {
-        const T* __restrict v = x + w.at[k] * kLanes;
-        T* __restrict d = dx + w.at[k] * kLanes;
-        for (int64_t l = 0; l < kLanes; ++l) {
-          const bool hit = ((v[l] == m[l]) | ((m[l] != m[l]) & (v[l] != v[l]))) & (found[l] == 0);
-          found[l] |= static_cast<Row>(hit);
-          d[l] += hit ? grad[l] : T(0);
-        }
-      }
-    }
-    for (int64_t l = 0; l < n; ++l)
-      for (int64_t cell = 0; cell < cells; ++cell) dX[(c0 + l) * cells + cell] = dx[cell * kLanes + l];
-  }
-}
-
 // The plane loops. Each thread's buffers are made before the parallel region,
 // so that nothing inside it allocates or throws.
 template <typename S>
 void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
-  if (P.is_max && g.H * g.W <= kSmallPlane) return max_forward_small<S>(P, g, X, Y);
+  if (small_max_planes(P, g)) return max_forward_small<S>(P, g, X, Y);
   const int threads = cnn_base::threads_for(g.planes, g.H * g.W + g.OH * g.OW);
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
