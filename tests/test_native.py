@@ -155,8 +155,8 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
 @pytest.mark.parametrize("input_shape", [(3, 50, 6, 6), (2, 40, 13, 12)])
 def test_kernel_max_pooling_of_ties_nan_and_signed_zeros_equals_numpy(input_shape, dtype):
     """Small values drawn from {-1, -0.0, 0, 1} (ties in every window) and some NaN: the value
-    and the gradient go to the first maximal cell (the first NaN) in row-major order, on the
-    side-by-side small-plane way (6 x 6) and the separable one (13 x 12)."""
+    and the gradient go to the first maximal cell (the first NaN) in row-major order; the
+    forward on the side-by-side small-plane way (6 x 6) and the separable one (13 x 12)."""
     rng = np.random.default_rng(5)
     x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0]), size=input_shape)
     x[rng.random(input_shape) < 0.02] = np.nan

@@ -602,7 +602,7 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 // Which way a layer is multiplied (algo "auto"): im2col + the BLAS (gemm::forward) or the
 // register tiles (corr_tiles). Measured on the real networks' layers (forward and backward
 // apart, against the built-in; AMD EPYC, AVX-512, 2 cores, docs/engineering/speed.md):
-// - the tiles for fewer than kGemmMinOutChannels output channels per group (depthwise,
+// - the tiles for fewer than kGemmMinChannels output channels per group (depthwise,
 //   LeNet's first layer), and for fewer than that many input channels per group under a
 //   window of stride 1 (LeNet's second, 6 -> 16 k5; a 3 -> 64 k3 stem): the BLAS's rows or
 //   inner loops run short there. Measured, forward + backward, one thread / two, tiles
@@ -620,15 +620,15 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 // - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).
-constexpr int64_t kGemmMinOutChannels = gemm::kMinRows;
+constexpr int64_t kGemmMinChannels = gemm::kMinRows;
 constexpr int64_t kTilesMaxOutChannels = 32;
 constexpr int64_t kTilesMinPlane = 16 * 16;
 
 bool use_gemm(const ConvParams& P, const Geometry& g) {
   if (!gemm::blas_found() || !gemm::fits_int(g)) return false;
   if (P.algo != kAlgoAuto) return P.algo == kAlgoGemm;
-  if (g.Og < kGemmMinOutChannels) return false;
-  if (g.Cg < kGemmMinOutChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
+  if (g.Og < kGemmMinChannels) return false;
+  if (g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
   return !(g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
 }
 

@@ -9,6 +9,7 @@
  *   cols (K_g x L) = im2col(X)             K_g = c_i/g * k_h * k_w, L = the tile's cells
  *   Y (O_g x L)    = W_g (O_g x K_g) cols  (+ bias), one image: straight into the NCHW output
  *   dW_g          += dY (O_g x L) cols^T
+ *   dX             = the transposed conv of dY (stride 1: transposed_of), else
  *   dcols          = W_g^T dY,  dX += col2im(dcols)
  *
  * W_g is the weight as it is stored (row o holds c, i, j in order) and one image's output band
@@ -24,7 +25,8 @@
  * that libmxnet.so links (so it is loaded already), found at run time with
  * dlopen(RTLD_NOLOAD); neither is linked, so a process without a BLAS still loads this
  * library and the tiles do every layer (blas_found()).
- * scipy-openblas32's is set to one thread. The mxnet wheel's, built with OpenMP, runs
+ * float32 multiplies by oneDNN's dnnl_sgemm instead when Python finds the onednn-cpu-gomp
+ * wheel (use_dnnl). scipy-openblas32's is set to one thread. The mxnet wheel's, built with OpenMP, runs
  * single-threaded inside our parallel regions and otherwise with the calling thread's
  * omp_get_max_threads(): Sequential pins that to 1 around the calls. Either way the threads
  * are the ones parallel.h's policy chose.
@@ -343,6 +345,11 @@ inline std::vector<Tile> tiles_of(const Geometry& g, const Tiling& t, int64_t n0
   return all;
 }
 
+// How many tiles tiles_of gives for all N images.
+inline int64_t tile_count(const Geometry& g, const Tiling& t) {
+  return (g.N + t.images - 1) / t.images * ((g.OH + t.rows - 1) / t.rows);
+}
+
 // Where a group's output channel o of the tile's image b starts in NCHW planes (O per image).
 inline int64_t plane_at(const Geometry& g, const Tile& t, int64_t b, int64_t channel) {
   return ((t.n0 + b) * g.O + channel) * g.OH * g.OW + t.y0 * g.OW;
@@ -430,7 +437,7 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, con
              const OpResource& res) {
   const int64_t K = g.Cg * g.KH * g.KW;
   const Tiling how = tiling(g);
-  const int64_t items = tiles_of(g, how, 0, g.N).size() * g.G;
+  const int64_t items = tile_count(g, how) * g.G;
   const int n_threads = cnn_base::threads_for(items, how.columns * K * g.Og);
   T* const buffers = workspace<T>(res, n_threads * (K + g.Og) * how.columns);
   Sequential one_thread_blas;
@@ -538,7 +545,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads);
   if (turned) {
     turn_kernels(g, W, Wt);
-    const int64_t items = tiles_of(h, tiling(h), 0, h.N).size() * h.G;
+    const int64_t items = tile_count(h, tiling(h)) * h.G;
     forward_tiles(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
                   buffers, cnn_base::threads_for(items, tiling(h).columns * sums / g.G));
   }

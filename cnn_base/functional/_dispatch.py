@@ -6,7 +6,7 @@ Three questions, each answered by measurements on CPU (docs/engineering/speed.md
   a 1x1 conv is one matrix product; otherwise the rows are gathered from the
   channel-last input when there are enough channels per group, else im2col;
 - whether the C++ conv kernel is the faster way for a layer (:func:`native_conv_fits`): with
-  a BLAS in the process (the libopenblas.so.0 of the mxnet wheel) every layer, the kernel
+  a BLAS for the kernel (:func:`cnn_base.native.blas_library`) every layer, the kernel
   itself choosing between its register tiles and im2col + the BLAS (``use_gemm`` in
   ``csrc/conv2d.cc``); without one, the measured channel limits below;
 - whether the C++ kernels can take an input at all (:func:`native_pool_applies`,

@@ -384,7 +384,8 @@ def multiplies_with_blas():
 
 def blas_library():
     """Which BLAS the conv kernel multiplies with ("scipy-openblas32 <version>" or "the mxnet
-    wheel's libopenblas.so.0"), or None (no BLAS: the kernel's tiles only)."""
+    wheel's libopenblas.so.0"; with oneDNN, "onednn-cpu-gomp <version> (float32), <that one>
+    (float64)"), or None (no BLAS: the kernel's tiles only)."""
     return _state.get("blas_library") if multiplies_with_blas() else None
 
 
