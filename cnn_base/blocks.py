@@ -40,10 +40,12 @@ from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_
                          check_size_args, conv2d, conv2d_native, global_pool2d, pool2d_native,
                          pool2d_nchw)
 from .functional._checks import with_parts
-from .functional._dispatch import conv_uses_kernel, pool_uses_kernel
+from .functional._dispatch import batch_norm_uses_kernel, conv_uses_kernel, pool_uses_kernel
+from .functional.batch_norm import batch_norm, check_batch_norm_input
 from .ops import POOL_MODES
 
-__all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
+__all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D",
+           "BatchNorm"]
 
 # The pools' inputs and outputs, written once and filled into each pool's docstring.
 _POOL_SHAPES = """Inputs:
@@ -580,3 +582,46 @@ class GlobalAvgPool2D(_GlobalPool2D):
 
 for _pool in (GlobalMaxPool2D, GlobalAvgPool2D):
     _pool.__doc__ = with_parts(_pool.__doc__, GLOBAL_POOL_ARGS=_GLOBAL_POOL_ARGS)
+
+
+class BatchNorm(_PathChoosing, nn.BatchNorm):
+    """Batch normalization (d2l 5.10) by cnn_base's C++ kernel: ``gluon.nn.BatchNorm``'s
+    constructor, parameters (gamma, beta, running_mean, running_var) and numbers.
+
+    In training (``autograd.record()``, or ``autograd.train_mode()``) each channel is
+    normalized by the batch's mean and biased variance over every other axis, and the
+    running statistics move towards them: ``running = momentum * running + (1 - momentum)
+    * batch``; in prediction, and with ``use_global_stats``, by the running statistics.
+    Float32/64 on CPU take the kernel (:func:`cnn_base.functional.batch_norm.batch_norm`);
+    anything else (a GPU context, float16) MXNet's ``BatchNorm``, as the built-in does.
+
+    Why it exists: after our Conv2D (or any operator but MXNet's own conv) the built-in's
+    oneDNN kernel gets a plain NCHW array and runs its slow reference-like form
+    (docs/engineering/speed.md). One fault of MXNet's it does not share: under
+    ``autograd.record(train_mode=False)`` the built-in's gradient of the data is not the
+    gradient of what it computed (``tests/test_batch_norm.py`` pins it against NumPy).
+
+    >>> from mxnet import nd
+    >>> bn = BatchNorm(in_channels=2); bn.initialize()
+    >>> bn(nd.array([[[[1.0]], [[2.0]]]])).shape
+    (1, 2, 1, 1)
+    """
+
+    _low_precision = False
+
+    def cast(self, dtype: Any) -> None:
+        # Gluon keeps a float16 batch norm's parameters float32; the kernel wants one dtype.
+        self._low_precision = np.dtype(dtype) == np.float16
+        super().cast(dtype)
+
+    def forward(self, x: Array, *args: Any) -> Array:
+        if not isinstance(x, sym.Symbol):
+            check_batch_norm_input(x, self._kwargs["axis"], self.gamma.shape[0])
+        self._choose_path(batch_norm_uses_kernel(x, self.gamma.dtype, self._low_precision))
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F: ArrayModule, x: Array, gamma: Array, beta: Array,
+                       running_mean: Array, running_var: Array) -> Array:
+        if not self._use_native:
+            return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
+        return batch_norm(F, x, gamma, beta, running_mean, running_var, **self._kwargs)

@@ -7,9 +7,9 @@
 'cnn_base.blocks'
 
 Inside ``with substitute():`` the names ``Conv2D``, ``MaxPool2D``,
-``AvgPool2D``, ``GlobalMaxPool2D`` and ``GlobalAvgPool2D`` of
-``mxnet.gluon.nn`` (and of ``mxnet.gluon.nn.conv_layers``, where Gluon
-defines them) are cnn_base's blocks, so any code that builds its layers as
+``AvgPool2D``, ``GlobalMaxPool2D``, ``GlobalAvgPool2D`` and ``BatchNorm`` of
+``mxnet.gluon.nn`` (and the first five of ``mxnet.gluon.nn.conv_layers``, where
+Gluon defines them) are cnn_base's blocks, so any code that builds its layers as
 ``nn.Conv2D(...)`` (the model zoo, d2l's networks, a user's own) builds them
 with ours. Constructors, parameter names and shapes are Gluon's, so the net
 loads the same parameter files. On leaving the block every name is Gluon's
@@ -31,12 +31,17 @@ __all__ = ["SUBSTITUTES", "substitute"]
 
 # gluon.nn's name -> cnn_base's block of the same constructor
 SUBSTITUTES = {name: getattr(blocks, name) for name in
-               ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D")}
+               ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D",
+                "BatchNorm")}
+# the modules whose name is replaced: gluon.nn, and conv_layers where Gluon defines the conv and
+# pools; not basic_layers, whose BatchNorm.__init__ calls super(BatchNorm, self) by that global
+# name (ours there would make Gluon's constructor call itself through ours, a subclass of it)
+_MODULES = {name: (nn,) if name == "BatchNorm" else (nn, conv_layers) for name in SUBSTITUTES}
 
 
 @contextlib.contextmanager
 def substitute(names: Iterable[str] = tuple(SUBSTITUTES)) -> Iterator[None]:
-    """Within the ``with`` block, ``gluon.nn``'s 2-D conv and pooling blocks are cnn_base's.
+    """Within the ``with`` block, ``gluon.nn``'s 2-D conv, pooling and batch norm blocks are cnn_base's.
 
     Parameters
     ----------
@@ -59,8 +64,8 @@ def substitute(names: Iterable[str] = tuple(SUBSTITUTES)) -> Iterator[None]:
     if unknown:
         raise ValueError(f"cnn_base has no block to substitute for gluon.nn.{unknown[0]}; "
                          f"it substitutes {', '.join(SUBSTITUTES)}")
-    saved = [(module, name, getattr(module, name)) for module in (nn, conv_layers)
-             for name in names]
+    saved = [(module, name, getattr(module, name)) for name in names
+             for module in _MODULES[name]]
     try:
         for module, name, _ in saved:
             setattr(module, name, SUBSTITUTES[name])

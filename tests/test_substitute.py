@@ -90,10 +90,12 @@ def _compare(name, hybridize, dtype):
     with substitute():
         ours = vision.get_model(name, classes=10)
     builtin_layers = _blocks_of(builtin, (nn.Conv2D, nn.MaxPool2D, nn.AvgPool2D,
-                                          nn.GlobalAvgPool2D, nn.GlobalMaxPool2D))
+                                          nn.GlobalAvgPool2D, nn.GlobalMaxPool2D, nn.BatchNorm))
     our_layers = _blocks_of(ours, tuple(SUBSTITUTES.values()))
     assert len(our_layers) == len(builtin_layers) > 0
     assert not _blocks_of(ours, (nn.Conv2D, nn.MaxPool2D, nn.AvgPool2D))
+    # ours subclasses Gluon's BatchNorm (isinstance checks of users' code still hold)
+    assert not [b for b in _blocks_of(ours, nn.BatchNorm) if type(b) is nn.BatchNorm]
     shape = (1 if _size(name) > 64 else 2, 3, _size(name), _size(name))
     X = nd.random.normal(shape=shape)
     label = nd.array(np.arange(shape[0]) % 10)
@@ -170,3 +172,12 @@ def test_a_layer_setting_ours_refuses_names_the_argument():
         with substitute():
             nn.Conv2D(8, 3, layout="NCW")
     assert nn.Conv2D is not cb.Conv2D
+
+
+def test_batch_norm_is_ours_and_gluons_own_module_keeps_its_class():
+    """Gluon's BatchNorm.__init__ calls super(BatchNorm, self) through its module's global:
+    replacing that global with ours (a subclass) made the constructor recurse."""
+    with substitute():
+        bn = nn.BatchNorm(scale=False)
+        assert type(bn) is cb.BatchNorm and nn.basic_layers.BatchNorm is not cb.BatchNorm
+    assert bn._kwargs["fix_gamma"] and isinstance(bn, nn.BatchNorm)

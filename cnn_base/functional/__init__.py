@@ -10,7 +10,8 @@ Where to read, in order:
 - :mod:`._dispatch`: which path computes a layer, and the measurements that say why;
 - :mod:`._checks`: layouts, size limits and the call-time checks of an input;
   :mod:`._arrays`: slices, padding and size probes shared by the conv and the pools;
-  :mod:`._kernel`: calling our C++ operators.
+  :mod:`._kernel`: calling our C++ operators;
+- :mod:`.batch_norm`: :func:`batch_norm` (d2l 5.10) by the C++ kernel, inside a custom operator.
 
 Every function also takes Gluon's ``layout``: 'NCHW' (channels first, the default) or
 'NHWC' (channels last), and takes ``F`` first (``mxnet.nd`` or ``mxnet.sym``), as a
@@ -31,8 +32,10 @@ from ._dispatch import (_GATHER_MIN_CHANNELS, _NHWC_GATHER_MIN_CHANNELS, NATIVE_
 from ._kernel import _kernel_input, _native_channel_last
 from .conv import (_conv2d_channel_last, _conv2d_im2col, _conv2d_pointwise, _fully_connected,
                    _gathered_rows, _grouped, _nchw_output, _window_index, conv2d, conv2d_native)
+from .batch_norm import batch_norm, batch_norm_applies
 from .global_pool import _plane_mean, _plane_mean_by_sum, global_pool2d
 from .pool import (_cell_counts, _lowest_like, _max_of_taps, _window_taps, lowest,
                    pool2d_native, pool2d_nchw)
 
-__all__ = ["LAYOUTS", "conv2d", "conv2d_native", "pool2d_nchw", "pool2d_native", "global_pool2d"]
+__all__ = ["LAYOUTS", "conv2d", "conv2d_native", "pool2d_nchw", "pool2d_native", "global_pool2d",
+           "batch_norm"]

@@ -22,7 +22,8 @@ from .. import native
 from ._checks import _pair_args
 
 __all__ = ["NATIVE_MAX_CHANNELS", "conv_route", "native_conv_fits", "native_pool_applies",
-           "native_applies", "native_conv_applies", "conv_uses_kernel", "pool_uses_kernel"]
+           "native_applies", "native_conv_applies", "conv_uses_kernel", "pool_uses_kernel",
+           "batch_norm_uses_kernel"]
 
 # Below this many input channels per group, conv2d takes the im2col route: the
 # gather copies one row of c_i / groups floats per window cell, and shorter rows
@@ -165,3 +166,15 @@ def conv_uses_kernel(x, in_channels, channels, groups, kernel_size, strides, pad
         plane = h * w
     return applies and native_conv_fits(in_channels, channels, groups, kernel_size, strides,
                                         padding, plane)
+
+
+def batch_norm_uses_kernel(x, param_dtype, low_precision=False):
+    """Whether a batch norm block computes ``x`` (NDArray or Symbol) with the C++ kernel
+    (:mod:`.batch_norm`): float32/64 on CPU; a Symbol's dtype is its parameters', and a block
+    cast to float16 (``low_precision``: its data float16, its parameters float32) never does."""
+    from .batch_norm import batch_norm_applies
+    if native.c_functions() is None or low_precision:
+        return False
+    if isinstance(x, mx.sym.Symbol):
+        return _num_gpus() == 0 and np.dtype(param_dtype) in _KERNEL_DTYPES["conv"]
+    return batch_norm_applies(x)

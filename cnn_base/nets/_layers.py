@@ -14,7 +14,7 @@ __all__ = ["layers"]
 
 
 def layers(block: BlockChoice) -> types.SimpleNamespace:
-    """The 2-D conv and pooling blocks to build a network from: ours or ``gluon.nn``'s.
+    """The 2-D conv, pooling and batch norm blocks to build a network from: ours or ``gluon.nn``'s.
 
     Parameters
     ----------
@@ -25,7 +25,7 @@ def layers(block: BlockChoice) -> types.SimpleNamespace:
     Returns
     -------
     types.SimpleNamespace
-        With ``Conv2D``, ``MaxPool2D``, ``AvgPool2D`` and ``GlobalAvgPool2D``.
+        With ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``GlobalAvgPool2D`` and ``BatchNorm``.
 
     >>> layers("custom").Conv2D.__module__, layers("builtin").Conv2D.__module__
     ('cnn_base.blocks', 'mxnet.gluon.nn.conv_layers')
@@ -33,4 +33,5 @@ def layers(block: BlockChoice) -> types.SimpleNamespace:
     check_choice("block", block, BLOCKS)
     source = blocks if block == "custom" else nn
     return types.SimpleNamespace(**{name: getattr(source, name) for name in
-                                    ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D")})
+                                    ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+                                     "BatchNorm")})

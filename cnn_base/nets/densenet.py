@@ -17,7 +17,7 @@ def conv_block(num_channels: int, block: BlockChoice = "custom") -> nn.HybridSeq
     """§5.12's pre-activation conv: BatchNorm, ReLU, 3x3 conv (padding 1)."""
     L = layers(block)
     blk = nn.HybridSequential()
-    blk.add(nn.BatchNorm(), nn.Activation("relu"),
+    blk.add(L.BatchNorm(), nn.Activation("relu"),
             L.Conv2D(num_channels, kernel_size=3, padding=1))
     return blk
 
@@ -44,7 +44,7 @@ def transition_block(num_channels: int, block: BlockChoice = "custom") -> nn.Hyb
     """§5.12's transition: BatchNorm, ReLU, a 1x1 conv to ``num_channels``, 2x2 average pool."""
     L = layers(block)
     blk = nn.HybridSequential()
-    blk.add(nn.BatchNorm(), nn.Activation("relu"),
+    blk.add(L.BatchNorm(), nn.Activation("relu"),
             L.Conv2D(num_channels, kernel_size=1),
             L.AvgPool2D(pool_size=2, strides=2))
     return blk
@@ -65,7 +65,7 @@ def densenet(block: BlockChoice = "custom",
     L = layers(block)
     net = nn.HybridSequential()
     net.add(L.Conv2D(64, kernel_size=7, strides=2, padding=3),
-            nn.BatchNorm(), nn.Activation("relu"),
+            L.BatchNorm(), nn.Activation("relu"),
             L.MaxPool2D(pool_size=3, strides=2, padding=1))
     num_channels = 64                 # the current number of channels
     for i, num_convs in enumerate(num_convs_in_dense_blocks):
@@ -74,5 +74,5 @@ def densenet(block: BlockChoice = "custom",
         if i != len(num_convs_in_dense_blocks) - 1:
             num_channels //= 2
             net.add(transition_block(num_channels, block))
-    net.add(nn.BatchNorm(), nn.Activation("relu"), L.GlobalAvgPool2D(), nn.Dense(10))
+    net.add(L.BatchNorm(), nn.Activation("relu"), L.GlobalAvgPool2D(), nn.Dense(10))
     return net

@@ -18,11 +18,11 @@ def lenet_bn(block: BlockChoice = "custom") -> nn.HybridSequential:
     """
     L = layers(block)
     net = nn.HybridSequential()
-    net.add(L.Conv2D(6, kernel_size=5), nn.BatchNorm(), nn.Activation("sigmoid"),
+    net.add(L.Conv2D(6, kernel_size=5), L.BatchNorm(), nn.Activation("sigmoid"),
             L.MaxPool2D(pool_size=2, strides=2),
-            L.Conv2D(16, kernel_size=5), nn.BatchNorm(), nn.Activation("sigmoid"),
+            L.Conv2D(16, kernel_size=5), L.BatchNorm(), nn.Activation("sigmoid"),
             L.MaxPool2D(pool_size=2, strides=2),
-            nn.Dense(120), nn.BatchNorm(), nn.Activation("sigmoid"),
-            nn.Dense(84), nn.BatchNorm(), nn.Activation("sigmoid"),
+            nn.Dense(120), L.BatchNorm(), nn.Activation("sigmoid"),
+            nn.Dense(84), L.BatchNorm(), nn.Activation("sigmoid"),
             nn.Dense(10))
     return net

@@ -25,8 +25,8 @@ class Residual(nn.HybridBlock):
         self.conv2 = L.Conv2D(num_channels, kernel_size=3, padding=1)
         self.conv3 = L.Conv2D(num_channels, kernel_size=1, strides=strides) if use_1x1conv \
             else None
-        self.bn1 = nn.BatchNorm()
-        self.bn2 = nn.BatchNorm()
+        self.bn1 = L.BatchNorm()
+        self.bn2 = L.BatchNorm()
 
     def hybrid_forward(self, F: ArrayModule, X: Array) -> Array:
         Y = F.relu(self.bn1(self.conv1(X)))
@@ -61,7 +61,7 @@ def resnet18(block: BlockChoice = "custom") -> nn.HybridSequential:
     L = layers(block)
     net = nn.HybridSequential()
     net.add(L.Conv2D(64, kernel_size=7, strides=2, padding=3),
-            nn.BatchNorm(), nn.Activation("relu"),
+            L.BatchNorm(), nn.Activation("relu"),
             L.MaxPool2D(pool_size=3, strides=2, padding=1))
     net.add(resnet_block(64, 2, first_block=True, block=block),
             resnet_block(128, 2, block=block),
