@@ -608,6 +608,7 @@ class BatchNorm(_PathChoosing, nn.BatchNorm):
     """
 
     _low_precision = False
+    _axis = None     # the channel axis counted from the front, once an input told the count
 
     def cast(self, dtype: Any) -> None:
         # Gluon keeps a float16 batch norm's parameters float32; the kernel wants one dtype.
@@ -615,13 +616,19 @@ class BatchNorm(_PathChoosing, nn.BatchNorm):
         super().cast(dtype)
 
     def forward(self, x: Array, *args: Any) -> Array:
+        axis = self._kwargs["axis"]
         if not isinstance(x, sym.Symbol):
-            check_batch_norm_input(x, self._kwargs["axis"], self.gamma.shape[0])
-        self._choose_path(batch_norm_uses_kernel(x, self.gamma.dtype, self._low_precision))
+            check_batch_norm_input(x, axis, self.gamma.shape[0])
+            self._axis = axis % x.ndim
+        elif axis >= 0:
+            self._axis = axis
+        self._choose_path(self._axis is not None and batch_norm_uses_kernel(
+            x, self.gamma.dtype, self._axis, self._low_precision))
         return super().forward(x, *args)
 
     def hybrid_forward(self, F: ArrayModule, x: Array, gamma: Array, beta: Array,
                        running_mean: Array, running_var: Array) -> Array:
         if not self._use_native:
             return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
-        return batch_norm(F, x, gamma, beta, running_mean, running_var, **self._kwargs)
+        return batch_norm(F, x, gamma, beta, running_mean, running_var, dtype=self.gamma.dtype,
+                          **dict(self._kwargs, axis=self._axis))

@@ -186,3 +186,34 @@ def test_a_wrong_input_is_refused_in_one_line(shape, axis, message):
     block.initialize()
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         block(nd.ones(shape))
+
+
+@pytest.mark.parametrize("hybridize", [None, {}, {"static_alloc": True, "static_shape": True}],
+                         ids=["imperative", "hybrid", "static"])
+def test_between_gluons_convs_every_run_equals_gluons(hybridize):
+    """Gluon's conv before (its output oneDNN-blocked) and after (its gradient too): ten
+    training steps' forward and backward, each equal to the same net with Gluon's BatchNorm.
+    (A custom operator reading MXNet's arrays itself once gave wrong gradients here in a
+    third of the static runs: the kernel must take its arrays from MXNet.)"""
+    def net_of(bn):
+        net = nn.HybridSequential()
+        net.add(nn.Conv2D(16, 3, in_channels=8), bn, nn.Activation("relu"),
+                nn.Conv2D(8, 3, in_channels=16))
+        net.initialize(mx.init.Xavier())
+        if hybridize is not None:
+            net.hybridize(**hybridize)
+        return net
+    ours, gluons = net_of(cb.BatchNorm(in_channels=16)), net_of(nn.BatchNorm(in_channels=16))
+    for mine, theirs in zip(ours.collect_params().values(), gluons.collect_params().values()):
+        mine.set_data(theirs.data())
+    X = nd.random.normal(shape=(4, 8, 10, 10))
+    for _ in range(10):
+        got = []
+        for net in (ours, gluons):
+            with autograd.record():
+                Y = net(X)
+            Y.backward(Y * Y)
+            got.append([Y.asnumpy()] + [p.grad().asnumpy() for p in net.collect_params().values()
+                                        if p.grad_req != "null" and "bias" not in p.name])
+        _assert_close(got[0], got[1], 1e-4, ("output", "conv1 weight", "gamma", "beta",
+                                             "conv2 weight"))

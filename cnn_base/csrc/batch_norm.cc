@@ -11,10 +11,11 @@
  *   dbeta = sum dY,  dgamma = sum dY * Xhat,
  *   dX = gamma * invstd * (dY - dbeta / M - Xhat * dgamma / M)
  *
- * and, with fixed statistics, dX = gamma * invstd * dY. Plain C entry points
- * called through ctypes by cnn_base.functional.batch_norm (a Python custom
- * operator, which is what tells training from prediction); every pass runs
- * over the channels in parallel, each channel's segments contiguous.
+ * and, with fixed statistics, dX = gamma * invstd * dY. Registered as the
+ * MXNet extension operator cnn_base_batch_norm, whose last input says the mode
+ * (nonzero: training), as cnn_base.functional.batch_norm computes it: MXNet
+ * tells only operators whether a graph runs for training. Every pass runs over
+ * the channels in parallel, each channel's segments contiguous.
  *
  * What it buys: MXNet's BatchNorm on a plain NCHW array (the output of any
  * operator but MXNet's own conv, which hands it oneDNN's blocked layout) runs
@@ -24,12 +25,15 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
+#include "operator_common.h"
 #include "parallel.h"
 
 namespace {
-
-enum Req { kNull = 0, kWrite = 1, kAdd = 2 };
 
 struct Shape {
   int64_t outer, C, inner;
@@ -86,7 +90,7 @@ void normalize(const Shape& s, const T* X, const T* gamma, const T* beta, const 
                const T* invstd, T* Y) {
 #pragma omp parallel for num_threads(channel_threads(s)) schedule(static)
   for (int64_t c = 0; c < s.C; ++c) {
-    const T a = invstd[c] * gamma[c], m = mean[c], b = beta[c];
+    const T a = invstd[c] * (gamma ? gamma[c] : T(1)), m = mean[c], b = beta[c];
     for (int64_t o = 0; o < s.outer; ++o) {
       const T* x = X + (o * s.C + c) * s.inner;
       T* y = Y + (o * s.C + c) * s.inner;
@@ -132,90 +136,220 @@ void channel_sums(const Shape& s, const T* dY, const T* X, int64_t c, T m, T inv
   *sum_dy_xhat = b * invstd;
 }
 
-// dX = k * dY + l * (X - m) + q for channel c (covers both backward formulas), written or added.
+// dX = k * dY + l * (X - m) + q for channel c (covers both backward formulas).
 template <typename T>
-void channel_dx(const Shape& s, const T* dY, const T* X, int64_t c, T k, T l, T m, T q, bool add,
-                T* dX) {
+void channel_dx(const Shape& s, const T* dY, const T* X, int64_t c, T k, T l, T m, T q, T* dX) {
   for (int64_t o = 0; o < s.outer; ++o) {
     const T* dy = dY + (o * s.C + c) * s.inner;
     const T* x = X + (o * s.C + c) * s.inner;
     T* dx = dX + (o * s.C + c) * s.inner;
-    if (add) {
 #pragma omp simd
-      for (int64_t i = 0; i < s.inner; ++i) dx[i] += k * dy[i] + l * (x[i] - m) + q;
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < s.inner; ++i) dx[i] = k * dy[i] + l * (x[i] - m) + q;
-    }
+    for (int64_t i = 0; i < s.inner; ++i) dx[i] = k * dy[i] + l * (x[i] - m) + q;
   }
 }
 
+// dX, dgamma (unless nullptr: gamma fixed) and dbeta, written.
 template <typename T>
 void backward(const Shape& s, const T* dY, const T* X, const T* gamma, const T* mean,
-              const T* invstd, bool batch_stats, const int* req, T* dX, T* dgamma, T* dbeta) {
+              const T* invstd, bool batch_stats, T* dX, T* dgamma, T* dbeta) {
   const double M = static_cast<double>(s.outer * s.inner);
 #pragma omp parallel for num_threads(channel_threads(s)) schedule(static)
   for (int64_t c = 0; c < s.C; ++c) {
     double sum_dy, sum_dy_xhat;
     channel_sums(s, dY, X, c, mean[c], invstd[c], &sum_dy, &sum_dy_xhat);
-    if (req[1] != kNull) dgamma[c] = static_cast<T>((req[1] == kAdd ? dgamma[c] : 0) + sum_dy_xhat);
-    if (req[2] != kNull) dbeta[c] = static_cast<T>((req[2] == kAdd ? dbeta[c] : 0) + sum_dy);
-    if (req[0] == kNull) continue;
-    const double g = static_cast<double>(gamma[c]) * invstd[c];
-    if (!batch_stats) {
-      channel_dx<T>(s, dY, X, c, static_cast<T>(g), 0, 0, 0, req[0] == kAdd, dX);
-      continue;
-    }
-    // dX = g * (dY - sum_dy / M - (X - mean) * invstd * sum_dy_xhat / M)
-    const double l = -g * invstd[c] * sum_dy_xhat / M;
+    if (dgamma != nullptr) dgamma[c] = static_cast<T>(sum_dy_xhat);
+    dbeta[c] = static_cast<T>(sum_dy);
+    const double g = (gamma ? static_cast<double>(gamma[c]) : 1.0) * invstd[c];
+    // dX = g * (dY - sum_dy / M - (X - mean) * invstd * sum_dy_xhat / M), or g * dY
+    const double l = batch_stats ? -g * invstd[c] * sum_dy_xhat / M : 0.0;
+    const double q = batch_stats ? -g * sum_dy / M : 0.0;
     channel_dx<T>(s, dY, X, c, static_cast<T>(g), static_cast<T>(l), mean[c],
-                  static_cast<T>(-g * sum_dy / M), req[0] == kAdd, dX);
+                  static_cast<T>(q), dX);
   }
 }
 
 }  // namespace
 
-// dtype: 0 float32, 1 float64 (MXNet's codes). gamma_ones: gamma is taken as 1 (fix_gamma).
-// Returns 0, or -1 for an unknown dtype.
-extern "C" int cnn_base_batch_norm_forward(int dtype, int64_t outer, int64_t C, int64_t inner,
-                                           const void* X, const void* gamma, const void* beta,
-                                           void* running_mean, void* running_var,
-                                           int batch_stats, double eps, double momentum,
-                                           void* Y, void* mean, void* invstd) {
-  const Shape s{outer, C, inner};
-  if (dtype == 0)
-    forward(s, static_cast<const float*>(X), static_cast<const float*>(gamma),
-            static_cast<const float*>(beta), static_cast<float*>(running_mean),
-            static_cast<float*>(running_var), batch_stats != 0, eps, momentum,
-            static_cast<float*>(Y), static_cast<float*>(mean), static_cast<float*>(invstd));
-  else if (dtype == 1)
-    forward(s, static_cast<const double*>(X), static_cast<const double*>(gamma),
-            static_cast<const double*>(beta), static_cast<double*>(running_mean),
-            static_cast<double*>(running_var), batch_stats != 0, eps, momentum,
-            static_cast<double*>(Y), static_cast<double*>(mean), static_cast<double*>(invstd));
-  else
-    return -1;
-  return 0;
+// ---- the extension operator cnn_base_batch_norm ----
+
+using mxnet::ext::MX_FAIL;
+using mxnet::ext::MX_SUCCESS;
+using mxnet::ext::MXReturnValue;
+using mxnet::ext::MXTensor;
+using mxnet::ext::OpResource;
+
+namespace {
+
+typedef std::unordered_map<std::string, std::string> Attrs;
+
+const char kOp[] = "cnn_base_batch_norm";
+constexpr int kInputs = 6;     // X, gamma, beta, running_mean, running_var, mode
+
+struct NormParams {
+  double eps = 1e-5, momentum = 0.9;
+  bool fix_gamma = false, use_global_stats = false;
+  int64_t axis = 1;
+};
+
+// eps, momentum (numbers), fix_gamma, use_global_stats (0 or 1), axis (>= 0); false when
+// one is missing or bad.
+bool read_norm_params(const Attrs& attrs, NormParams* P) {
+  try {
+    P->eps = std::stod(attrs.at("eps"));
+    P->momentum = std::stod(attrs.at("momentum"));
+    P->fix_gamma = attrs.at("fix_gamma") == "1";
+    P->use_global_stats = attrs.at("use_global_stats") == "1";
+    P->axis = std::stoll(attrs.at("axis"));
+  } catch (const std::exception&) {
+    MX_ERROR_MSG << kOp << ": needs the attributes eps, momentum, fix_gamma, use_global_stats "
+                 << "and axis, as numbers";
+    return false;
+  }
+  if (!(P->eps > 0) || P->axis < 0 || P->axis > cnn_base::kMaxAttr) {
+    MX_ERROR_MSG << kOp << ": eps must be > 0 and axis >= 0";
+    return false;
+  }
+  return true;
 }
 
-// req: three codes (0 null, 1 write, 2 add) for dX, dgamma, dbeta.
-extern "C" int cnn_base_batch_norm_backward(int dtype, int64_t outer, int64_t C, int64_t inner,
-                                            const void* dY, const void* X, const void* gamma,
-                                            const void* mean, const void* invstd,
-                                            int batch_stats, const int* req, void* dX,
-                                            void* dgamma, void* dbeta) {
-  const Shape s{outer, C, inner};
-  if (dtype == 0)
-    backward(s, static_cast<const float*>(dY), static_cast<const float*>(X),
-             static_cast<const float*>(gamma), static_cast<const float*>(mean),
-             static_cast<const float*>(invstd), batch_stats != 0, req, static_cast<float*>(dX),
-             static_cast<float*>(dgamma), static_cast<float*>(dbeta));
-  else if (dtype == 1)
-    backward(s, static_cast<const double*>(dY), static_cast<const double*>(X),
-             static_cast<const double*>(gamma), static_cast<const double*>(mean),
-             static_cast<const double*>(invstd), batch_stats != 0, req,
-             static_cast<double*>(dX), static_cast<double*>(dgamma), static_cast<double*>(dbeta));
-  else
-    return -1;
-  return 0;
+// (outer, C, inner) of ``shape`` around ``axis``; false when the axis is not there.
+bool shape_around(const std::vector<int64_t>& shape, int64_t axis, Shape* s) {
+  if (axis >= static_cast<int64_t>(shape.size())) {
+    MX_ERROR_MSG << kOp << ": axis " << axis << " of a " << shape.size() << "-axis input";
+    return false;
+  }
+  *s = Shape{1, shape[axis], 1};
+  for (int64_t a = 0; a < axis; ++a) s->outer *= shape[a];
+  for (size_t a = axis + 1; a < shape.size(); ++a) s->inner *= shape[a];
+  return true;
 }
+
+// Whether the batch's statistics normalize: the mode input says training, and not use_global_stats.
+template <typename T>
+bool batch_stats_of(const NormParams& P, MXTensor& mode) {
+  return !P.use_global_stats && mode.data<T>()[0] != T(0);
+}
+
+// inputs: X, gamma, beta, running_mean, running_var (the two updated in training), mode;
+// outputs: Y, mean, invstd
+MXReturnValue norm_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                           std::vector<MXTensor>* outputs, const OpResource&) {
+  return cnn_base::guarded(kOp, "forward", [&]() {
+    NormParams P;
+    Shape s;
+    std::vector<MXTensor>& in = *inputs;
+    std::vector<MXTensor>& out = *outputs;
+    if (!read_norm_params(attrs, &P) || !shape_around(in[0].shape, P.axis, &s)) return MX_FAIL;
+    auto run = [&](auto zero) {
+      typedef decltype(zero) T;
+      forward(s, in[0].data<T>(), P.fix_gamma ? nullptr : in[1].data<T>(), in[2].data<T>(),
+              in[3].data<T>(), in[4].data<T>(), batch_stats_of<T>(P, in[5]), P.eps, P.momentum,
+              out[0].data<T>(), out[1].data<T>(), out[2].data<T>());
+    };
+    if (in[0].dtype == mxnet::ext::kFloat64) run(0.0); else run(0.0f);
+    return MX_SUCCESS;
+  });
+}
+
+// inputs: dY, dmean, dinvstd, the forward's six inputs, its three outputs;
+// outputs: dX, dgamma, dbeta, then zeros for the running statistics and the mode (not learnt)
+MXReturnValue norm_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                            std::vector<MXTensor>* outputs, const OpResource&) {
+  return cnn_base::guarded(kOp, "backward", [&]() {
+    NormParams P;
+    Shape s;
+    std::vector<MXTensor>& in = *inputs;
+    std::vector<MXTensor>& out = *outputs;
+    MXTensor& X = in[3];
+    if (!read_norm_params(attrs, &P) || !shape_around(X.shape, P.axis, &s)) return MX_FAIL;
+    auto run = [&](auto zero) {
+      typedef decltype(zero) T;
+      for (size_t o = 3; o < out.size(); ++o) std::memset(out[o].data_ptr, 0, out[o].size() * sizeof(T));
+      if (P.fix_gamma)      // MXNet's gradient of a fixed gamma: zero
+        std::memset(out[1].data_ptr, 0, s.C * sizeof(T));
+      const bool batch_stats = batch_stats_of<T>(P, in[3 + kInputs - 1]);
+      backward(s, in[0].data<T>(), X.data<T>(), P.fix_gamma ? nullptr : in[4].data<T>(),
+               in[3 + kInputs + 1].data<T>(), in[3 + kInputs + 2].data<T>(), batch_stats,
+               out[0].data<T>(), P.fix_gamma ? nullptr : out[1].data<T>(), out[2].data<T>());
+    };
+    if (X.dtype == mxnet::ext::kFloat64) run(0.0); else run(0.0f);
+    return MX_SUCCESS;
+  });
+}
+
+MXReturnValue norm_parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
+  return cnn_base::guarded(kOp, "attributes", [&]() {
+    NormParams P;
+    *num_in = kInputs;
+    *num_out = 3;
+    return read_norm_params(attrs, &P) ? MX_SUCCESS : MX_FAIL;
+  });
+}
+
+MXReturnValue norm_infer_type(const Attrs& attrs, std::vector<int>* in_types,
+                              std::vector<int>* out_types) {
+  return cnn_base::guarded(kOp, "type inference", [&]() {
+    const int dtype = (*in_types)[0];
+    if (dtype != mxnet::ext::kFloat32 && dtype != mxnet::ext::kFloat64) {
+      MX_ERROR_MSG << kOp << " takes float32 or float64 input, got MXNet dtype code " << dtype;
+      return MX_FAIL;
+    }
+    for (size_t a = 1; a < in_types->size(); ++a) {
+      if ((*in_types)[a] != -1 && (*in_types)[a] != dtype) {
+        MX_ERROR_MSG << kOp << ": input " << a << " has MXNet dtype code " << (*in_types)[a]
+                     << ", the data has " << dtype;
+        return MX_FAIL;
+      }
+      (*in_types)[a] = dtype;
+    }
+    for (int& t : *out_types) t = dtype;
+    return MX_SUCCESS;
+  });
+}
+
+// Also fills in the parameters' shapes (Gluon's deferred initialization asks for them).
+MXReturnValue norm_infer_shape(const Attrs& attrs,
+                               std::vector<std::vector<unsigned int>>* in_shapes,
+                               std::vector<std::vector<unsigned int>>* out_shapes) {
+  return cnn_base::guarded(kOp, "shape inference", [&]() {
+    NormParams P;
+    if (!read_norm_params(attrs, &P)) return MX_FAIL;
+    const std::vector<unsigned int>& X = (*in_shapes)[0];
+    if (P.axis >= static_cast<int64_t>(X.size())) {
+      MX_ERROR_MSG << kOp << ": axis " << P.axis << " of a " << X.size() << "-axis input";
+      return MX_FAIL;
+    }
+    const std::vector<unsigned int> C = {X[P.axis]};
+    for (size_t a = 1; a < 5; ++a) {
+      const std::vector<unsigned int>& given = (*in_shapes)[a];
+      // MXNet writes an unknown size as 0 or as -1 (read here as the largest unsigned)
+      if (!given.empty() && given[0] != 0 && given[0] != ~0u && given != C) {
+        MX_ERROR_MSG << kOp << ": input " << a << " has " << given[0] << " entries, the data "
+                     << C[0] << " channels";
+        return MX_FAIL;
+      }
+      (*in_shapes)[a] = C;
+    }
+    if ((*in_shapes)[5] != std::vector<unsigned int>{1}) {
+      MX_ERROR_MSG << kOp << ": the mode input must hold one number";
+      return MX_FAIL;
+    }
+    *out_shapes = {X, C, C};
+    return MX_SUCCESS;
+  });
+}
+
+MXReturnValue norm_mutate_inputs(const Attrs&, std::vector<int>* input_indices) {
+  *input_indices = {3, 4};     // the running mean and variance
+  return MX_SUCCESS;
+}
+
+}  // namespace
+
+REGISTER_OP(cnn_base_batch_norm)
+.setParseAttrs(norm_parse_attrs)
+.setInferType(norm_infer_type)
+.setInferShape(norm_infer_shape)
+.setMutateInputs(norm_mutate_inputs)
+.setForward(norm_forward, "cpu")
+.setBackward(norm_backward, "cpu");

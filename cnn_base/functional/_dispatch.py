@@ -168,13 +168,15 @@ def conv_uses_kernel(x, in_channels, channels, groups, kernel_size, strides, pad
                                         padding, plane)
 
 
-def batch_norm_uses_kernel(x, param_dtype, low_precision=False):
+def batch_norm_uses_kernel(x, param_dtype, axis, low_precision=False):
     """Whether a batch norm block computes ``x`` (NDArray or Symbol) with the C++ kernel
-    (:mod:`.batch_norm`): float32/64 on CPU; a Symbol's dtype is its parameters', and a block
-    cast to float16 (``low_precision``: its data float16, its parameters float32) never does."""
+    (:mod:`.batch_norm`): float32/64 on CPU. A Symbol's dtype is its parameters'; a Symbol
+    with a negative ``axis`` (its number of axes unknown), and a block cast to float16
+    (``low_precision``: its data float16, its parameters float32), never take it."""
     from .batch_norm import batch_norm_applies
-    if native.c_functions() is None or low_precision:
+    if not native.enabled() or low_precision:
         return False
     if isinstance(x, mx.sym.Symbol):
-        return _num_gpus() == 0 and np.dtype(param_dtype) in _KERNEL_DTYPES["conv"]
+        return (_num_gpus() == 0 and axis >= 0
+                and np.dtype(param_dtype) in _KERNEL_DTYPES["conv"])
     return batch_norm_applies(x)

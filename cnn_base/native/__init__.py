@@ -50,7 +50,7 @@ except ImportError:     # not POSIX: concurrent builds still cannot corrupt (tem
     fcntl = None
 
 __all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE_DIR", "build", "load", "loaded",
-           "enabled", "set_enabled", "status", "c_functions", "multiplies_with_blas", "blas_library", "cache_dir", "library_path", "compiler"]
+           "enabled", "set_enabled", "status", "multiplies_with_blas", "blas_library", "cache_dir", "library_path", "compiler"]
 
 OP_NAME = "cnn_base_pool2d"
 CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
@@ -325,15 +325,8 @@ def _load_file(library):
     else:
         _state["loaded"] = True
         _state["reason"] = f"loaded from {library}"
-        _state["cdll"] = ctypes.CDLL(str(library.resolve()))
-        _state["blas"] = _choose_blas(_state["cdll"])
+        _state["blas"] = _choose_blas(ctypes.CDLL(str(library.resolve())))
     return _state["loaded"]
-
-
-def c_functions():
-    """The loaded library as a ``ctypes.CDLL``, for its plain C entry points (the batch norm's,
-    ``csrc/batch_norm.cc``), or None when the kernels are not loaded or turned off."""
-    return _state.get("cdll") if enabled() else None
 
 
 def _choose_blas(lib):
