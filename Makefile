@@ -85,9 +85,10 @@ zoo: $(TEST_STAMP) $(NATIVE) ## every model zoo network built with substitute() 
 # tests/fuzz_conv.py; make test runs a slice of each).
 FUZZ_CASES ?= 5000
 FUZZ_SEED  ?= 1
-fuzz: $(TEST_STAMP) $(NATIVE) ## the long differential fuzz of the pools and the conv kernel
+fuzz: $(TEST_STAMP) $(NATIVE) ## the long differential fuzz of the pools, the conv and the batch norm kernels
 	$(BIN)/python tests/fuzz_pool.py --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
 	$(BIN)/python tests/fuzz_conv.py --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
+	$(BIN)/python tests/fuzz_batch_norm.py --seed $(FUZZ_SEED) --cases $(FUZZ_CASES)
 
 # The kernel built with AddressSanitizer + UndefinedBehaviorSanitizer (any finding
 # aborts), and a fuzz slice run on it. Python is not built with ASan, so the ASan
@@ -108,6 +109,10 @@ sanitize: $(TEST_STAMP) ## the kernels built with ASan + UBSan, a fuzz slice run
 	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	CNN_BASE_NATIVE=0 CNN_BASE_ONEDNN=0 $(BIN)/python tests/fuzz_conv.py --library $(SAN_LIB) \
+	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
+	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	CNN_BASE_NATIVE=0 $(BIN)/python tests/fuzz_batch_norm.py --library $(SAN_LIB) \
 	    --seed $(FUZZ_SEED) --cases $(SAN_CASES)
 
 notebooks: $(STAMP) ## add JupyterLab to .venv and say how to open the notebooks

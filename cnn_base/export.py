@@ -31,8 +31,9 @@ from ._types import PathLike
 
 __all__ = ["export", "load_exported", "KERNEL_OPERATORS"]
 
-KERNEL_OPERATORS = (native.CONV_OP_NAME, native.OP_NAME)
-"""The operators of our C++ kernels a default export may name: ``cnn_base_conv2d``, ``cnn_base_pool2d``."""
+KERNEL_OPERATORS = (native.CONV_OP_NAME, native.OP_NAME, native.BATCH_NORM_OP_NAME)
+"""The operators of our C++ kernels a default export may name: ``cnn_base_conv2d``, ``cnn_base_pool2d``,
+``cnn_base_batch_norm`` (beside the latter, a ``Custom`` node of type ``cnn_base_training``)."""
 
 
 def _hybrid_blocks(net):

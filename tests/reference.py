@@ -87,3 +87,24 @@ def pool2d_batch_np(X, dY, pool_size, strides=None, padding=0, mode="max", ceil_
             if dY is not None:
                 dX[:, :, top:bottom, left:right] += dY[:, :, i, j, None, None] / count
     return Y, dX
+
+
+def batch_norm_np(X, gamma, beta, mean, var, dY, axis, batch_stats, momentum=0.9, eps=1e-5):
+    """Batch norm by the textbook (d2l 5.10), in float64: output, dX, dgamma, dbeta, and the
+    running mean and variance after the step. ``batch_stats``: training (the batch's mean and
+    biased variance), else prediction (``mean`` and ``var``, constants)."""
+    others = tuple(a for a in range(X.ndim) if a != axis % X.ndim)
+    shape = [1] * X.ndim
+    shape[axis] = -1
+    m, v = (X.mean(axis=others), X.var(axis=others)) if batch_stats else (mean, var)
+    invstd = 1 / np.sqrt(v + eps)
+    Xhat = (X - m.reshape(shape)) * invstd.reshape(shape)
+    Y = Xhat * gamma.reshape(shape) + beta.reshape(shape)
+    dbeta, dgamma = dY.sum(axis=others), (dY * Xhat).sum(axis=others)
+    M = X.size / X.shape[axis]
+    g = (gamma * invstd).reshape(shape)
+    dX = g * (dY - dbeta.reshape(shape) / M - Xhat * dgamma.reshape(shape) / M) if batch_stats \
+        else g * dY
+    if batch_stats:
+        mean, var = mean * momentum + m * (1 - momentum), var * momentum + v * (1 - momentum)
+    return [Y, dX, dgamma, dbeta, mean, var]

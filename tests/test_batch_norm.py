@@ -18,28 +18,9 @@ from mxnet.gluon import nn
 
 import cnn_base as cb
 from cnn_base.functional.batch_norm import batch_norm_applies
+from reference import batch_norm_np
 
 RTOL = {"float32": 1e-6, "float64": 1e-12}
-EPS = 1e-5
-
-
-def _reference(X, gamma, beta, mean, var, dY, axis, batch_stats, momentum=0.9):
-    """Output, dX, dgamma, dbeta, running mean and variance after the step, in float64."""
-    others = tuple(a for a in range(X.ndim) if a != axis % X.ndim)
-    shape = [1] * X.ndim
-    shape[axis] = -1
-    m, v = (X.mean(axis=others), X.var(axis=others)) if batch_stats else (mean, var)
-    invstd = 1 / np.sqrt(v + EPS)
-    Xhat = (X - m.reshape(shape)) * invstd.reshape(shape)
-    Y = Xhat * gamma.reshape(shape) + beta.reshape(shape)
-    dbeta, dgamma = dY.sum(axis=others), (dY * Xhat).sum(axis=others)
-    M = X.size / X.shape[axis]
-    g = (gamma * invstd).reshape(shape)
-    dX = g * (dY - dbeta.reshape(shape) / M - Xhat * dgamma.reshape(shape) / M) if batch_stats \
-        else g * dY
-    if batch_stats:
-        mean, var = mean * momentum + m * (1 - momentum), var * momentum + v * (1 - momentum)
-    return [Y, dX, dgamma, dbeta, mean, var]
 
 
 def _case(shape, axis, seed=0):
@@ -86,7 +67,7 @@ def test_batch_norm_equals_the_textbook_in_float64(shape, axis, train, dtype):
     block = cb.BatchNorm(axis=axis)
     got = _run(block, case, dtype, train_mode=train)
     assert block._use_native
-    _assert_close(got, _reference(**case, axis=axis, batch_stats=train), RTOL[dtype])
+    _assert_close(got, batch_norm_np(**case, axis=axis, batch_stats=train), RTOL[dtype])
 
 
 @pytest.mark.parametrize("hybridize", [None, {}, {"static_alloc": True, "static_shape": True}],
@@ -112,7 +93,7 @@ def test_gluons_data_gradient_in_prediction_mode_is_wrong_and_ours_is_right():
     """Pinned Gluon fault: record(train_mode=False) uses the running statistics forward,
     and Gluon's dX is then not gamma * dY / sqrt(var + eps) (relative error about 1)."""
     case = _case((4, 16, 5, 7), 1)
-    want = _reference(**case, axis=1, batch_stats=False)
+    want = batch_norm_np(**case, axis=1, batch_stats=False)
     got = {name: _run(block, case, "float32", train_mode=False)
            for name, block in (("ours", cb.BatchNorm()), ("gluon", nn.BatchNorm()))}
     _assert_close(got["ours"], want, RTOL["float32"])
@@ -129,7 +110,7 @@ def test_data_gradient_equals_float64_finite_differences():
 
     def objective(X):
         c = dict(case, X=X)
-        return (_reference(**c, axis=1, batch_stats=True)[0] * case["dY"]).sum()
+        return (batch_norm_np(**c, axis=1, batch_stats=True)[0] * case["dY"]).sum()
     h, numeric = 1e-6, np.zeros_like(case["X"])
     for i in np.ndindex(case["X"].shape):
         step = np.zeros_like(case["X"])

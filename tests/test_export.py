@@ -67,7 +67,7 @@ def test_the_default_export_names_our_operators_and_plain_mxnet_cannot_load_it(t
     X = mx.nd.random.uniform(shape=(2, 1, 28, 28))
     symbol_file, _ = cb.export(net, tmp_path / "raw", X[:1], portable=False)
     ops = {node["op"] for node in json.loads(symbol_file.read_text())["nodes"]}
-    assert set(cb.KERNEL_OPERATORS) <= ops       # cnn_base_conv2d and cnn_base_pool2d
+    assert {native.CONV_OP_NAME, native.OP_NAME} <= ops     # LeNet has no batch norm
     said = in_plain_mxnet(tmp_path / "raw", X, tmp_path)
     assert "is not registered" in said
     np.testing.assert_allclose(cb.load_exported(tmp_path / "raw")(X).asnumpy(), net(X).asnumpy(),
@@ -99,3 +99,25 @@ def test_loading_a_kernel_graph_without_the_kernels_says_what_to_do(tmp_path, mo
 def test_an_export_into_a_missing_folder_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no folder"):
         cb.export(_net(True), tmp_path / "no" / "m", mx.nd.zeros((1, 1, 28, 28)))
+
+
+@pytest.mark.skipif(not native.loaded(), reason="the C++ kernels are not loaded")
+def test_a_net_with_our_batch_norm_exports_both_ways(tmp_path):
+    """LeNet-BN (our BatchNorm: the kernel, its mode from a custom operator): the default
+    export names cnn_base_batch_norm and reads back with cnn_base; the portable one reads
+    in plain MXNet. Both give the prediction-mode outputs of the net after a training step."""
+    from cnn_base.nets import CHAPTER_NETS
+    net = CHAPTER_NETS["lenet_bn"][0]("custom")
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    X = mx.nd.random.uniform(shape=(4, 1, 28, 28))
+    with mx.autograd.record():
+        net(X)                                   # moves the running statistics
+    expected = net(X).asnumpy()
+    symbol_file, _ = cb.export(net, tmp_path / "raw", X[:1], portable=False)
+    assert native.BATCH_NORM_OP_NAME in {n["op"] for n in json.loads(symbol_file.read_text())["nodes"]}
+    np.testing.assert_allclose(cb.load_exported(tmp_path / "raw")(X).asnumpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    cb.export(net, tmp_path / "portable", X[:1], portable=True)
+    np.testing.assert_allclose(in_plain_mxnet(tmp_path / "portable", X, tmp_path), expected,
+                               rtol=1e-5, atol=1e-6)

@@ -136,15 +136,22 @@ void channel_sums(const Shape& s, const T* dY, const T* X, int64_t c, T m, T inv
   *sum_dy_xhat = b * invstd;
 }
 
-// dX = k * dY + l * (X - m) + q for channel c (covers both backward formulas).
+// dX = k * dY + l * (X - m) + q for channel c (the batch's statistics), or k * dY (fixed
+// ones: X is not read, so an infinite X gives no NaN there).
 template <typename T>
-void channel_dx(const Shape& s, const T* dY, const T* X, int64_t c, T k, T l, T m, T q, T* dX) {
+void channel_dx(const Shape& s, const T* dY, const T* X, int64_t c, bool batch_stats, T k, T l,
+                T m, T q, T* dX) {
   for (int64_t o = 0; o < s.outer; ++o) {
     const T* dy = dY + (o * s.C + c) * s.inner;
     const T* x = X + (o * s.C + c) * s.inner;
     T* dx = dX + (o * s.C + c) * s.inner;
+    if (batch_stats) {
 #pragma omp simd
-    for (int64_t i = 0; i < s.inner; ++i) dx[i] = k * dy[i] + l * (x[i] - m) + q;
+      for (int64_t i = 0; i < s.inner; ++i) dx[i] = k * dy[i] + l * (x[i] - m) + q;
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < s.inner; ++i) dx[i] = k * dy[i];
+    }
   }
 }
 
@@ -163,7 +170,7 @@ void backward(const Shape& s, const T* dY, const T* X, const T* gamma, const T* 
     // dX = g * (dY - sum_dy / M - (X - mean) * invstd * sum_dy_xhat / M), or g * dY
     const double l = batch_stats ? -g * invstd[c] * sum_dy_xhat / M : 0.0;
     const double q = batch_stats ? -g * sum_dy / M : 0.0;
-    channel_dx<T>(s, dY, X, c, static_cast<T>(g), static_cast<T>(l), mean[c],
+    channel_dx<T>(s, dY, X, c, batch_stats, static_cast<T>(g), static_cast<T>(l), mean[c],
                   static_cast<T>(q), dX);
   }
 }

@@ -25,7 +25,7 @@ from ._kernel import _kernel_input
 __all__ = ["OP_NAME", "MODE_OP_TYPE", "batch_norm", "batch_norm_applies",
            "check_batch_norm_input"]
 
-OP_NAME = "cnn_base_batch_norm"     # the extension operator (csrc/batch_norm.cc)
+OP_NAME = native.BATCH_NORM_OP_NAME  # the extension operator (csrc/batch_norm.cc)
 MODE_OP_TYPE = "cnn_base_training"  # the custom operator saying the mode inside a graph
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -52,7 +52,7 @@ class _Training(mx.operator.CustomOp):
     """Writes 1 into its one-number output when MXNet runs the graph for training, else 0."""
 
     def forward(self, is_train, req, in_data, out_data, aux):
-        self.assign(out_data[0], req[0], mx.nd.full((1,), float(is_train), dtype=out_data[0].dtype))
+        out_data[0][:] = float(is_train)
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
         pass     # no inputs, nothing to differentiate

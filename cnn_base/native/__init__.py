@@ -49,11 +49,12 @@ try:
 except ImportError:     # not POSIX: concurrent builds still cannot corrupt (temp file + rename)
     fcntl = None
 
-__all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "SOURCE_DIR", "build", "load", "loaded",
+__all__ = ["NativeBuildError", "OP_NAME", "CONV_OP_NAME", "BATCH_NORM_OP_NAME", "SOURCE_DIR", "build", "load", "loaded",
            "enabled", "set_enabled", "status", "multiplies_with_blas", "blas_library", "cache_dir", "library_path", "compiler"]
 
 OP_NAME = "cnn_base_pool2d"
 CONV_OP_NAME = "cnn_base_conv2d"     # csrc/conv2d.cc, in the same library
+BATCH_NORM_OP_NAME = "cnn_base_batch_norm"     # csrc/batch_norm.cc, in the same library
 SOURCE_DIR = Path(__file__).parent.parent / "csrc"     # cnn_base/csrc, beside this package
 _MXNET_DIR = Path(mx.__file__).parent
 _FLAGS = ("-shared", "-fPIC", "-std=c++17", "-O3", "-fopenmp")
