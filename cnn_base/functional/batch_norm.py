@@ -15,9 +15,13 @@ What it buys: MXNet's ``BatchNorm`` after any operator but its own conv gets pla
 NCHW arrays, on which oneDNN runs its reference-like kernel (``ncsp_bnorm``);
 docs/engineering/speed.md has the measurements.
 """
+from typing import Any
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd
+
+from .._types import Array, ArrayModule
 
 from .. import native
 from ._kernel import _kernel_input
@@ -84,8 +88,10 @@ def _mode(F, X, dtype):
     return F.BlockGrad(F.Custom(op_type=MODE_OP_TYPE, dtype=np.dtype(dtype).name))
 
 
-def batch_norm(F, X, gamma, beta, running_mean, running_var, eps=1e-5, momentum=0.9,
-               fix_gamma=False, use_global_stats=False, axis=1, dtype=np.float32):
+def batch_norm(F: ArrayModule, X: Array, gamma: Array, beta: Array, running_mean: Array,
+               running_var: Array, eps: float = 1e-5, momentum: float = 0.9,
+               fix_gamma: bool = False, use_global_stats: bool = False, axis: int = 1,
+               dtype: Any = np.float32) -> Array:
     """MXNet's ``BatchNorm(X, gamma, beta, running_mean, running_var, ...)``'s output, by the
     C++ kernel. ``axis``: non-negative for a Symbol, negative counts from the end for an NDArray;
     ``dtype``: the parameters' (a Symbol's own is unknown). Call it where
