@@ -35,6 +35,9 @@ __all__ = ["build_parser", "main"]
 
 BLOCK_NAMES = {"custom": "cnn_base.Conv2D + cnn_base.MaxPool2D",
                "builtin": "gluon.nn.Conv2D + gluon.nn.MaxPool2D"}
+# the chapter-5 networks take every block of nets._layers.layers from the chosen side
+NET_BLOCK_NAMES = {"custom": "cnn_base's Conv2D, pools and BatchNorm",
+                   "builtin": "gluon.nn's Conv2D, pools and BatchNorm"}
 
 
 def ctx_list_arg(text):
@@ -164,7 +167,7 @@ def run(parser, argv):
     for block in blocks:
         what = f"LeNet with {BLOCK_NAMES[block]}, {args.activation}" if args.net == "lenet" \
             else f"{args.net} on {args.resize or 28}x{args.resize or 28} images with " \
-                 f"{BLOCK_NAMES[block]}"
+                 f"{NET_BLOCK_NAMES[block]}"
         say(f"== {block}: {what}, batch "
             f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}, {args.epochs} epochs ==")
         runs[block] = _train(parser, args, cb, block, train_data, test_data,
