@@ -79,7 +79,7 @@ def test_the_train_command_takes_the_books_settings_and_writes_json(tmp_path, ca
                            "--epochs", "1", "--block", "both", "--batch-size", "16",
                            "--progress", "none", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "== custom: googlenet on 32x32 images with cnn_base.Conv2D" in printed
+    assert "== custom: googlenet on 32x32 images with cnn_base's Conv2D, pools and BatchNorm" in printed
     assert "lr 0.1" in printed                                  # the book's for GoogLeNet
     report = json.loads(out.read_text())
     assert set(report) == {"custom", "builtin"}
