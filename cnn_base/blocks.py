@@ -41,7 +41,8 @@ from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_
                          pool2d_nchw)
 from .functional._checks import with_parts
 from .functional._dispatch import batch_norm_uses_kernel, conv_uses_kernel, pool_uses_kernel
-from .functional.batch_norm import batch_norm, check_batch_norm_input
+from .functional._checks import check_batch_norm_input
+from .functional.batch_norm import batch_norm
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D",

@@ -18,17 +18,15 @@ slice. As a script (``make fuzz``, ``make sanitize``)::
 
 prints one line per failure and a summary, and exits 1 when anything failed.
 """
-import argparse
 import dataclasses
-import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_common  # noqa: E402
 from reference import batch_norm_np  # noqa: E402
 
 import mxnet as mx  # noqa: E402
@@ -36,7 +34,6 @@ from mxnet import autograd, nd  # noqa: E402
 from mxnet.gluon import nn  # noqa: E402
 
 import cnn_base as cb  # noqa: E402
-from cnn_base import native  # noqa: E402
 
 # relative to each array's largest finite magnitude (sums of up to a few thousand terms)
 TOL = {"float32": 2e-5, "float64": 1e-11}
@@ -172,39 +169,11 @@ def check_case(case, report):
 
 def run(seed=0, cases=100, seconds=None, report=None):
     """Check ``cases`` cases drawn from ``seed`` (fewer if ``seconds`` run out)."""
-    if not native.loaded():
-        raise RuntimeError(f"the C++ kernels are not available: {native.status()}")
-    report = report or Report()
-    rng = np.random.RandomState(seed)
-    start = time.monotonic()
-    for n in range(cases):
-        if seconds is not None and time.monotonic() - start > seconds:
-            break
-        check_case(random_case(rng, seed=seed * 1_000_003 + n), report)
-        report.cases += 1
-    return report
+    return fuzz_common.run_cases(random_case, check_case, report or Report(), seed, cases, seconds)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cases", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--library", type=Path, default=None,
-                        help="load this build of the kernel library instead of the package's")
-    args = parser.parse_args(argv)
-    if args.library is not None:
-        os.environ["CNN_BASE_NATIVE"] = "1"     # as fuzz_pool.py: this build, not the package's
-        if not native.load(args.library):
-            print(f"fuzz_batch_norm: could not load {args.library}: {native.status()}",
-                  file=sys.stderr)
-            return 2
-    report = run(args.seed, args.cases, args.seconds)
-    for line in report.failures:
-        print(line)
-    print(f"fuzz_batch_norm: {report.cases} cases, {report.checks} checks, "
-          f"{len(report.failures)} failures (seed {args.seed})")
-    return 1 if report.failures else 0
+    return fuzz_common.main("fuzz_batch_norm", __doc__.split("\n")[0], run, argv)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,8 @@ prints one line per failure and a summary, and exits 1 when anything failed.
 ``--library`` loads that build of the kernel instead of the package's; run it
 with CNN_BASE_NATIVE=0 so the package's own build stays out.
 """
-import argparse
 import dataclasses
-import os
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +39,8 @@ import cnn_base  # noqa: F401  (before mxnet: numpy.bool on Python 3.12+)
 from cnn_base import functional, native
 from cnn_base.shapes import output_shape
 from mxnet import autograd, nd
+
+import fuzz_common
 
 DTYPES = ("float32", "float64")
 EPS = {"float32": np.finfo(np.float32).eps, "float64": np.finfo(np.float64).eps}
@@ -226,38 +224,11 @@ def check_case(case, report):
 
 def run(seed=0, cases=100, seconds=None, report=None):
     """Check ``cases`` cases drawn from ``seed`` (fewer if ``seconds`` run out)."""
-    if not native.loaded():
-        raise RuntimeError(f"the C++ convolution kernel is not available: {native.status()}")
-    report = report or Report()
-    rng = np.random.RandomState(seed)
-    start = time.monotonic()
-    for n in range(cases):
-        if seconds is not None and time.monotonic() - start > seconds:
-            break
-        check_case(random_case(rng, seed=seed * 1_000_003 + n), report)
-        report.cases += 1
-    return report
+    return fuzz_common.run_cases(random_case, check_case, report or Report(), seed, cases, seconds)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cases", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--library", type=Path, default=None,
-                        help="load this build of the kernel library instead of the package's")
-    args = parser.parse_args(argv)
-    if args.library is not None:
-        os.environ["CNN_BASE_NATIVE"] = "1"     # as fuzz_pool.py: this build, not the package's
-        if not native.load(args.library):
-            print(f"fuzz_conv: could not load {args.library}: {native.status()}", file=sys.stderr)
-            return 2
-    report = run(args.seed, args.cases, args.seconds)
-    for line in report.failures:
-        print(line)
-    print(f"fuzz_conv: {report.cases} cases, {report.checks} checks, "
-          f"{len(report.failures)} failures (seed {args.seed})")
-    return 1 if report.failures else 0
+    return fuzz_common.main("fuzz_conv", __doc__.split("\n")[0], run, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 import cnn_base as cb
-from cnn_base.functional.batch_norm import batch_norm_applies
+from cnn_base.functional._dispatch import batch_norm_applies
 from reference import batch_norm_np
 
 RTOL = {"float32": 1e-6, "float64": 1e-12}

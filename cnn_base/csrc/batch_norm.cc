@@ -301,14 +301,7 @@ MXReturnValue norm_infer_type(const Attrs& attrs, std::vector<int>* in_types,
       MX_ERROR_MSG << kOp << " takes float32 or float64 input, got MXNet dtype code " << dtype;
       return MX_FAIL;
     }
-    for (size_t a = 1; a < in_types->size(); ++a) {
-      if ((*in_types)[a] != -1 && (*in_types)[a] != dtype) {
-        MX_ERROR_MSG << kOp << ": input " << a << " has MXNet dtype code " << (*in_types)[a]
-                     << ", the data has " << dtype;
-        return MX_FAIL;
-      }
-      (*in_types)[a] = dtype;
-    }
+    if (!cnn_base::inputs_take_data_dtype(kOp, in_types)) return MX_FAIL;
     for (int& t : *out_types) t = dtype;
     return MX_SUCCESS;
   });

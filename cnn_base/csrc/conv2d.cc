@@ -738,14 +738,7 @@ MXReturnValue conv2d_infer_type(const Attrs& attrs, std::vector<int>* in_types,
                  << dtype << " (set CNN_BASE_NATIVE=0 to convolve with MXNet ops instead)";
     return MX_FAIL;
   }
-  for (size_t a = 1; a < in_types->size(); ++a) {
-    if ((*in_types)[a] != -1 && (*in_types)[a] != dtype) {
-      MX_ERROR_MSG << "cnn_base_conv2d: input " << a << " has MXNet dtype code "
-                   << (*in_types)[a] << ", the data has " << dtype;
-      return MX_FAIL;
-    }
-    (*in_types)[a] = dtype;
-  }
+  if (!cnn_base::inputs_take_data_dtype(kOp, in_types)) return MX_FAIL;
   (*out_types)[0] = dtype;
   return MX_SUCCESS;
 }

@@ -1,10 +1,11 @@
 /*
- * What the entry points of cnn_base's two operators (pool2d.cc, conv2d.cc)
+ * What the entry points of cnn_base's operators (pool2d.cc, conv2d.cc, batch_norm.cc)
  * share, in one place (header only):
  *
  * - reading integer attributes: MXNet hands an operator its attributes as
  *   text, e.g. kernel "(3, 2)"; parse_ints reads them and refuses, rather than
  *   clamps or wraps, any number above kMaxAttr;
+ * - inputs_take_data_dtype: the weights' (or statistics') dtype is the data's;
  * - guarded: every entry point runs its body through it, so that an exception
  *   (out of memory, say) becomes an MXNet error instead of crossing the C
  *   interface, which would abort the interpreter.
@@ -48,6 +49,22 @@ inline bool parse_ints(const std::string& text, std::vector<int64_t>* values) {
     in_number = false;
   }
   if (in_number) values->push_back(value);
+  return true;
+}
+
+// Type inference's shared step: every input after the data (weights, statistics) takes the
+// data's dtype, which MXNet writes as -1 while unknown. False, with an MXNet error naming
+// ``op``, when one already has another.
+inline bool inputs_take_data_dtype(const char* op, std::vector<int>* in_types) {
+  const int dtype = (*in_types)[0];
+  for (size_t a = 1; a < in_types->size(); ++a) {
+    if ((*in_types)[a] != -1 && (*in_types)[a] != dtype) {
+      MX_ERROR_MSG << op << ": input " << a << " has MXNet dtype code " << (*in_types)[a]
+                   << ", the data has " << dtype;
+      return false;
+    }
+    (*in_types)[a] = dtype;
+  }
   return true;
 }
 

@@ -24,7 +24,8 @@ built-ins do.
 from ._arrays import _grid, _padded, _plane, _slice, _zero_padded
 from ._checks import (LAYOUTS, MAX_DIM, MAX_POOL_ARG, MAX_SIZE_ARG, _AXES, _check_fits,
                       _conv_args, _pair_args, _pool_args, check_conv2d_input, check_pool2d_input,
-                      check_pool_args, check_pool_padding, check_size_args)
+                      check_pool_args, check_pool_padding, check_size_args,
+                      check_batch_norm_input)
 from ._dispatch import (_GATHER_MIN_CHANNELS, _NHWC_GATHER_MIN_CHANNELS, NATIVE_MAX_CHANNELS,
                         _is_pointwise, conv_route, conv_uses_kernel, native_applies,
                         native_conv_applies, native_conv_fits, native_pool_applies,
@@ -32,7 +33,7 @@ from ._dispatch import (_GATHER_MIN_CHANNELS, _NHWC_GATHER_MIN_CHANNELS, NATIVE_
 from ._kernel import _kernel_input, _native_channel_last
 from .conv import (_conv2d_channel_last, _conv2d_im2col, _conv2d_pointwise, _fully_connected,
                    _gathered_rows, _grouped, _nchw_output, _window_index, conv2d, conv2d_native)
-from .batch_norm import batch_norm, batch_norm_applies
+from .batch_norm import batch_norm
 from .global_pool import _plane_mean, _plane_mean_by_sum, global_pool2d
 from .pool import (_cell_counts, _lowest_like, _max_of_taps, _window_taps, lowest,
                    pool2d_native, pool2d_nchw)

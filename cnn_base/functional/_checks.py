@@ -9,7 +9,8 @@ from .._checks import as_bool, as_int, as_pair, check_choice, check_ndarray
 from ..ops import POOL_MODES
 
 __all__ = ["LAYOUTS", "MAX_SIZE_ARG", "MAX_POOL_ARG", "MAX_DIM", "check_size_args",
-           "check_pool_padding", "check_pool_args", "check_conv2d_input", "check_pool2d_input"]
+           "check_pool_padding", "check_pool_args", "check_conv2d_input", "check_pool2d_input",
+           "check_batch_norm_input"]
 
 # The layouts of Gluon's 2-D blocks: channels first or channels last.
 LAYOUTS = ("NCHW", "NHWC")
@@ -160,3 +161,14 @@ def _pool_args(X, pool_size, strides, padding, mode, ceil_mode, count_include_pa
     if isinstance(X, nd.NDArray):
         check_pool2d_input(X, k, p, layout)
     return k, s, p, ceil_mode, count_include_pad
+
+
+def check_batch_norm_input(X, axis, channels):
+    """ValueError unless the NDArray ``X`` has an axis ``axis`` (negative: from the end) holding
+    ``channels`` entries (0: not known yet, any)."""
+    if not -X.ndim <= axis < X.ndim:
+        raise ValueError(f"batch norm over axis {axis} needs an input with more than "
+                         f"{axis if axis >= 0 else -axis - 1} axes, got shape {X.shape}")
+    if channels and X.shape[axis] != channels:
+        raise ValueError(f"batch norm of {channels} channels got an input of shape {X.shape}, "
+                         f"with {X.shape[axis]} along axis {axis}")

@@ -23,7 +23,7 @@ from ._checks import _pair_args
 
 __all__ = ["NATIVE_MAX_CHANNELS", "conv_route", "native_conv_fits", "native_pool_applies",
            "native_applies", "native_conv_applies", "conv_uses_kernel", "pool_uses_kernel",
-           "batch_norm_uses_kernel"]
+           "batch_norm_applies", "batch_norm_uses_kernel"]
 
 # Below this many input channels per group, conv2d takes the im2col route: the
 # gather copies one row of c_i / groups floats per window cell, and shorter rows
@@ -168,12 +168,16 @@ def conv_uses_kernel(x, in_channels, channels, groups, kernel_size, strides, pad
                                         padding, plane)
 
 
+def batch_norm_applies(X):
+    """Whether the C++ kernel can normalize the NDArray ``X``: float32/64 on a CPU context."""
+    return X.context.device_type == "cpu" and np.dtype(X.dtype) in _KERNEL_DTYPES["conv"]
+
+
 def batch_norm_uses_kernel(x, param_dtype, axis, low_precision=False):
     """Whether a batch norm block computes ``x`` (NDArray or Symbol) with the C++ kernel
     (:mod:`.batch_norm`): float32/64 on CPU. A Symbol's dtype is its parameters'; a Symbol
     with a negative ``axis`` (its number of axes unknown), and a block cast to float16
     (``low_precision``: its data float16, its parameters float32), never take it."""
-    from .batch_norm import batch_norm_applies
     if not native.enabled() or low_precision:
         return False
     if isinstance(x, mx.sym.Symbol):

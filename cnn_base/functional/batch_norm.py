@@ -26,30 +26,10 @@ from .._types import Array, ArrayModule
 from .. import native
 from ._kernel import _kernel_input
 
-__all__ = ["OP_NAME", "MODE_OP_TYPE", "batch_norm", "batch_norm_applies",
-           "check_batch_norm_input"]
+__all__ = ["OP_NAME", "MODE_OP_TYPE", "batch_norm"]
 
 OP_NAME = native.BATCH_NORM_OP_NAME  # the extension operator (csrc/batch_norm.cc)
 MODE_OP_TYPE = "cnn_base_training"  # the custom operator saying the mode inside a graph
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def check_batch_norm_input(X, axis, channels):
-    """ValueError unless the NDArray ``X`` has an axis ``axis`` (negative: from the end) holding
-    ``channels`` entries (0: not known yet, any)."""
-    if not -X.ndim <= axis < X.ndim:
-        raise ValueError(f"batch norm over axis {axis} needs an input with more than "
-                         f"{axis if axis >= 0 else -axis - 1} axes, got shape {X.shape}")
-    if channels and X.shape[axis] != channels:
-        raise ValueError(f"batch norm of {channels} channels got an input of shape {X.shape}, "
-                         f"with {X.shape[axis]} along axis {axis}")
-
-
-def batch_norm_applies(X):
-    """Whether the kernel can normalize the NDArray ``X``: float32/64 on a CPU context, the kernels
-    loaded and turned on."""
-    return (native.enabled() and X.context.device_type == "cpu"
-            and np.dtype(X.dtype) in _KERNEL_DTYPES)
 
 
 class _Training(mx.operator.CustomOp):
@@ -95,7 +75,7 @@ def batch_norm(F: ArrayModule, X: Array, gamma: Array, beta: Array, running_mean
     """MXNet's ``BatchNorm(X, gamma, beta, running_mean, running_var, ...)``'s output, by the
     C++ kernel. ``axis``: non-negative for a Symbol, negative counts from the end for an NDArray;
     ``dtype``: the parameters' (a Symbol's own is unknown). Call it where
-    :func:`batch_norm_applies` (NDArray) or with the kernels on and no GPU (Symbol)."""
+    :func:`~cnn_base.functional._dispatch.batch_norm_uses_kernel` says so."""
     if isinstance(X, mx.nd.NDArray):
         axis, dtype = axis % X.ndim, X.dtype
     Y = getattr(F, OP_NAME)(
