@@ -8,7 +8,7 @@ row wider than four vectors), float32 or float64, bias or not, NCHW or (one
 case in four) NHWC with Gluon's NHWC weight, and in one case of four a few
 special values (NaN, +inf, -inf) in the input. Each case runs
 ``functional.conv2d_native`` (the C++ kernel; once more with its im2col + BLAS way
-forced, ``algo='gemm'``, when the process has a BLAS) and ``functional.conv2d`` (the
+forced, ``algo='gemm'``, and with its taps, ``algo='taps'``, when the process has a BLAS) and ``functional.conv2d`` (the
 MXNet-operator path) forward and backward (the input's, kernels' and bias's
 gradients from a random output gradient), and MXNet's own ``nd.Convolution``
 in float64 on the same values, and compares the results element by element:
@@ -142,6 +142,14 @@ def _gemm(case, X, K, b, dY):
     return _ours(conv, case, X, K, b, dY)
 
 
+def _taps(case, X, K, b, dY):
+    """The C++ kernel with its taps forced (``algo='taps'``: one multiply per window cell over
+    the shifted padded planes where the stride is 1, im2col elsewhere)."""
+    def conv(F, *args, **kwargs):
+        return functional.conv2d_native(F, *args, algo="taps", **kwargs)
+    return _ours(conv, case, X, K, b, dY)
+
+
 def _ops(case, X, K, b, dY):
     """The MXNet-operator path (conv2d)."""
     return _ours(functional.conv2d, case, X, K, b, dY)
@@ -170,9 +178,10 @@ def _tolerance(dtype, n):
 
 
 def paths():
-    """The ways each case is run: the kernel, the kernel with im2col + BLAS forced (when the
-    process has a BLAS), MXNet operators; ``(name, run)`` pairs."""
-    forced = [("kernel im2col + BLAS", _gemm)] if native.multiplies_with_blas() else []
+    """The ways each case is run: the kernel, the kernel with im2col + BLAS and with the taps
+    forced (when the process has a BLAS), MXNet operators; ``(name, run)`` pairs."""
+    forced = ([("kernel im2col + BLAS", _gemm), ("kernel taps", _taps)]
+              if native.multiplies_with_blas() else [])
     return [("kernel", _kernel)] + forced + [("ops", _ops)]
 
 

@@ -138,22 +138,32 @@ WIDE_TABLE = [
     ((2, 24, 6, 5), dict(channels=20, kernel_size=3, padding=2, dilation=2, groups=4)),
     ((2, 18, 4, 4), dict(channels=24, kernel_size=1, padding=1)),
     ((6, 40, 6, 6), dict(channels=32, kernel_size=3, padding=1, use_bias=False)),
+    # the taps (stride 1, >= 16 input channels per group): bands of one image's rows (256
+    # channels: 1024 grid columns a tile, 24 of 40 rows), groups, a non-square window padded
+    # to its reach on one side, dilation with unequal padding, 5 x 5, a window's reach wider
+    # than the padded row (it reads on over two rows)
+    ((1, 256, 40, 40), dict(channels=16, kernel_size=3, padding=1)),
+    ((2, 64, 7, 9), dict(channels=32, kernel_size=3, padding=1, groups=2)),
+    ((3, 16, 9, 8), dict(channels=20, kernel_size=(3, 2), padding=(2, 1))),
+    ((2, 17, 10, 11), dict(channels=18, kernel_size=3, padding=(1, 2), dilation=2)),
+    ((2, 16, 12, 12), dict(channels=24, kernel_size=5, padding=2, use_bias=False)),
+    ((2, 16, 4, 1), dict(channels=16, kernel_size=(3, 5), padding=(1, 2))),
 ]
 
 
 def _op_with(algo):
-    """conv2d_native with ``algo`` forced: 'tiles' or 'gemm' (im2col + BLAS)."""
+    """conv2d_native with ``algo`` forced: 'tiles', 'gemm' (im2col + BLAS) or 'taps'."""
     def conv(F, *args, **kwargs):
         return conv2d_native(F, *args, algo=algo, **kwargs)
     return conv
 
 
-@pytest.mark.parametrize("algo", ["tiles", "gemm"])
+@pytest.mark.parametrize("algo", ["tiles", "gemm", "taps"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("input_shape, kw", CONV_TABLE + WIDE_TABLE,
                          ids=[_case_id(c) for c in CONV_TABLE + WIDE_TABLE])
-def test_both_ways_of_multiplying_equal_gluons_convolution(input_shape, kw, dtype, algo):
-    if algo == "gemm" and not native.multiplies_with_blas():
+def test_every_way_of_multiplying_equals_gluons_convolution(input_shape, kw, dtype, algo):
+    if algo != "tiles" and not native.multiplies_with_blas():
         pytest.skip("no BLAS found in the process: the kernel multiplies in its tiles only")
     X, W, B = _inputs(input_shape, kw, dtype)
     ours, _ = _run(_op_with(algo), kw, X, W, B, hybridize=False)
@@ -238,7 +248,7 @@ def test_kernel_refuses_other_dtypes_naming_what_it_takes(dtype):
     (dict(kernel=(5, 5), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1),
      r"input of height and width \(4, 4\) is too small for the kernel \(5, 5\)"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1,
-          algo="fast"), "algo must be 'auto', 'tiles' or 'gemm', got 'fast'"),
+          algo="fast"), "algo must be 'auto', 'tiles', 'gemm' or 'taps', got 'fast'"),
 ])
 def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
     with pytest.raises(mx.base.MXNetError, match=message):
@@ -425,14 +435,14 @@ def test_the_kernel_multiplies_with_onednn_and_the_newer_openblas_when_they_are_
 
 
 def test_without_onednn_float32_multiplies_with_openblas_and_still_equals_gluon():
-    """CNN_BASE_ONEDNN=0: the im2col + BLAS way's float32 cases (and the library check) pass
-    with OpenBLAS's sgemm too, in a process of their own."""
+    """CNN_BASE_ONEDNN=0: the im2col + BLAS and taps ways' float32 cases (and the library
+    check) pass with OpenBLAS's sgemm too, in a process of their own."""
     if native._onednn_library() is None:
         pytest.skip("onednn-cpu-gomp is not installed: OpenBLAS multiplies float32 already")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
-         "(both_ways and gemm and float32) or multiplies_with_onednn"],
+         "(every_way and (gemm or taps) and float32) or multiplies_with_onednn"],
         env=dict(os.environ, CNN_BASE_ONEDNN="0"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", done.stdout).group(1))
-    assert passed == len(CONV_TABLE + WIDE_TABLE) + 1, done.stdout[-1000:]
+    assert passed == 2 * len(CONV_TABLE + WIDE_TABLE) + 1, done.stdout[-1000:]

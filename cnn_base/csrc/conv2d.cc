@@ -60,9 +60,11 @@ typedef std::unordered_map<std::string, std::string> Attrs;
 
 namespace {
 
-// How a call multiplies: kAlgoAuto lets use_gemm decide; the others force one way (tests
-// check both against the references whatever the rule picks).
-enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm };
+// How a call multiplies: kAlgoAuto lets use_gemm (and gemm::use_taps) decide; the others
+// force one way (tests check each against the references whatever the rule picks): the
+// tiles, im2col + the BLAS, or the BLAS over shifted padded planes wherever they fit
+// (gemm::taps_fit; im2col elsewhere).
+enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm, kAlgoTaps };
 
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
@@ -113,12 +115,15 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
                                      it->second == "true");
   it = attrs.find("algo");
   const std::string algo = it == attrs.end() ? "auto" : it->second;
-  if (algo != "auto" && algo != "tiles" && algo != "gemm") {
-    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles' or 'gemm', got '" << algo
+  if (algo != "auto" && algo != "tiles" && algo != "gemm" && algo != "taps") {
+    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles', 'gemm' or 'taps', got '" << algo
                  << "'";
     return false;
   }
-  P->algo = algo == "tiles" ? kAlgoTiles : algo == "gemm" ? kAlgoGemm : kAlgoAuto;
+  P->algo = algo == "tiles"  ? kAlgoTiles
+            : algo == "gemm" ? kAlgoGemm
+            : algo == "taps" ? kAlgoTaps
+                             : kAlgoAuto;
   if (P->num_filter % P->groups) {
     MX_ERROR_MSG << "cnn_base_conv2d: num_group " << P->groups << " must divide num_filter "
                  << P->num_filter;
@@ -617,6 +622,10 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 //   1.58 / 0.85; on 12 x 12 tiles 2.00 / 1.43, BLAS 1.82 / 1.11; on 6 x 6 and 3 x 3 the BLAS
 //   by far (it takes the planes of several images at once). 16 x 16 splits the two measured
 //   sides;
+//   Since the taps (gemm::use_taps: stride 1, at most 64 output channels) the BLAS takes
+//   those layers again where the taps fit: forward + backward, one thread / two, against the
+//   tiles: 64 -> 32 on 24 x 24 27.8 / 17.4 ms against 28.6 / 23.7, 160 -> 32 75.8 / 46.6
+//   against 70.9 / 49.9, 32 -> 32 on 96 x 96 279 / 199 against 307 / 201;
 // - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).
@@ -625,10 +634,11 @@ constexpr int64_t kTilesMaxOutChannels = 32;
 constexpr int64_t kTilesMinPlane = 16 * 16;
 
 bool use_gemm(const ConvParams& P, const Geometry& g) {
-  if (!gemm::blas_found() || !gemm::fits_int(g)) return false;
-  if (P.algo != kAlgoAuto) return P.algo == kAlgoGemm;
+  if (!gemm::blas_found() || !gemm::fits_int(P, g)) return false;
+  if (P.algo != kAlgoAuto) return P.algo != kAlgoTiles;
   if (g.Og < kGemmMinChannels) return false;
   if (g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
+  if (gemm::use_taps(P, g)) return true;
   return !(g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
 }
 

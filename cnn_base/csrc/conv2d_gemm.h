@@ -8,9 +8,12 @@
  *
  *   cols (K_g x L) = im2col(X)             K_g = c_i/g * k_h * k_w, L = the tile's cells
  *   Y (O_g x L)    = W_g (O_g x K_g) cols  (+ bias), one image: straight into the NCHW output
- *   dW_g          += dY (O_g x L) cols^T
+ *   dW_g^T        += cols dY^T (L x O_g)
  *   dX             = the transposed conv of dY (stride 1: transposed_of), else
  *   dcols          = W_g^T dY,  dX += col2im(dcols)
+ *
+ * and for stride 1 and few output channels the forward leaves im2col implicit: one multiply
+ * per window cell over the padded planes shifted by it (the taps, use_taps).
  *
  * W_g is the weight as it is stored (row o holds c, i, j in order) and one image's output band
  * is a slice of its NCHW planes, so nothing is packed or transposed there (several images'
@@ -304,23 +307,109 @@ inline Geometry transposed(const Geometry& g) {
   return Geometry{g.N, g.O, g.OH, g.OW, g.C, g.G, g.Og, g.Cg, g.KH, g.KW, g.H, g.W};
 }
 
+// The windows of a stride-1 conv without their copies ("taps", an implicit im2col). Each
+// image's planes are padded once into rows of Wp = W + p_w values (p_w zeros, then the row)
+// under p_h zero rows (Hp = H + p_h rows per image, the images stacked): the right padding of
+// a row is the left one of the next, the bottom padding of an image the top one of the next.
+// Output (y, x) of the stack then reads tap (i, j) at (y + i d_h) Wp + x + j d_w for every
+// channel, so the columns of tap (i, j) are the padded planes shifted by a constant: one
+// multiply per tap, Y (O_g x grid) += W_ij (O_g x C_g) Xp_shifted (C_g x grid), over a grid
+// of Wp columns per row whose cells past the output (x >= OW, the rows between images) are
+// computed and dropped. What it buys: im2col wrote k_h k_w copies of every value, which on
+// 12 x 12 and 6 x 6 planes cost as much as the multiply of a narrow layer (DenseNet's 96-192
+// -> 32 k3, forward, one thread: 50-54 -> 61-75 GFLOP/s, 160 -> 32 on 24 x 24: 70 -> 90); the
+// price is the dropped cells, and k_h k_w multiplies with an inner dimension of C_g: wide
+// layers lose (512 -> 512 on 7 x 7: 86 -> 57), so the taps are for few output channels
+// (use_taps). Forward only, and the transposed conv of dX that is one: dW by taps (one
+// multiply per tap over the whole grid) measured slower than im2col's, and would let an
+// infinity of X read by a dropped cell meet its zero gradient (a NaN im2col does not make).
+struct TapsGrid {
+  int64_t Hp, Wp, halo;      // rows per image, row length, rows read past a tile's grid
+};
+
+// The halo: the window's reach below a row, and the rows its reach to the right spans (a
+// row's last cells read on into the next rows).
+inline TapsGrid taps_grid(const ConvParams& P, const Geometry& g) {
+  const int64_t Wp = g.W + P.p_w;
+  return {g.H + P.p_h, Wp, (g.KH - 1) * P.d_h + ((g.KW - 1) * P.d_w + Wp - 1) / Wp};
+}
+
+// Whether the shifted planes are the conv's windows: stride 1 and a padding the stacked
+// zeros hold (at most the window's reach).
+inline bool taps_fit(const ConvParams& P, const Geometry& g) {
+  return P.s_h == 1 && P.s_w == 1 && P.p_h <= P.d_h * (g.KH - 1) &&
+         P.p_w <= P.d_w * (g.KW - 1) && g.OH > 0 && g.OW > 0;
+}
+
+// The most cells of the grid a call computes per output cell when the taps are chosen by
+// themselves (algo "auto"): 6 x 6 planes padded by 1 compute 1.36 per cell (and still gain
+// by far, above), 3 x 3 ones 1.78.
+constexpr double kTapsMaxWaste = 1.5;
+
+// The most output channels per group the taps take by themselves: measured forward, one
+// thread, against im2col: 32 gain 10-30%, 64 -> 64 on 56 x 56 and 128 -> 128 on 28 x 28 are
+// even (71 / 72, 98 / 93 GFLOP/s), 256 and 512 lose (84 / 89, 57 / 86).
+constexpr int64_t kTapsMaxRows = 64;
+
+// Whether this call multiplies by taps: they fit, and the caller forces them (algo "taps") or
+// lets the shape decide (algo "auto": a window of several taps, at least kMinRows input
+// channels per group for the multiplies' inner loops, few output channels, few dropped
+// cells). algo "gemm" keeps im2col.
+inline bool use_taps(const ConvParams& P, const Geometry& g) {
+  if (P.algo == kAlgoGemm || !taps_fit(P, g)) return false;
+  if (P.algo == kAlgoTaps) return true;
+  const TapsGrid s = taps_grid(P, g);
+  return g.KH * g.KW > 1 && g.Cg >= kMinRows && g.Og <= kTapsMaxRows &&
+         double(s.Hp * s.Wp) <= kTapsMaxWaste * double(g.OH * g.OW);
+}
+
+// A tile of the taps (whole planes of several images, or a band of one image's output rows):
+// about kTileValues values of padded input (C_g rows of grid columns), as tiling does.
+inline Tiling taps_tiling(const ConvParams& P, const Geometry& g) {
+  const TapsGrid s = taps_grid(P, g);
+  const int64_t target = std::max<int64_t>(kMinColumns, kTileValues / g.Cg);
+  Tiling t{std::clamp<int64_t>(target / s.Wp, 1, g.OH), 1, 0};
+  if (t.rows == g.OH) {
+    const int64_t threads = cnn_base::max_threads();
+    const int64_t wanted = std::clamp<int64_t>(target / (s.Hp * s.Wp), 1, g.N);
+    const int64_t tiles = ((g.N + wanted - 1) / wanted + threads - 1) / threads * threads;
+    t.images = std::max<int64_t>(1, (g.N + tiles - 1) / tiles);
+  }
+  t.columns = (t.images == 1 ? t.rows : t.images * s.Hp) * s.Wp;
+  return t;
+}
+
+// Values per thread the taps take: a tile's padded planes (its grid rows and the halo) and
+// its O_g rows of grid. 0 where they do not fit.
+inline int64_t taps_buffer(const ConvParams& P, const Geometry& g) {
+  if (!taps_fit(P, g)) return 0;
+  const TapsGrid s = taps_grid(P, g);
+  const Tiling t = taps_tiling(P, g);
+  return g.Cg * (t.columns + s.halo * s.Wp) + g.Og * t.columns;
+}
+
 // Values of the workspace a call takes at most: the backward's partial sums of dW per chunk
-// of images and the turned kernels, then per thread of the ceiling the larger of the dW
-// loop's cols, dcols and a tile of output rows and the transposed conv's cols and rows.
-inline int64_t workspace_values(const Geometry& g) {
+// of images and the turned kernels (and their tap-major copy), then per thread of the ceiling
+// the largest of the dW loop's cols, dcols and a tile of output rows, the transposed conv's
+// cols and rows, and the taps' padded tiles and grids of either conv (taps_buffer).
+inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW, threads = cnn_base::max_threads();
+  ConvParams Q = P;
+  Q.p_h = std::max<int64_t>(0, P.d_h * (P.k_h - 1) - P.p_h);
+  Q.p_w = std::max<int64_t>(0, P.d_w * (P.k_w - 1) - P.p_w);
   const Geometry h = transposed(g);
-  const int64_t transposed_values = threads * (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns;
-  return (std::min(threads, g.N) + 1) * g.O * K +
-         std::max(threads * (2 * K + g.Og) * tiling(g).columns, transposed_values);
+  const int64_t per_thread = std::max({(2 * K + g.Og) * tiling(g).columns,
+                                       (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns,
+                                       taps_buffer(P, g), taps_buffer(Q, h)});
+  return (std::min(threads, g.N) + 2) * g.O * K + threads * per_thread;
 }
 
 // Whether every size the BLAS is given fits its int arguments, and the workspace (in
 // bytes of float64) MXNet's int-sized request.
-inline bool fits_int(const Geometry& g) {
+inline bool fits_int(const ConvParams& P, const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW;
   return K * tiling(g).columns < INT_MAX && g.OH * g.OW < INT_MAX && g.O < INT_MAX &&
-         workspace_values(g) < INT_MAX / 8;
+         taps_buffer(P, g) < INT_MAX && workspace_values(P, g) < INT_MAX / 8;
 }
 
 // ``count`` values of MXNet's temporary workspace for this call (OpResource::alloc_cpu:
@@ -432,17 +521,6 @@ void forward_tiles(const ConvParams& P, const Geometry& g, const T* X, const T* 
   }
 }
 
-template <typename T>
-void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B, T* Y,
-             const OpResource& res) {
-  const int64_t K = g.Cg * g.KH * g.KW;
-  const Tiling how = tiling(g);
-  const int64_t items = tile_count(g, how) * g.G;
-  const int n_threads = cnn_base::threads_for(items, how.columns * K * g.Og);
-  T* const buffers = workspace<T>(res, n_threads * (K + g.Og) * how.columns);
-  Sequential one_thread_blas;
-  forward_tiles(P, g, X, W, B, Y, buffers, n_threads);
-}
 
 // The conv whose forward is dX's, for stride 1: dX is the correlation of dY, padded by
 // d (k - 1) - p, with each kernel turned half a circle and its input and output channels
@@ -460,7 +538,7 @@ inline bool transposed_of(const ConvParams& P, const Geometry& g, ConvParams* Q,
   Q->num_filter = g.C;
   *h = transposed(g);
   return P.s_h == 1 && P.s_w == 1 && Q->p_h >= 0 && Q->p_w >= 0 &&
-         g.Cg >= kMinRows && fits_int(*h);
+         g.Cg >= kMinRows && fits_int(*Q, *h);
 }
 
 // Wt[grp][c][o][KH-1-i][KW-1-j] = W[grp][o][c][i][j]: the transposed conv's kernels.
@@ -476,7 +554,15 @@ void turn_kernels(const Geometry& g, const T* W, T* Wt) {
       }
 }
 
-// dW's partial sums per fixed chunk of images into ``parts`` (O K values per chunk), each
+// The weight gradient is multiplied transposed, dW_g^T (K_g x O_g) = cols dY^T, and turned
+// back when the chunks are summed. What it buys: the same multiply with the large operand
+// (cols, K_g x columns) first and the O_g columns second runs at 100-110 GFLOP/s per core in
+// oneDNN's sgemm where dW_g = dY cols^T ran at 55-89 on 32 output channels (K_g 864-2016),
+// 68 -> 93 on 64 -> 64 at 56 x 56, 37 -> 74 on LeNet's 6 -> 16, and no slower on 256-960
+// channels (each multiply alone, one thread, best of 9).
+
+// dW's partial sums per fixed chunk of images into ``parts`` (O K values per chunk, each
+// group's transposed, above), each
 // chunk's tiles on one thread with (2 K_g + O_g) * columns values of ``buffers``; dX too
 // (dcols = W^T dY, then col2im) unless ``dX`` is null.
 template <typename T>
@@ -509,8 +595,8 @@ void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T
             planes_to_rows(g, t, grp, dY, dy);
           }
           const Operand<T> in = columns(P, g, t, X + in_at, cols);
-          call<T>(kNoTrans, kTrans, g.Og, K, ld, grad.at, grad.ld, in.at, in.ld, keep,
-                  parts + chunk * sums + grp * g.Og * K, K);
+          call<T>(kNoTrans, kTrans, K, g.Og, ld, in.at, in.ld, grad.at, grad.ld, keep,
+                  parts + chunk * sums + grp * K * g.Og, g.Og);      // dW_g^T
           if (dX == nullptr) continue;
           if (in.at != cols) {     // a pointwise conv's columns are dX's own rows
             call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, grad.at, grad.ld,
@@ -525,9 +611,131 @@ void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T
   }
 }
 
+// Where a taps tile's grid starts in the stack of its images' padded rows, and how many
+// rows it has: a band of one image from its first output row, or the planes of several images
+// up to the last one's OH rows.
+struct GridRows {
+  int64_t first, rows;
+};
+
+inline GridRows grid_rows(const TapsGrid& s, const Geometry& g, const Tile& t) {
+  if (t.images == 1) return {t.y0, t.rows};
+  return {0, (t.images - 1) * s.Hp + g.OH};
+}
+
+// The tile's padded planes of a group (``Xg``: its first plane of image t.n0): the stack's
+// rows a.first .. a.first + a.rows + halo, each channel ``ld`` values apart.
+template <typename T>
+void pad_tile(const ConvParams& P, const Geometry& g, const TapsGrid& s, const T* Xg,
+              const Tile& t, const GridRows& a, int64_t ld, T* padded) {
+  const int64_t image = g.C * g.H * g.W;
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t q = 0; q < a.rows + s.halo; ++q) {
+      T* out = padded + c * ld + q * s.Wp;
+      const int64_t b = (a.first + q) / s.Hp, r = (a.first + q) % s.Hp - P.p_h;
+      if (b >= t.images || r < 0) {
+        std::fill(out, out + s.Wp, T(0));
+        continue;
+      }
+      std::fill(out, out + P.p_w, T(0));
+      std::memcpy(out + P.p_w, Xg + b * image + (c * g.H + r) * g.W, g.W * sizeof(T));
+    }
+}
+
+// The grid's O_g rows into the tile's output planes of group grp, plus the bias; the cells
+// past the output dropped.
+template <typename T>
+void grid_to_planes(const Geometry& g, const TapsGrid& s, const Tile& t, const GridRows& a,
+                    int64_t grp, const T* grid, const T* bias, T* Y) {
+  const int64_t ld = a.rows * s.Wp;
+  for (int64_t o = 0; o < g.Og; ++o) {
+    const T add = bias != nullptr ? bias[grp * g.Og + o] : T(0);
+    for (int64_t q = 0; q < a.rows; ++q) {
+      const int64_t b = (a.first + q) / s.Hp, y = (a.first + q) % s.Hp;
+      if (y >= g.OH) continue;
+      const T* from = grid + o * ld + q * s.Wp;
+      T* to = Y + ((t.n0 + b) * g.O + grp * g.Og + o) * g.OH * g.OW + y * g.OW;
+      for (int64_t x = 0; x < g.OW; ++x) to[x] = from[x] + add;
+    }
+  }
+}
+
+// Wk[grp][tap][o][c] = W[grp][o][c][tap]: each tap's O_g x C_g kernel matrix.
+template <typename T>
+void kernels_by_tap(const Geometry& g, const T* W, T* Wk) {
+  const int64_t taps = g.KH * g.KW;
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t o = 0; o < g.Og; ++o)
+      for (int64_t c = 0; c < g.Cg; ++c)
+        for (int64_t tap = 0; tap < taps; ++tap)
+          Wk[((grp * taps + tap) * g.Og + o) * g.Cg + c] = W[((grp * g.Og + o) * g.Cg + c) * taps + tap];
+}
+
+// Where tap ``tap``'s columns start in a tile's padded planes.
+inline int64_t tap_shift(const ConvParams& P, const Geometry& g, const TapsGrid& s, int64_t tap) {
+  return tap / g.KW * P.d_h * s.Wp + tap % g.KW * P.d_w;
+}
+
+// Y = the conv by taps (bias B) on ``n_threads`` threads; ``space``: the tap-major kernels
+// (O K values), then taps_buffer values per thread.
+template <typename T>
+void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
+                  T* Y, T* space, int n_threads) {
+  const TapsGrid s = taps_grid(P, g);
+  const Tiling how = taps_tiling(P, g);
+  const std::vector<Tile> tiles = tiles_of(g, how, 0, g.N);
+  const int64_t taps = g.KH * g.KW, items = tiles.size() * g.G, ld = how.columns + s.halo * s.Wp;
+  T* const Wk = space;
+  kernels_by_tap(g, W, Wk);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    T* padded = space + g.O * g.Cg * taps + omp_get_thread_num() * taps_buffer(P, g);
+    T* grid = padded + g.Cg * ld;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const Tile& t = tiles[item / g.G];
+      const int64_t grp = item % g.G;
+      const GridRows a = grid_rows(s, g, t);
+      pad_tile(P, g, s, X + (t.n0 * g.C + grp * g.Cg) * g.H * g.W, t, a, ld, padded);
+      for (int64_t tap = 0; tap < taps; ++tap)
+        call<T>(kNoTrans, kNoTrans, g.Og, a.rows * s.Wp, g.Cg, Wk + (grp * taps + tap) * g.Og * g.Cg,
+                g.Cg, padded + tap_shift(P, g, s, tap), ld, tap ? T(1) : T(0), grid,
+                a.rows * s.Wp);
+      grid_to_planes(g, s, t, a, grp, static_cast<const T*>(grid), B, Y);
+    }
+  }
+}
+
+// Y = the conv (bias B) by taps when use_taps says so, else by im2col; ``space``: O K values
+// (the taps' kernels) and a thread's buffers per thread; ``cost``: per column of a tile.
+template <typename T>
+void forward_any(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
+                 T* Y, T* space, int64_t cost) {
+  if (use_taps(P, g)) {
+    const int64_t items = tile_count(g, taps_tiling(P, g)) * g.G;
+    forward_taps(P, g, X, W, B, Y, space,
+                 cnn_base::threads_for(items, taps_tiling(P, g).columns * cost));
+  } else {
+    const int64_t items = tile_count(g, tiling(g)) * g.G;
+    forward_tiles(P, g, X, W, B, Y, space + g.O * g.Cg * g.KH * g.KW,
+                  cnn_base::threads_for(items, tiling(g).columns * cost));
+  }
+}
+
+template <typename T>
+void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B, T* Y,
+             const OpResource& res) {
+  const int64_t K = g.Cg * g.KH * g.KW;
+  const int64_t per_thread = std::max((K + g.Og) * tiling(g).columns, taps_buffer(P, g));
+  T* const space = workspace<T>(res, g.O * K + cnn_base::max_threads() * per_thread);
+  Sequential one_thread_blas;
+  forward_any(P, g, X, W, B, Y, space, K * g.Og);
+}
+
 // dX, dW (db by the caller): dW summed per fixed chunk of images (each chunk's tiles on one
-// thread), then dX by the transposed conv (above), or, when that does not apply, in the
-// same loop by dcols = W^T dY and col2im (an image's planes stay on one thread).
+// thread), then dX by the transposed conv (above; by taps or im2col, forward_any), or, when
+// that does not apply, in the same loop by dcols = W^T dY and col2im (an image's planes stay
+// on one thread).
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* W,
               T* dX, T* dW, const OpResource& res) {
@@ -538,20 +746,20 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), g.N));
   const int n_threads = static_cast<int>(std::min<int64_t>(
       chunks, cnn_base::threads_for(g.N, (turned ? 1 : 2) * g.OH * g.OW * K * g.O)));
-  T* const parts = workspace<T>(res, workspace_values(g));     // chunks' dW, Wt, buffers
+  T* const parts = workspace<T>(res, workspace_values(P, g));  // chunks' dW, Wt, buffers
   T* const Wt = parts + chunks * sums;
   T* const buffers = Wt + sums;
   Sequential one_thread_blas;
   grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads);
   if (turned) {
     turn_kernels(g, W, Wt);
-    const int64_t items = tile_count(h, tiling(h)) * h.G;
-    forward_tiles(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
-                  buffers, cnn_base::threads_for(items, tiling(h).columns * sums / g.G));
+    forward_any(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
+                buffers, sums / g.G);
   }
   for (int64_t k = 0; k < sums; ++k) {
+    const int64_t grp = k / (g.Og * K), o = k / K % g.Og, at = (grp * K + k % K) * g.Og + o;
     T total = 0;
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) total += parts[chunk * sums + k];
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) total += parts[chunk * sums + at];
     dW[k] = total;
   }
 }

@@ -290,8 +290,10 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     ``use_gemm`` in ``csrc/conv2d.cc``), ``'tiles'`` (its register tiles over the
     padded input) or ``'gemm'`` (the chapter's im2col and one matrix multiply by the
     BLAS the mxnet wheel ships, ``csrc/conv2d_gemm.h``; the tiles when no BLAS was
-    found, :func:`cnn_base.native.multiplies_with_blas`). All three give the same
-    numbers to rounding; the tests and the fuzzer run each.
+    found, :func:`cnn_base.native.multiplies_with_blas`) or ``'taps'`` (im2col left
+    implicit: for stride 1, one multiply per window cell over the padded planes shifted
+    by it, ``use_taps`` in ``csrc/conv2d_gemm.h``; im2col where that does not fit). All
+    four give the same numbers to rounding; the tests and the fuzzer run each.
 
     Examples
     --------
@@ -311,7 +313,7 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
         if not native_conv_applies(X):
             raise ValueError(f"the C++ convolution kernel takes float32 or float64 input on a "
                              f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
-    check_choice("algo", algo, ("auto", "tiles", "gemm"))
+    check_choice("algo", algo, ("auto", "tiles", "gemm", "taps"))
     settings = dict(kernel=k, stride=s, pad=p, dilate=d, num_filter=c_o, num_group=groups,
                     no_bias=bias is None, algo=algo)
     op = getattr(F, native.CONV_OP_NAME)
