@@ -148,6 +148,9 @@ WIDE_TABLE = [
     ((2, 17, 10, 11), dict(channels=18, kernel_size=3, padding=(1, 2), dilation=2)),
     ((2, 16, 12, 12), dict(channels=24, kernel_size=5, padding=2, use_bias=False)),
     ((2, 16, 4, 1), dict(channels=16, kernel_size=(3, 5), padding=(1, 2))),
+    # more than 64 output channels per group: dW = dY cols^T (fewer: dW^T = cols dY^T)
+    ((2, 24, 6, 5), dict(channels=72, kernel_size=3, padding=1)),
+    ((2, 16, 5, 5), dict(channels=136, kernel_size=3, strides=2, groups=2)),
 ]
 
 

@@ -8,7 +8,7 @@
  *
  *   cols (K_g x L) = im2col(X)             K_g = c_i/g * k_h * k_w, L = the tile's cells
  *   Y (O_g x L)    = W_g (O_g x K_g) cols  (+ bias), one image: straight into the NCHW output
- *   dW_g^T        += cols dY^T (L x O_g)
+ *   dW_g          += dY (O_g x L) cols^T  (few output channels: dW_g^T += cols dY^T)
  *   dX             = the transposed conv of dY (stride 1: transposed_of), else
  *   dcols          = W_g^T dY,  dX += col2im(dcols)
  *
@@ -554,15 +554,20 @@ void turn_kernels(const Geometry& g, const T* W, T* Wt) {
       }
 }
 
-// The weight gradient is multiplied transposed, dW_g^T (K_g x O_g) = cols dY^T, and turned
-// back when the chunks are summed. What it buys: the same multiply with the large operand
-// (cols, K_g x columns) first and the O_g columns second runs at 100-110 GFLOP/s per core in
-// oneDNN's sgemm where dW_g = dY cols^T ran at 55-89 on 32 output channels (K_g 864-2016),
-// 68 -> 93 on 64 -> 64 at 56 x 56, 37 -> 74 on LeNet's 6 -> 16, and no slower on 256-960
-// channels (each multiply alone, one thread, best of 9).
+// For few output channels the weight gradient is multiplied transposed, dW_g^T (K_g x O_g) =
+// cols dY^T, and turned back when the chunks are summed. What it buys: the same multiply with
+// the large operand (cols, K_g x columns) first and the O_g columns second runs at 100-110
+// GFLOP/s per core in oneDNN's sgemm where dW_g = dY cols^T ran at 55-89 on 32 output
+// channels (K_g 864-2016), 68 -> 93 on 64 -> 64 at 56 x 56, 37 -> 74 on LeNet's 6 -> 16 (each
+// multiply alone, one thread, best of 9). On 256-960 channels the two multiply alike, and
+// turning millions of sums back cost more than that (d2l ResNet-18's step, two threads:
+// 0.85 -> 0.94-1.02 the built-in's with every layer turned), so those keep dY cols^T.
+constexpr int64_t kTurnedGradMaxRows = 64;
+
+inline bool weight_grad_turned(const Geometry& g) { return g.Og <= kTurnedGradMaxRows; }
 
 // dW's partial sums per fixed chunk of images into ``parts`` (O K values per chunk, each
-// group's transposed, above), each
+// group's transposed when weight_grad_turned), each
 // chunk's tiles on one thread with (2 K_g + O_g) * columns values of ``buffers``; dX too
 // (dcols = W^T dY, then col2im) unless ``dX`` is null.
 template <typename T>
@@ -595,8 +600,13 @@ void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T
             planes_to_rows(g, t, grp, dY, dy);
           }
           const Operand<T> in = columns(P, g, t, X + in_at, cols);
-          call<T>(kNoTrans, kTrans, K, g.Og, ld, in.at, in.ld, grad.at, grad.ld, keep,
-                  parts + chunk * sums + grp * K * g.Og, g.Og);      // dW_g^T
+          if (weight_grad_turned(g)) {             // dW_g^T
+            call<T>(kNoTrans, kTrans, K, g.Og, ld, in.at, in.ld, grad.at, grad.ld, keep,
+                    parts + chunk * sums + grp * K * g.Og, g.Og);
+          } else {
+            call<T>(kNoTrans, kTrans, g.Og, K, ld, grad.at, grad.ld, in.at, in.ld, keep,
+                    parts + chunk * sums + grp * g.Og * K, K);
+          }
           if (dX == nullptr) continue;
           if (in.at != cols) {     // a pointwise conv's columns are dX's own rows
             call<T>(kTrans, kNoTrans, K, ld, g.Og, W + grp * g.Og * K, K, grad.at, grad.ld,
@@ -757,7 +767,8 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
                 buffers, sums / g.G);
   }
   for (int64_t k = 0; k < sums; ++k) {
-    const int64_t grp = k / (g.Og * K), o = k / K % g.Og, at = (grp * K + k % K) * g.Og + o;
+    const int64_t grp = k / (g.Og * K), o = k / K % g.Og;
+    const int64_t at = weight_grad_turned(g) ? (grp * K + k % K) * g.Og + o : k;
     T total = 0;
     for (int64_t chunk = 0; chunk < chunks; ++chunk) total += parts[chunk * sums + at];
     dW[k] = total;
