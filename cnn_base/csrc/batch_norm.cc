@@ -62,57 +62,57 @@ inline int channel_threads(const Shape& s) {
   return cnn_base::threads_for(s.C, s.outer * s.inner);
 }
 
-// mean and invstd of every channel of X (two passes: the mean, then the squares about
-// it); the running statistics move towards them as MXNet's do
-// (momentum * running + (1 - momentum) * batch, the variance biased).
+// mean and invstd of channel c of X (two passes: the mean, then the squares about it); the
+// running statistics move towards them as MXNet's do (momentum * running + (1 - momentum) *
+// batch, the variance biased).
 template <typename T>
-void batch_statistics(const Shape& s, const T* X, double eps, double momentum, T* running_mean,
-                      T* running_var, T* mean, T* invstd) {
+void channel_statistics(const Shape& s, const T* X, int64_t c, double eps, double momentum,
+                        T* running_mean, T* running_var, T* mean, T* invstd) {
   const int64_t M = s.outer * s.inner;
-#pragma omp parallel for num_threads(channel_threads(s)) schedule(static)
-  for (int64_t c = 0; c < s.C; ++c) {
-    double sum = 0, squares = 0;
-    for (int64_t o = 0; o < s.outer; ++o) sum += segment_sum(X + (o * s.C + c) * s.inner, s.inner);
-    const T m = static_cast<T>(sum / M);
-    for (int64_t o = 0; o < s.outer; ++o)
-      squares += segment_squares(X + (o * s.C + c) * s.inner, s.inner, m);
-    mean[c] = m;
-    invstd[c] = static_cast<T>(1.0 / std::sqrt(squares / M + eps));
-    running_mean[c] = static_cast<T>(running_mean[c] * momentum + m * (1 - momentum));
-    running_var[c] = static_cast<T>(running_var[c] * momentum + squares / M * (1 - momentum));
-  }
+  double sum = 0, squares = 0;
+  for (int64_t o = 0; o < s.outer; ++o) sum += segment_sum(X + (o * s.C + c) * s.inner, s.inner);
+  const T m = static_cast<T>(sum / M);
+  for (int64_t o = 0; o < s.outer; ++o)
+    squares += segment_squares(X + (o * s.C + c) * s.inner, s.inner, m);
+  mean[c] = m;
+  invstd[c] = static_cast<T>(1.0 / std::sqrt(squares / M + eps));
+  running_mean[c] = static_cast<T>(running_mean[c] * momentum + m * (1 - momentum));
+  running_var[c] = static_cast<T>(running_var[c] * momentum + squares / M * (1 - momentum));
 }
 
-// Y = (X - mean) * invstd * gamma + beta, channel by channel (X - mean first: written as
-// X * a + b, a constant channel of a batch of one came out 6e-5 off beta).
+// Y = (X - mean) * invstd * gamma + beta for channel c (X - mean first: written as X * a + b, a
+// constant channel of a batch of one came out 6e-5 off beta).
 template <typename T>
-void normalize(const Shape& s, const T* X, const T* gamma, const T* beta, const T* mean,
-               const T* invstd, T* Y) {
-#pragma omp parallel for num_threads(channel_threads(s)) schedule(static)
-  for (int64_t c = 0; c < s.C; ++c) {
-    const T a = invstd[c] * (gamma ? gamma[c] : T(1)), m = mean[c], b = beta[c];
-    for (int64_t o = 0; o < s.outer; ++o) {
-      const T* x = X + (o * s.C + c) * s.inner;
-      T* y = Y + (o * s.C + c) * s.inner;
+void normalize_channel(const Shape& s, const T* X, int64_t c, const T* gamma, const T* beta,
+                       T m, T invstd, T* Y) {
+  const T a = invstd * (gamma ? gamma[c] : T(1)), b = beta[c];
+  for (int64_t o = 0; o < s.outer; ++o) {
+    const T* x = X + (o * s.C + c) * s.inner;
+    T* y = Y + (o * s.C + c) * s.inner;
 #pragma omp simd
-      for (int64_t i = 0; i < s.inner; ++i) y[i] = (x[i] - m) * a + b;
-    }
+    for (int64_t i = 0; i < s.inner; ++i) y[i] = (x[i] - m) * a + b;
   }
 }
 
+// Channel by channel, its statistics (the batch's, or the running ones) and then its Y, while
+// the channel is still in the core's cache (a channel of (32, C, 24, 24) is 72 KB). What it
+// buys: with the statistics of every channel first and Y in a second loop the batch was read
+// once more from further out; one thread, MXNet's profiler, best of 20: (32, 64, 48, 48) 5.1-5.6
+// -> 4.6 ms; on 5 MB batches (32, 128, 24, 24) the same within the spread (L3 holds them).
 template <typename T>
 void forward(const Shape& s, const T* X, const T* gamma, const T* beta, T* running_mean,
              T* running_var, bool batch_stats, double eps, double momentum, T* Y, T* mean,
              T* invstd) {
-  if (batch_stats) {
-    batch_statistics(s, X, eps, momentum, running_mean, running_var, mean, invstd);
-  } else {
-    for (int64_t c = 0; c < s.C; ++c) {
+#pragma omp parallel for num_threads(channel_threads(s)) schedule(static)
+  for (int64_t c = 0; c < s.C; ++c) {
+    if (batch_stats) {
+      channel_statistics(s, X, c, eps, momentum, running_mean, running_var, mean, invstd);
+    } else {
       mean[c] = running_mean[c];
       invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
     }
+    normalize_channel(s, X, c, gamma, beta, mean[c], invstd[c], Y);
   }
-  normalize(s, X, gamma, beta, mean, invstd, Y);
 }
 
 // dbeta = sum dY and dgamma = sum dY * Xhat of channel c, in double.
