@@ -8,9 +8,9 @@ row wider than four vectors), float32 or float64, bias or not, NCHW or (one
 case in four) NHWC with Gluon's NHWC weight, and in one case of four a few
 special values (NaN, +inf, -inf) in the input. Each case runs
 ``functional.conv2d_native`` (the C++ kernel; once more with its im2col + BLAS way
-forced, ``algo='gemm'``, and with its taps, ``algo='taps'``, when the process has a BLAS) and ``functional.conv2d`` (the
-MXNet-operator path) forward and backward (the input's, kernels' and bias's
-gradients from a random output gradient), and MXNet's own ``nd.Convolution``
+forced, ``algo='gemm'``, and with its taps, ``algo='taps'``, when the process has a BLAS)
+and ``functional.conv2d`` (the MXNet-operator path) forward and backward (the input's,
+kernels' and bias's gradients from a random output gradient), and MXNet's own ``nd.Convolution``
 in float64 on the same values, and compares the results element by element:
 where Gluon's value is NaN or infinite, ours must be the same NaN or infinity;
 elsewhere within a tolerance scaled by what that element sums: the same

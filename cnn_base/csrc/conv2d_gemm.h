@@ -346,9 +346,10 @@ inline bool taps_fit(const ConvParams& P, const Geometry& g) {
 // by far, above), 3 x 3 ones 1.78.
 constexpr double kTapsMaxWaste = 1.5;
 
-// The most output channels per group the taps take by themselves: measured forward, one
-// thread, against im2col: 32 gain 10-30%, 64 -> 64 on 56 x 56 and 128 -> 128 on 28 x 28 are
-// even (71 / 72, 98 / 93 GFLOP/s), 256 and 512 lose (84 / 89, 57 / 86).
+// The most output channels per group the taps take by themselves: measured one thread,
+// against im2col: 32 gain 10-30% forward, 64 -> 64 on 56 x 56 is even (71 / 72 GFLOP/s,
+// forward + backward), 128 -> 128 on 28 x 28 near it (98 / 93, forward), 256 and 512 lose
+// (84 / 89, 57 / 86).
 constexpr int64_t kTapsMaxRows = 64;
 
 // Whether this call multiplies by taps: they fit, and the caller forces them (algo "taps") or
@@ -521,7 +522,6 @@ void forward_tiles(const ConvParams& P, const Geometry& g, const T* X, const T* 
   }
 }
 
-
 // The conv whose forward is dX's, for stride 1: dX is the correlation of dY, padded by
 // d (k - 1) - p, with each kernel turned half a circle and its input and output channels
 // swapped (the transposed conv). Its windows have O_g k_h k_w taps where col2im's have
@@ -678,11 +678,13 @@ void kernels_by_tap(const Geometry& g, const T* W, T* Wk) {
     for (int64_t o = 0; o < g.Og; ++o)
       for (int64_t c = 0; c < g.Cg; ++c)
         for (int64_t tap = 0; tap < taps; ++tap)
-          Wk[((grp * taps + tap) * g.Og + o) * g.Cg + c] = W[((grp * g.Og + o) * g.Cg + c) * taps + tap];
+          Wk[((grp * taps + tap) * g.Og + o) * g.Cg + c] =
+              W[((grp * g.Og + o) * g.Cg + c) * taps + tap];
 }
 
 // Where tap ``tap``'s columns start in a tile's padded planes.
-inline int64_t tap_shift(const ConvParams& P, const Geometry& g, const TapsGrid& s, int64_t tap) {
+inline int64_t tap_shift(const ConvParams& P, const Geometry& g, const TapsGrid& s,
+                         int64_t tap) {
   return tap / g.KW * P.d_h * s.Wp + tap % g.KW * P.d_w;
 }
 
@@ -694,7 +696,8 @@ void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W
   const TapsGrid s = taps_grid(P, g);
   const Tiling how = taps_tiling(P, g);
   const std::vector<Tile> tiles = tiles_of(g, how, 0, g.N);
-  const int64_t taps = g.KH * g.KW, items = tiles.size() * g.G, ld = how.columns + s.halo * s.Wp;
+  const int64_t taps = g.KH * g.KW, items = tiles.size() * g.G;
+  const int64_t ld = how.columns + s.halo * s.Wp;
   T* const Wk = space;
   kernels_by_tap(g, W, Wk);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
@@ -708,9 +711,9 @@ void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W
       const GridRows a = grid_rows(s, g, t);
       pad_tile(P, g, s, X + (t.n0 * g.C + grp * g.Cg) * g.H * g.W, t, a, ld, padded);
       for (int64_t tap = 0; tap < taps; ++tap)
-        call<T>(kNoTrans, kNoTrans, g.Og, a.rows * s.Wp, g.Cg, Wk + (grp * taps + tap) * g.Og * g.Cg,
-                g.Cg, padded + tap_shift(P, g, s, tap), ld, tap ? T(1) : T(0), grid,
-                a.rows * s.Wp);
+        call<T>(kNoTrans, kNoTrans, g.Og, a.rows * s.Wp, g.Cg,
+                Wk + (grp * taps + tap) * g.Og * g.Cg, g.Cg, padded + tap_shift(P, g, s, tap),
+                ld, tap ? T(1) : T(0), grid, a.rows * s.Wp);
       grid_to_planes(g, s, t, a, grp, static_cast<const T*>(grid), B, Y);
     }
   }
