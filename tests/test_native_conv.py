@@ -119,7 +119,8 @@ def test_kernel_output_and_gradients_equal_gluons_convolution(input_shape, kw, d
 
 
 # Layers wide enough for the kernel's im2col + BLAS way under its own rule (use_gemm in
-# csrc/conv2d.cc); the table above is mostly its tiles' ground. Both ways run every case below.
+# csrc/conv2d.cc); the table above is mostly its tiles' ground. Every way (tiles, im2col,
+# taps) runs every case below.
 WIDE_TABLE = [
     ((2, 40, 6, 7), dict(channels=48, kernel_size=3, padding=1)),
     ((3, 16, 5, 5), dict(channels=32, kernel_size=1, use_bias=False)),
