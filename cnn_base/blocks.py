@@ -39,9 +39,8 @@ from ._types import Activation, Array, ArrayModule, Layout, PoolMode, Size2
 from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
                          check_size_args, conv2d, conv2d_native, global_pool2d, pool2d_native,
                          pool2d_nchw)
-from .functional._checks import with_parts
+from .functional._checks import check_batch_norm_input, with_parts
 from .functional._dispatch import batch_norm_uses_kernel, conv_uses_kernel, pool_uses_kernel
-from .functional._checks import check_batch_norm_input
 from .functional.batch_norm import batch_norm
 from .ops import POOL_MODES
 

@@ -285,26 +285,40 @@ constexpr int64_t kTileValues = int64_t(1) << 18;    // 1 MiB of float32
 constexpr int64_t kMinColumns = 512;
 
 struct Tiling {
-  int64_t rows, images, columns;     // per tile; ``columns`` = images * rows * OW
+  int64_t rows, images, columns;     // per tile; ``columns``: of one image's rows, or images'
 };
 
-inline Tiling tiling(const Geometry& g) {
-  const int64_t K = g.Cg * g.KH * g.KW;
-  const int64_t target = std::max<int64_t>(kMinColumns, kTileValues / K);
-  Tiling t{std::clamp<int64_t>(target / g.OW, 1, g.OH), 1, 0};
+// The tiles of a buffer of ``per_column`` values a column, ``row`` columns per output row and
+// ``plane`` per image: output rows of one image, or the planes of several.
+inline Tiling tiles_for(const Geometry& g, int64_t per_column, int64_t row, int64_t plane) {
+  const int64_t target = std::max<int64_t>(kMinColumns, kTileValues / per_column);
+  Tiling t{std::clamp<int64_t>(target / row, 1, g.OH), 1, 0};
   if (t.rows == g.OH) {       // whole planes of several images, as evenly as the threads
     const int64_t threads = cnn_base::max_threads();   // of the ceiling can share them
-    const int64_t wanted = std::clamp<int64_t>(target / (g.OH * g.OW), 1, g.N);
+    const int64_t wanted = std::clamp<int64_t>(target / plane, 1, g.N);
     const int64_t tiles = ((g.N + wanted - 1) / wanted + threads - 1) / threads * threads;
     t.images = std::max<int64_t>(1, (g.N + tiles - 1) / tiles);
   }
-  t.columns = t.images * t.rows * g.OW;
+  t.columns = t.images == 1 ? t.rows * row : t.images * plane;
   return t;
+}
+
+// im2col's tiles: K_g values a column, OW columns a row.
+inline Tiling tiling(const Geometry& g) {
+  return tiles_for(g, g.Cg * g.KH * g.KW, g.OW, g.OH * g.OW);
 }
 
 // The sizes of the transposed conv (dY to dX; transposed_of).
 inline Geometry transposed(const Geometry& g) {
   return Geometry{g.N, g.O, g.OH, g.OW, g.C, g.G, g.Og, g.Cg, g.KH, g.KW, g.H, g.W};
+}
+
+// Its settings: padded by d (k - 1) - p (negative: a crop), C output channels.
+inline ConvParams transposed(const ConvParams& P, const Geometry& g) {
+  ConvParams Q = P;
+  Q.p_h = P.d_h * (P.k_h - 1) - P.p_h, Q.p_w = P.d_w * (P.k_w - 1) - P.p_w;
+  Q.num_filter = g.C;
+  return Q;
 }
 
 // The windows of a stride-1 conv without their copies ("taps", an implicit im2col). Each
@@ -335,10 +349,10 @@ inline TapsGrid taps_grid(const ConvParams& P, const Geometry& g) {
 }
 
 // Whether the shifted planes are the conv's windows: stride 1 and a padding the stacked
-// zeros hold (at most the window's reach).
+// zeros hold (none, up to the window's reach).
 inline bool taps_fit(const ConvParams& P, const Geometry& g) {
-  return P.s_h == 1 && P.s_w == 1 && P.p_h <= P.d_h * (g.KH - 1) &&
-         P.p_w <= P.d_w * (g.KW - 1) && g.OH > 0 && g.OW > 0;
+  return P.s_h == 1 && P.s_w == 1 && P.p_h >= 0 && P.p_w >= 0 &&
+         P.p_h <= P.d_h * (g.KH - 1) && P.p_w <= P.d_w * (g.KW - 1) && g.OH > 0 && g.OW > 0;
 }
 
 // The most cells of the grid a call computes per output cell when the taps are chosen by
@@ -364,20 +378,10 @@ inline bool use_taps(const ConvParams& P, const Geometry& g) {
          double(s.Hp * s.Wp) <= kTapsMaxWaste * double(g.OH * g.OW);
 }
 
-// A tile of the taps (whole planes of several images, or a band of one image's output rows):
-// about kTileValues values of padded input (C_g rows of grid columns), as tiling does.
+// The taps' tiles: C_g values of padded input a column, Wp columns a row, Hp rows an image.
 inline Tiling taps_tiling(const ConvParams& P, const Geometry& g) {
   const TapsGrid s = taps_grid(P, g);
-  const int64_t target = std::max<int64_t>(kMinColumns, kTileValues / g.Cg);
-  Tiling t{std::clamp<int64_t>(target / s.Wp, 1, g.OH), 1, 0};
-  if (t.rows == g.OH) {
-    const int64_t threads = cnn_base::max_threads();
-    const int64_t wanted = std::clamp<int64_t>(target / (s.Hp * s.Wp), 1, g.N);
-    const int64_t tiles = ((g.N + wanted - 1) / wanted + threads - 1) / threads * threads;
-    t.images = std::max<int64_t>(1, (g.N + tiles - 1) / tiles);
-  }
-  t.columns = (t.images == 1 ? t.rows : t.images * s.Hp) * s.Wp;
-  return t;
+  return tiles_for(g, g.Cg, s.Wp, s.Hp * s.Wp);
 }
 
 // Values per thread the taps take: a tile's padded planes (its grid rows and the halo) and
@@ -395,13 +399,10 @@ inline int64_t taps_buffer(const ConvParams& P, const Geometry& g) {
 // cols and rows, and the taps' padded tiles and grids of either conv (taps_buffer).
 inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW, threads = cnn_base::max_threads();
-  ConvParams Q = P;
-  Q.p_h = std::max<int64_t>(0, P.d_h * (P.k_h - 1) - P.p_h);
-  Q.p_w = std::max<int64_t>(0, P.d_w * (P.k_w - 1) - P.p_w);
   const Geometry h = transposed(g);
   const int64_t per_thread = std::max({(2 * K + g.Og) * tiling(g).columns,
                                        (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns,
-                                       taps_buffer(P, g), taps_buffer(Q, h)});
+                                       taps_buffer(P, g), taps_buffer(transposed(P, g), h)});
   return (std::min(threads, g.N) + 2) * g.O * K + threads * per_thread;
 }
 
@@ -410,7 +411,7 @@ inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
 inline bool fits_int(const ConvParams& P, const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW;
   return K * tiling(g).columns < INT_MAX && g.OH * g.OW < INT_MAX && g.O < INT_MAX &&
-         taps_buffer(P, g) < INT_MAX && workspace_values(P, g) < INT_MAX / 8;
+         workspace_values(P, g) < INT_MAX / 8;
 }
 
 // ``count`` values of MXNet's temporary workspace for this call (OpResource::alloc_cpu:
@@ -533,9 +534,7 @@ void forward_tiles(const ConvParams& P, const Geometry& g, const T* X, const T* 
 // of its multiply: LeNet's 6 -> 16 on 12 x 12 went from 0.9x to 1.2x the built-in's
 // training step with 6 rows of 400 taps instead of 150 rows of 16).
 inline bool transposed_of(const ConvParams& P, const Geometry& g, ConvParams* Q, Geometry* h) {
-  *Q = P;
-  Q->p_h = P.d_h * (P.k_h - 1) - P.p_h, Q->p_w = P.d_w * (P.k_w - 1) - P.p_w;
-  Q->num_filter = g.C;
+  *Q = transposed(P, g);
   *h = transposed(g);
   return P.s_h == 1 && P.s_w == 1 && Q->p_h >= 0 && Q->p_w >= 0 &&
          g.Cg >= kMinRows && fits_int(*Q, *h);
@@ -724,14 +723,13 @@ void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W
 template <typename T>
 void forward_any(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
                  T* Y, T* space, int64_t cost) {
-  if (use_taps(P, g)) {
-    const int64_t items = tile_count(g, taps_tiling(P, g)) * g.G;
-    forward_taps(P, g, X, W, B, Y, space,
-                 cnn_base::threads_for(items, taps_tiling(P, g).columns * cost));
+  const bool taps = use_taps(P, g);
+  const Tiling how = taps ? taps_tiling(P, g) : tiling(g);
+  const int n_threads = cnn_base::threads_for(tile_count(g, how) * g.G, how.columns * cost);
+  if (taps) {
+    forward_taps(P, g, X, W, B, Y, space, n_threads);
   } else {
-    const int64_t items = tile_count(g, tiling(g)) * g.G;
-    forward_tiles(P, g, X, W, B, Y, space + g.O * g.Cg * g.KH * g.KW,
-                  cnn_base::threads_for(items, tiling(g).columns * cost));
+    forward_tiles(P, g, X, W, B, Y, space + g.O * g.Cg * g.KH * g.KW, n_threads);
   }
 }
 
