@@ -170,6 +170,95 @@ def test_kernel_max_pooling_of_ties_nan_and_signed_zeros_equals_numpy(input_shap
     np.testing.assert_allclose(dX.asnumpy(), dX_ref, **TOL[dtype])
 
 
+def _max_op(argmax, pool_size, strides=None, padding=0, ceil_mode=False, **_):
+    """The operator itself, max pooling: with argmax=True (a second output, each window's
+    cell, which the backward reads) or False (the backward finds the cells again in X)."""
+    k = (pool_size,) * 2 if isinstance(pool_size, int) else tuple(pool_size)
+    s = k if strides is None else (strides,) * 2 if isinstance(strides, int) else tuple(strides)
+    p = (padding,) * 2 if isinstance(padding, int) else tuple(padding)
+
+    def pool(X):
+        out = getattr(nd, native.OP_NAME)(nd.identity(X), kernel=k, stride=s, pad=p, mode="max",
+                                          ceil_mode=ceil_mode, argmax=argmax)
+        return out[0] if argmax else out
+    return pool
+
+
+MAX_CASES = [c for c in POOL_TABLE if c[1]["mode"] == "max"]
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("input_shape, kw", MAX_CASES + [
+    ((3, 50, 6, 6), dict(pool_size=3, strides=1, padding=1, mode="max")),
+    ((2, 3, 13, 12), dict(pool_size=3, strides=1, padding=1, mode="max")),
+    ((2, 3, 13, 14), dict(pool_size=(2, 4), strides=(3, 2), padding=(1, 2), mode="max"))],
+    ids=[_case_id(c) for c in MAX_CASES] + ["ties-6x6", "ties-13x12", "ties-13x14-k2x4"])
+def test_both_max_backwards_equal_numpy_on_ties_nan_and_signed_zeros(input_shape, kw, dtype):
+    """The operator with argmax=True (what the blocks run while recording) and False: the
+    value and the gradient of every window at its first maximal cell (its first NaN) in
+    row-major order, on values from {-1, -0.0, 0, 1} with some NaN (ties in every window);
+    both add into dX in the same order, so they agree bit for bit, float16 too."""
+    rng = np.random.default_rng(11)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0]), size=input_shape)
+    x[rng.random(input_shape) < 0.03] = np.nan
+    X = nd.array(x, dtype=dtype)
+    Y, dX, dY = _forward_backward(_max_op(True, **kw), X)
+    Y_again, dX_again, _ = _forward_backward(_max_op(False, **kw), X, dY)
+    Y_ref, dX_ref = pool2d_batch_np(x, dY.asnumpy().astype(np.float64), **kw,
+                                    lowest=lowest(dtype))
+    for values in (Y, Y_again):
+        np.testing.assert_array_equal(values.asnumpy(), Y_ref.astype(dtype))
+        np.testing.assert_array_equal(np.signbit(values.asnumpy()), np.signbit(Y_ref))
+    np.testing.assert_array_equal(dX.asnumpy(), dX_again.asnumpy())
+    # float16: up to 9 shares rounded into one cell, each within 2^-11 of the sum so far
+    tol = dict(rtol=1e-2, atol=2e-2) if dtype == "float16" else TOL[dtype]
+    np.testing.assert_allclose(dX.asnumpy(), dX_ref, **tol)
+
+
+@needs_kernel
+@pytest.mark.parametrize("input_shape, kw", [
+    ((2, 3, 8, 9), dict(pool_size=(2, 3), padding=(1, 1))),          # windows cut by padding
+    ((1, 70, 6, 4), dict(pool_size=2)),                               # the small-plane way
+    ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, ceil_mode=True))])   # only padding
+def test_argmax_output_is_each_windows_first_max_as_a_plane_offset(input_shape, kw):
+    """Windows that do not overlap: dY = 1, 2, ... per window, so NumPy's gradient holds each
+    window's number at the cell it chose; the kept offset must point at that cell (-1: a
+    window without input cells)."""
+    x = np.random.default_rng(2).integers(-2, 3, size=input_shape).astype(np.float32)
+    out = getattr(nd, native.OP_NAME)(nd.array(x), argmax=True, mode="max", **{
+        "kernel": _max_op_attr(kw["pool_size"]), "stride": _max_op_attr(kw.get("strides",
+                                                                           kw["pool_size"])),
+        "pad": _max_op_attr(kw.get("padding", 0)), "ceil_mode": kw.get("ceil_mode", False)})
+    A = out[1].asnumpy()
+    assert out[1].dtype == np.int32 and A.shape == out[0].shape
+    dY = np.arange(1, A[0, 0].size + 1, dtype=np.float64).reshape(A.shape[2:])
+    _, dX_ref = pool2d_batch_np(x.astype(np.float64), np.broadcast_to(dY, A.shape).copy(),
+                                mode="max", **kw)
+    for n, c in np.ndindex(*A.shape[:2]):
+        plane = dX_ref[n, c].ravel()
+        expected = [int(np.flatnonzero(plane == v)[0]) if (plane == v).any() else -1
+                    for v in dY.ravel()]
+        assert A[n, c].ravel().tolist() == expected
+
+
+def _max_op_attr(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@needs_kernel
+def test_backward_refuses_an_argmax_output_changed_after_the_forward():
+    x = nd.random.normal(shape=(1, 2, 4, 4))
+    x.attach_grad()
+    with autograd.record():
+        Y, A = getattr(nd, native.OP_NAME)(x, kernel=(2, 2), stride=(2, 2), pad=(0, 0),
+                                           mode="max", argmax=True)
+    A[:] = 16                                   # one past the last cell of a 4 x 4 plane
+    with pytest.raises(mx.base.MXNetError, match="8 argmax offsets lie outside their planes"):
+        Y.backward()
+        x.grad.wait_to_read()
+
+
 def _gluon_compares(input_shape, kw, dtype, layout="NCHW"):
     """Whether Gluon's pooling can serve as the reference for this setting, dtype and layout.
 
@@ -442,6 +531,10 @@ def test_kernel_keeps_output_and_gradient_on_cpu_1(block_cls):
      "layout must be 'NCHW' or 'NHWC', got 'NCW'"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), mode="max", layout="NHWC"),
      "layout 'NHWC' is for mode 'avg'"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), mode="avg", argmax=True),
+     "argmax is for mode 'max'"),
+    (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), mode="max", argmax="yes"),
+     "argmax must be True or False"),
 ])
 def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
     with pytest.raises(mx.base.MXNetError, match=message):
@@ -743,9 +836,10 @@ def test_float16_pooling_memory_grows_by_rows_not_by_float32_copies_of_planes():
                           timeout=300, env=dict(os.environ, OMP_NUM_THREADS="2"))
     assert done.returncode == 0, done.stderr
     grown_mib = float(done.stdout.split()[-1])
-    # X and dX are 32 MiB each, Y and dY 8 MiB: whole-plane float32 copies would add
-    # 64 + 16 MiB per thread for the forward and 160 MiB per thread for the backward
-    assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB"
+    # X and dX are 32 MiB each, Y and dY 8 MiB, the kept argmax (int32) 16 MiB: whole-plane
+    # float32 copies would add 64 + 16 MiB per thread for the forward and 160 MiB per thread
+    # for the backward
+    assert grown_mib < 120, f"peak memory grew by {grown_mib:.0f} MiB"
 
 
 # ---------------------------------------------------------------- Gluon's own faults, pinned

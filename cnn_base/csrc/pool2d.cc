@@ -41,7 +41,10 @@
  * Attributes (strings, as MXNet passes them): kernel, stride, pad as two
  * integers "(k_h, k_w)" from 1 (pad: 0) to kMaxAttr; mode "max" or "avg";
  * ceil_mode, count_include_pad as "True"/"False" (or 1/0); layout "NCHW"
- * (default) or "NHWC" (mode "avg" only: avg_forward_nhwc, the same rules).
+ * (default) or "NHWC" (mode "avg" only: avg_forward_nhwc, the same rules);
+ * argmax "True"/"False" (default False; mode "max" only): a second output,
+ * int32 of Y's shape, each window's gradient cell as an offset into its
+ * plane (-1: none), which the backward then reads instead of X (max_backward).
  */
 #include <algorithm>
 #include <cmath>
@@ -75,6 +78,7 @@ struct PoolParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w;
   bool is_max, ceil_mode, count_include_pad;
   bool channels_last;            // layout "NHWC" (average pooling only)
+  bool keep_argmax;              // max: a second output, each window's argmax (see max_backward)
 };
 
 bool read_pair(const Attrs& attrs, const char* name, int64_t minimum, int64_t* a, int64_t* b) {
@@ -118,7 +122,8 @@ bool read_params(const Attrs& attrs, PoolParams* P) {
       !read_pair(attrs, "stride", 1, &P->s_h, &P->s_w) ||
       !read_pair(attrs, "pad", 0, &P->p_h, &P->p_w) ||
       !read_bool(attrs, "ceil_mode", false, &P->ceil_mode) ||
-      !read_bool(attrs, "count_include_pad", true, &P->count_include_pad)) {
+      !read_bool(attrs, "count_include_pad", true, &P->count_include_pad) ||
+      !read_bool(attrs, "argmax", false, &P->keep_argmax)) {
     return false;
   }
   auto mode = attrs.find("mode");
@@ -138,6 +143,10 @@ bool read_params(const Attrs& attrs, PoolParams* P) {
   if (P->channels_last && P->is_max) {
     MX_ERROR_MSG << "cnn_base_pool2d: layout 'NHWC' is for mode 'avg' (max pooling of NHWC "
                  << "input goes through NCHW)";
+    return false;
+  }
+  if (P->keep_argmax && !P->is_max) {
+    MX_ERROR_MSG << "cnn_base_pool2d: argmax is for mode 'max'";
     return false;
   }
   if (P->p_h >= P->k_h || P->p_w >= P->k_w) {
@@ -222,6 +231,11 @@ bool geometry_of(const PoolParams& P, const std::vector<int64_t>& shape, Geometr
     MX_ERROR_MSG << "cnn_base_pool2d: input (" << shape[0] << ", " << shape[1] << ", "
                  << shape[2] << ", " << shape[3] << ") has more elements than 64-bit indices "
                  << "can count";
+    return false;
+  }
+  if (P.keep_argmax && in_plane > std::numeric_limits<int32_t>::max()) {
+    MX_ERROR_MSG << "cnn_base_pool2d: argmax=True keeps int32 offsets, and a plane of " << g->H
+                 << " x " << g->W << " has more cells than int32 counts (pass argmax=False)";
     return false;
   }
   return true;
@@ -382,10 +396,15 @@ struct Work : Columns<S> {
   std::vector<T> share;          // avg backward: dY / divisor along an output row
   std::vector<T> col_max;        // max backward: each column's max over the window rows ...
   std::vector<Row> col_row;      // ... and the first row holding it
+  std::vector<int32_t> col_cell;           // max forward with argmax: that cell's offset,
+  std::vector<T> win_max;                  // and window_maxima's runs of k_w columns
+  std::vector<int32_t> win_cell;
   std::vector<T> x_row, y_row, dy_row;   // float16 rows in float32
 
   Work(const PoolParams& P, const Geometry& g)
       : Columns<S>(P, g), acc(g.W), share(g.OW), col_max(g.W), col_row(g.W),
+        col_cell(P.keep_argmax ? g.W : 0), win_max(P.keep_argmax ? g.W : 0),
+        win_cell(P.keep_argmax ? g.W : 0),
         x_row(sizeof(S) == sizeof(T) ? 0 : g.W), y_row(sizeof(S) == sizeof(T) ? 0 : g.OW),
         dy_row(sizeof(S) == sizeof(T) ? 0 : g.OW) {}
 };
@@ -466,6 +485,119 @@ void forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y, Wor
   }
 }
 
+// Down each column of the window rows [r.begin, r.end) of plane x: the column's max into
+// work->col_max and the first row holding it into work->col_row (masks, not branches, so
+// the loop vectorizes; branches on random data measured 5x slower). NaN beats every number
+// and the first NaN stays; of equal values (-0.0 and +0.0 too) the first row stays.
+template <typename S>
+__attribute__((target_clones("avx2", "default")))
+void column_maxima(const Geometry& g, const S* x, const Span& r, Work<S>* work) {
+  typedef typename Compute<S>::type T;
+  typedef typename Work<S>::Row Row;
+  T* __restrict cmax = work->col_max.data();
+  Row* __restrict crow = work->col_row.data();
+  const T* first = row_in(x + r.begin * g.W, work->x_row.data(), g.W);
+  std::copy(first, first + g.W, cmax);
+  std::fill(crow, crow + g.W, static_cast<Row>(r.begin));
+  for (int64_t a = r.begin + 1; a < r.end; ++a) {
+    const T* __restrict xa = row_in(x + a * g.W, work->x_row.data(), g.W);
+    const Row row = static_cast<Row>(a);
+    for (int64_t w = 0; w < g.W; ++w) {
+      const T v = xa[w], old = cmax[w];
+      const bool take = (v > old) | ((v != v) & (old == old));
+      const Row above = -static_cast<Row>(take);       // all ones or 0
+      crow[w] = (row & above) | (crow[w] & ~above);
+      cmax[w] = take ? v : old;
+    }
+  }
+}
+
+// Whether (v, at plane offset cv) comes before the window's max so far (m, at cm): a larger
+// value, a first NaN, or an equal one (NaN and NaN, -0.0 and +0.0) at a smaller offset,
+// which comes first in row-major order.
+template <typename T>
+inline bool comes_first(T v, int32_t cv, T m, int32_t cm) {
+  const bool v_nan = v != v, m_nan = m != m;
+  return (v > m) | (v_nan & !m_nan) | (((v == m) | (v_nan & m_nan)) & (cv < cm));
+}
+
+// The first max of every run of k_w columns of work->col_max (from column_maxima) into
+// win_max, its plane offset into win_cell: win_*[b] is the window of columns [b, b + k_w).
+// What it buys: k_w - 1 passes along the row, each a loop of selects that vectorizes; a
+// loop over the windows with their columns inside did not (3-wide windows at stride 2 were
+// 4x slower than the forward without argmax).
+template <typename S>
+__attribute__((target_clones("avx2", "default")))
+void window_maxima(const Geometry& g, int64_t k_w, Work<S>* work) {
+  typedef typename Compute<S>::type T;
+  const T* __restrict cmax = work->col_max.data();
+  const auto* __restrict crow = work->col_row.data();
+  int32_t* __restrict cell = work->col_cell.data();
+  T* __restrict m = work->win_max.data();
+  int32_t* __restrict at = work->win_cell.data();
+  const int32_t W = static_cast<int32_t>(g.W);
+  for (int32_t b = 0; b < W; ++b) cell[b] = static_cast<int32_t>(crow[b]) * W + b;
+  const int64_t runs = g.W - k_w + 1;
+  std::copy(cmax, cmax + runs, m);
+  std::copy(cell, cell + runs, at);
+  for (int64_t t = 1; t < k_w; ++t) {
+    const T* __restrict v = cmax + t;
+    const int32_t* __restrict cv = cell + t;
+    for (int64_t b = 0; b < runs; ++b) {
+      const bool take = comes_first(v[b], cv[b], m[b], at[b]);
+      m[b] = take ? v[b] : m[b];
+      at[b] = take ? cv[b] : at[b];
+    }
+  }
+}
+
+// Max pooling of one plane with each window's argmax (argmax=True): column_maxima for the
+// window rows of output row i, then window_maxima along them for the windows wholly inside
+// the row, and the windows cut by the padding one by one. Y is the value of the window's
+// first max in row-major order (the sign of a -0.0/+0.0 tie, the first NaN: forward_plane's
+// rules); arg is its plane offset (-1 for a window of padding only), where the backward
+// sends dY.
+template <typename S>
+void max_forward_plane_argmax(const PoolParams& P, const Geometry& g, const S* x, S* y,
+                              int32_t* arg, Work<S>* work) {
+  typedef typename Compute<S>::type T;
+  const int64_t j0 = std::min(work->inner_begin, g.OW), j1 = std::max(j0, work->inner_end);
+  for (int64_t i = 0; i < g.OH; ++i) {
+    const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
+    T* yi = row_out(y + i * g.OW, work->y_row.data());
+    int32_t* ai = arg + i * g.OW;
+    if (r.begin >= r.end) {
+      std::fill(yi, yi + g.OW, lowest_of(x));
+      std::fill(ai, ai + g.OW, -1);
+      row_done(y + i * g.OW, yi, g.OW);
+      continue;
+    }
+    column_maxima(g, x, r, work);
+    if (j0 < j1) window_maxima(g, P.k_w, work);
+    for (int64_t j = j0; j < j1; ++j) {
+      yi[j] = work->win_max[j * P.s_w - P.p_w];
+      ai[j] = work->win_cell[j * P.s_w - P.p_w];
+    }
+    for (int64_t j = 0; j < g.OW; ++j) {
+      if (j == j0 && j1 > j0) j = j1;              // the windows done above
+      if (j >= g.OW) break;
+      const Span q = work->cols[j];
+      T m = lowest_of(x);
+      int32_t at = -1;
+      for (int64_t b = q.begin; b < q.end; ++b) {
+        const int32_t cell = static_cast<int32_t>(work->col_row[b] * g.W + b);
+        if (at < 0 || comes_first(work->col_max[b], cell, m, at)) {
+          m = work->col_max[b];
+          at = cell;
+        }
+      }
+      yi[j] = m;
+      ai[j] = at;
+    }
+    row_done(y + i * g.OW, yi, g.OW);
+  }
+}
+
 // Backward of one plane. Average: the transpose of the forward's two passes;
 // each output row's shares dY / divisor are spread along ``acc``, which is
 // then added to the window's input rows. Max: each window's first maximal
@@ -494,28 +626,12 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
       for (int64_t a = r.begin; a < r.end; ++a) add_row(dx + a * g.W, acc, g.W);
       continue;
     }
-    // Down each column of the window rows: the column's max and the first row
-    // holding it (masks, not branches, so the loop vectorizes; branches on
-    // random data measured 5x slower). NaN beats every number and the first
-    // NaN stays. Then along each window: of the columns whose max is the
-    // window's max (Y, so equality is exact; NaN matches NaN), the cell that
-    // comes first in row-major order.
-    T* __restrict cmax = work->col_max.data();
-    Row* __restrict crow = work->col_row.data();
-    const T* first = row_in(x + r.begin * g.W, work->x_row.data(), g.W);
-    std::copy(first, first + g.W, cmax);
-    std::fill(crow, crow + g.W, static_cast<Row>(r.begin));
-    for (int64_t a = r.begin + 1; a < r.end; ++a) {
-      const T* __restrict xa = row_in(x + a * g.W, work->x_row.data(), g.W);
-      const Row row = static_cast<Row>(a);
-      for (int64_t w = 0; w < g.W; ++w) {
-        const T v = xa[w], old = cmax[w];
-        const bool take = (v > old) | ((v != v) & (old == old));
-        const Row above = -static_cast<Row>(take);       // all ones or 0
-        crow[w] = (row & above) | (crow[w] & ~above);
-        cmax[w] = take ? v : old;
-      }
-    }
+    // Along each window: of the columns whose max is the window's max (Y, so
+    // equality is exact; NaN matches NaN), the cell that comes first in
+    // row-major order.
+    column_maxima(g, x, r, work);
+    const T* __restrict cmax = work->col_max.data();
+    const Row* __restrict crow = work->col_row.data();
     const T* yi = row_in(y + i * g.OW, work->y_row.data(), g.OW);
     for (int64_t j = 0; j < g.OW; ++j) {
       const Span q = work->cols[j];
@@ -584,45 +700,79 @@ void lanes_of(const S* X, int64_t c0, int64_t n, int64_t cells, T* block) {
       block[cell * kLanes + l] = value_of(X + (c0 + l) * cells, cell);
 }
 
+// With argmax=True each lane also keeps the cell of its max (A, as max_forward_plane_argmax):
+// a window's cells come in row-major order, so a lane takes a cell only when it is larger or
+// the first NaN.
 template <typename S>
-void max_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
+__attribute__((target_clones("avx2", "default")))
+void max_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
   typedef typename Compute<S>::type T;
   const WindowCells w = window_cells(P, g);
   const int64_t blocks = (g.planes + kLanes - 1) / kLanes, cells = g.H * g.W;
+  const int64_t out_cells = g.OH * g.OW;
   const int threads = cnn_base::threads_for(blocks, kLanes * (cells + w.at.size()));
-  std::vector<T> buffers(threads * (cells + 1) * kLanes);
+  const int64_t per_thread = (cells + out_cells) * kLanes;   // the lanes in, the maxima out
+  std::vector<T> buffers(threads * per_thread);
+  std::vector<int32_t> args(A ? threads * out_cells * kLanes : 0);
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * kLanes, n = std::min(kLanes, g.planes - c0);
-    T* block = buffers.data() + omp_get_thread_num() * (cells + 1) * kLanes;
+    T* block = buffers.data() + omp_get_thread_num() * per_thread;
+    T* maxima = block + cells * kLanes;
+    int32_t* cells_at = A ? args.data() + omp_get_thread_num() * out_cells * kLanes : nullptr;
     lanes_of(X, c0, n, cells, block);
-    T* __restrict m = block + cells * kLanes;       // the lanes' running maxima
-    for (int64_t o = 0; o < g.OH * g.OW; ++o) {
+    for (int64_t o = 0; o < out_cells; ++o) {
+      T* __restrict m = maxima + o * kLanes;         // the lanes' running maxima
       const int64_t k0 = w.first[o], k1 = w.first[o + 1];
       if (k0 < k1) {
         std::copy(block + w.at[k0] * kLanes, block + (w.at[k0] + 1) * kLanes, m);
       } else {
         std::fill(m, m + kLanes, lowest_of(X));
       }
-      for (int64_t k = k0 + 1; k < k1; ++k) {
-        const T* __restrict v = block + w.at[k] * kLanes;
-        for (int64_t l = 0; l < kLanes; ++l) m[l] = nan_max(m[l], v[l]);
+      if (cells_at) {
+        int32_t* __restrict at = cells_at + o * kLanes;
+        std::fill(at, at + kLanes, k0 < k1 ? static_cast<int32_t>(w.at[k0]) : -1);
+        for (int64_t k = k0 + 1; k < k1; ++k) {
+          const T* __restrict v = block + w.at[k] * kLanes;
+          const int32_t cell = static_cast<int32_t>(w.at[k]);
+          for (int64_t l = 0; l < kLanes; ++l) {
+            const bool take = (v[l] > m[l]) | ((v[l] != v[l]) & (m[l] == m[l]));
+            m[l] = take ? v[l] : m[l];
+            at[l] = take ? cell : at[l];
+          }
+        }
+      } else {
+        for (int64_t k = k0 + 1; k < k1; ++k) {
+          const T* __restrict v = block + w.at[k] * kLanes;
+          for (int64_t l = 0; l < kLanes; ++l) m[l] = nan_max(m[l], v[l]);
+        }
       }
-      for (int64_t l = 0; l < n; ++l) store(Y + (c0 + l) * g.OH * g.OW, o, m[l]);
+    }
+    // back to planes, each written along (its reads stride through the block, in L1)
+    for (int64_t l = 0; l < n; ++l) {
+      S* y = Y + (c0 + l) * out_cells;
+      for (int64_t o = 0; o < out_cells; ++o) store(y, o, maxima[o * kLanes + l]);
+      if (cells_at) {
+        int32_t* a = A + (c0 + l) * out_cells;
+        for (int64_t o = 0; o < out_cells; ++o) a[o] = cells_at[o * kLanes + l];
+      }
     }
   }
 }
 
 // The plane loops. Each thread's buffers are made before the parallel region,
 // so that nothing inside it allocates or throws.
+// A: each window's argmax (argmax=True), or nullptr.
 template <typename S>
-void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
-  if (small_max_planes(P, g)) return max_forward_small<S>(P, g, X, Y);
+void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
+  if (small_max_planes(P, g)) return max_forward_small<S>(P, g, X, Y, A);
   const int threads = cnn_base::threads_for(g.planes, g.H * g.W + g.OH * g.OW);
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t c = 0; c < g.planes; ++c) {
-    forward_plane<S>(P, g, X + c * g.H * g.W, Y + c * g.OH * g.OW, &works[omp_get_thread_num()]);
+    const int64_t in = c * g.H * g.W, out = c * g.OH * g.OW;
+    if (A) max_forward_plane_argmax<S>(P, g, X + in, Y + out, A + out, &works[omp_get_thread_num()]);
+    else forward_plane<S>(P, g, X + in, Y + out, &works[omp_get_thread_num()]);
   }
 }
 
@@ -636,6 +786,32 @@ void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const 
     backward_plane<S>(P, g, dY + c * g.OH * g.OW, X + c * g.H * g.W, Y + c * g.OH * g.OW,
                       dX + c * g.H * g.W, &works[omp_get_thread_num()]);
   }
+}
+
+// The backward of max pooling with argmax=True: dY sent to the cells the forward kept, in
+// row-major order of the output (as backward_plane; float16 rounded after each addition).
+// What it buys: backward_plane finds each window's cell again, reading X and Y; Gluon's
+// reads the indices its forward saved, as this does (one thread: (32, 64, 48, 48) ... ).
+// An offset outside the plane (A changed since the forward) is refused, after the loop.
+template <typename S>
+bool max_backward(const Geometry& g, const S* dY, const int32_t* A, S* dX) {
+  const int64_t in_cells = g.H * g.W, out_cells = g.OH * g.OW;
+  const int threads = cnn_base::threads_for(g.planes, in_cells + 2 * out_cells);
+  int64_t bad = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) reduction(+ : bad)
+  for (int64_t c = 0; c < g.planes; ++c) {
+    S* dx = dX + c * in_cells;
+    const S* dy = dY + c * out_cells;
+    const int32_t* a = A + c * out_cells;
+    std::memset(static_cast<void*>(dx), 0, sizeof(S) * in_cells);   // +0.0 in every dtype
+    for (int64_t o = 0; o < out_cells; ++o) {
+      if (a[o] >= 0 && a[o] < in_cells) add_to(dx, a[o], value_of(dy, o));
+      else bad += a[o] != -1;
+    }
+  }
+  if (bad > 0) MX_ERROR_MSG << "cnn_base_pool2d backward: " << bad << " argmax offsets lie "
+                            << "outside their planes (the argmax output was changed after the forward)";
+  return bad == 0;
 }
 
 // Average pooling of an NHWC batch, one output row of one image per loop
@@ -753,56 +929,72 @@ MXReturnValue pool2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   return cnn_base::guarded(kOp, "forward", [&]() {
     PoolParams P;
     Geometry g;
-    if (inputs->size() != 1 || outputs->size() != 1) return MX_FAIL;
-    if (!read_params(attrs, &P) || !geometry_of(P, (*inputs)[0].shape, &g)) return MX_FAIL;
+    if (!read_params(attrs, &P) || inputs->size() != 1 ||
+        outputs->size() != (P.keep_argmax ? 2u : 1u) ||
+        !geometry_of(P, (*inputs)[0].shape, &g))
+      return MX_FAIL;
     MXTensor& X = (*inputs)[0];
     MXTensor& Y = (*outputs)[0];
-    if (X.dtype != Y.dtype || !same_size(Y, g.planes * g.OH * g.OW)) {
+    const int64_t out_all = g.planes * g.OH * g.OW;
+    if (X.dtype != Y.dtype || !same_size(Y, out_all) ||
+        (P.keep_argmax && ((*outputs)[1].dtype != mxnet::ext::kInt32 ||
+                           !same_size((*outputs)[1], out_all)))) {
       MX_ERROR_MSG << "cnn_base_pool2d forward: the output does not match the input";
       return MX_FAIL;
     }
+    int32_t* A = P.keep_argmax ? (*outputs)[1].data<int32_t>() : nullptr;
     // the storage type S of the input's dtype; NHWC (average pooling only) has its own loop
     return with_storage(X.dtype, [&](auto zero) {
       typedef decltype(zero) S;
       if (P.channels_last) avg_forward_nhwc<S>(P, g, X.data<S>(), Y.data<S>());
-      else forward_planes<S>(P, g, X.data<S>(), Y.data<S>());
+      else forward_planes<S>(P, g, X.data<S>(), Y.data<S>(), A);
     });
   });
 }
 
-// inputs: dY, X, Y (the output gradient, then the forward's inputs and outputs);
-// outputs: dX
+// inputs: dY, X, Y (the output gradient, then the forward's inputs and outputs); with
+// argmax=True: dY, dA (unused), X, Y, A. outputs: dX
 MXReturnValue pool2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                               std::vector<MXTensor>* outputs, const OpResource& res) {
   return cnn_base::guarded(kOp, "backward", [&]() {
     PoolParams P;
     Geometry g;
-    if (inputs->size() != 3 || outputs->size() != 1) return MX_FAIL;
-    if (!read_params(attrs, &P) || !geometry_of(P, (*inputs)[1].shape, &g)) return MX_FAIL;
+    if (!read_params(attrs, &P)) return MX_FAIL;
+    const size_t outs = P.keep_argmax ? 2 : 1;   // the forward's outputs
+    if (inputs->size() != 2 * outs + 1 || outputs->size() != 1 ||
+        !geometry_of(P, (*inputs)[outs].shape, &g))
+      return MX_FAIL;
     MXTensor& dY = (*inputs)[0];
-    MXTensor& X = (*inputs)[1];
-    MXTensor& Y = (*inputs)[2];
+    MXTensor& X = (*inputs)[outs];
+    MXTensor& Y = (*inputs)[outs + 1];
     MXTensor& dX = (*outputs)[0];
     const int64_t in_all = g.planes * g.H * g.W, out_all = g.planes * g.OH * g.OW;
     if (dY.dtype != X.dtype || Y.dtype != X.dtype || dX.dtype != X.dtype ||
-        !same_size(dY, out_all) || !same_size(Y, out_all) || !same_size(dX, in_all)) {
+        !same_size(dY, out_all) || !same_size(Y, out_all) || !same_size(dX, in_all) ||
+        (P.keep_argmax && ((*inputs)[4].dtype != mxnet::ext::kInt32 ||
+                           !same_size((*inputs)[4], out_all)))) {
       MX_ERROR_MSG << "cnn_base_pool2d backward: the gradients do not match the input";
       return MX_FAIL;
     }
-    return with_storage(X.dtype, [&](auto zero) {
+    bool done = true;
+    const MXReturnValue typed = with_storage(X.dtype, [&](auto zero) {
       typedef decltype(zero) S;
       if (P.channels_last) avg_backward_nhwc<S>(P, g, dY.data<S>(), dX.data<S>());
+      else if (P.keep_argmax) done = max_backward<S>(g, dY.data<S>(), (*inputs)[4].data<int32_t>(),
+                                                     dX.data<S>());
       else backward_planes<S>(P, g, dY.data<S>(), X.data<S>(), Y.data<S>(), dX.data<S>());
     });
+    return done ? typed : MX_FAIL;
   });
 }
 
 MXReturnValue pool2d_parse_attrs(const Attrs& attrs, int* num_in, int* num_out) {
   return cnn_base::guarded(kOp, "attributes", [&]() {
-    *num_in = 1;
-    *num_out = 1;
     PoolParams P;
-    return read_params(attrs, &P) ? MX_SUCCESS : MX_FAIL;
+    if (!read_params(attrs, &P)) return MX_FAIL;
+    *num_in = 1;
+    *num_out = P.keep_argmax ? 2 : 1;
+    return MX_SUCCESS;
   });
 }
 
@@ -818,6 +1010,7 @@ MXReturnValue pool2d_infer_type(const Attrs& attrs, std::vector<int>* in_types,
       return MX_FAIL;
     }
     (*out_types)[0] = dtype;
+    if (out_types->size() > 1) (*out_types)[1] = mxnet::ext::kInt32;   // argmax=True
     return MX_SUCCESS;
   });
 }
@@ -837,6 +1030,7 @@ MXReturnValue pool2d_infer_shape(const Attrs& attrs,
     else
       (*out_shapes)[0] = {shape[0], shape[1], static_cast<unsigned int>(g.OH),
                           static_cast<unsigned int>(g.OW)};
+    if (P.keep_argmax) (*out_shapes)[1] = (*out_shapes)[0];
     return MX_SUCCESS;
   });
 }

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from mxnet import nd
+from mxnet import autograd, nd
 from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
 from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
@@ -230,7 +230,8 @@ def pool2d_native(F: ArrayModule, X: Array, pool_size: Size2,
     (:func:`_kernel_input`). An NHWC batch is averaged
     by the kernel's channel-last loop (``layout='NHWC'``, the same bits as
     NCHW); for max pooling it is transposed to NCHW and the output back (see
-    :func:`_native_channel_last`).
+    :func:`_native_channel_last`). Max pooling keeps each window's argmax for the
+    backward (:func:`_keeps_argmax`).
     """
     if not native.loaded():
         raise RuntimeError(f"the C++ pooling kernel is not available: {native.status()}")
@@ -243,8 +244,25 @@ def pool2d_native(F: ArrayModule, X: Array, pool_size: Size2,
     if layout == "NHWC" and mode == "avg":
         return op(_kernel_input(F, X), kernel=k, stride=s, pad=p, mode=mode,
                   ceil_mode=ceil_mode, count_include_pad=count_include_pad, layout="NHWC")
+    if _keeps_argmax(X, mode):
+        op = _first_output(getattr(F, native.OP_NAME), argmax=True)
     if layout == "NHWC":
         return _native_channel_last(F, op, X, kernel=k, stride=s, pad=p, mode=mode,
                                     ceil_mode=ceil_mode, count_include_pad=count_include_pad)
     return op(_kernel_input(F, X), kernel=k, stride=s, pad=p, mode=mode, ceil_mode=ceil_mode,
               count_include_pad=count_include_pad)
+
+
+def _keeps_argmax(X, mode):
+    """Whether the kernel is to keep each window's argmax (``argmax=True``, a second, int32
+    output): for max pooling that autograd records, or in a graph (which may be trained).
+
+    What it buys: the backward sends dY to the kept cells instead of finding each window's
+    maximum again in X (docs/engineering/speed.md, round 5); in inference it is left out.
+    """
+    return mode == "max" and (not isinstance(X, nd.NDArray) or autograd.is_recording())
+
+
+def _first_output(op, **settings):
+    """``op`` with ``settings`` added, giving only its first output."""
+    return lambda *inputs, **kwargs: op(*inputs, **settings, **kwargs)[0]
