@@ -48,11 +48,11 @@ POOL_TABLE = [
     # a window holding only padding cells
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="max", ceil_mode=True)),
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="avg", ceil_mode=True)),
-    # max pools of planes up to 12 x 12 run 64 planes side by side: 150 planes (the last
-    # block partial), a 12 x 12 plane, and 13 x 12 (the separable passes again)
+    # max pools of planes up to 24 x 24 run 64 planes side by side: 150 planes (the last
+    # block partial), a 12 x 12 plane, and 25 x 24 (the separable passes again)
     ((3, 50, 7, 5), dict(pool_size=3, strides=1, padding=1, mode="max")),
     ((2, 40, 12, 12), dict(pool_size=3, strides=2, padding=1, mode="max", ceil_mode=True)),
-    ((1, 70, 13, 12), dict(pool_size=2, strides=2, mode="max")),
+    ((1, 70, 25, 24), dict(pool_size=2, strides=2, mode="max")),
 ]
 
 
@@ -152,11 +152,11 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("input_shape", [(3, 50, 6, 6), (2, 40, 13, 12)])
+@pytest.mark.parametrize("input_shape", [(3, 50, 6, 6), (2, 40, 25, 24)])
 def test_kernel_max_pooling_of_ties_nan_and_signed_zeros_equals_numpy(input_shape, dtype):
     """Small values drawn from {-1, -0.0, 0, 1} (ties in every window) and some NaN: the value
     and the gradient go to the first maximal cell (the first NaN) in row-major order; the
-    forward on the side-by-side small-plane way (6 x 6) and the separable one (13 x 12)."""
+    forward on the side-by-side small-plane way (6 x 6) and the separable one (25 x 24)."""
     rng = np.random.default_rng(5)
     x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0]), size=input_shape)
     x[rng.random(input_shape) < 0.02] = np.nan
@@ -191,9 +191,9 @@ MAX_CASES = [c for c in POOL_TABLE if c[1]["mode"] == "max"]
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 @pytest.mark.parametrize("input_shape, kw", MAX_CASES + [
     ((3, 50, 6, 6), dict(pool_size=3, strides=1, padding=1, mode="max")),
-    ((2, 3, 13, 12), dict(pool_size=3, strides=1, padding=1, mode="max")),
-    ((2, 3, 13, 14), dict(pool_size=(2, 4), strides=(3, 2), padding=(1, 2), mode="max"))],
-    ids=[_case_id(c) for c in MAX_CASES] + ["ties-6x6", "ties-13x12", "ties-13x14-k2x4"])
+    ((2, 3, 25, 24), dict(pool_size=3, strides=1, padding=1, mode="max")),
+    ((2, 3, 25, 26), dict(pool_size=(2, 4), strides=(3, 2), padding=(1, 2), mode="max"))],
+    ids=[_case_id(c) for c in MAX_CASES] + ["ties-6x6", "ties-25x24", "ties-25x26-k2x4"])
 def test_both_max_backwards_equal_numpy_on_ties_nan_and_signed_zeros(input_shape, kw, dtype):
     """The operator with argmax=True (what the blocks run while recording) and False: the
     value and the gradient of every window at its first maximal cell (its first NaN) in

@@ -233,9 +233,11 @@ bool geometry_of(const PoolParams& P, const std::vector<int64_t>& shape, Geometr
                  << "can count";
     return false;
   }
-  if (P.keep_argmax && in_plane > std::numeric_limits<int32_t>::max()) {
-    MX_ERROR_MSG << "cnn_base_pool2d: argmax=True keeps int32 offsets, and a plane of " << g->H
-                 << " x " << g->W << " has more cells than int32 counts (pass argmax=False)";
+  // max pooling orders tied cells by int32 plane offsets (comes_first); MXNet 1.9's wheels
+  // hold at most 2^31 - 1 elements per array anyway (no INT64_TENSOR_SIZE)
+  if (P.is_max && in_plane > std::numeric_limits<int32_t>::max()) {
+    MX_ERROR_MSG << "cnn_base_pool2d: max pooling counts a plane's cells in int32, and a plane "
+                 << "of " << g->H << " x " << g->W << " has more";
     return false;
   }
   return true;
@@ -358,35 +360,6 @@ struct Columns {
   }
 };
 
-// The max over the window columns of ``acc`` for the output columns [j0, j1),
-// whose windows lie wholly inside the row, with the window's width and stride
-// known to the compiler: the common 2 or 3 wide with stride 1 or 2. What it
-// buys: the loop vectorizes (strided loads, no table of spans): our max
-// pooling's forward on (32, 64, 56, 56), 3x3 windows, stride 2, went from
-// 18.3 to 11.4 ms (Gluon's 5.2; idle, AMD EPYC). False (nothing written)
-// for other windows, which take the general loop.
-template <typename T, int K, int S>
-void interior_max_of(const T* __restrict acc, T* __restrict y, int64_t j0, int64_t j1,
-                     int64_t p) {
-  for (int64_t j = j0; j < j1; ++j) {
-    const T* a = acc + j * S - p;
-    T m = a[0];
-    for (int t = 1; t < K; ++t) m = nan_max(m, a[t]);
-    y[j] = m;
-  }
-}
-
-template <typename T>
-bool interior_max(const PoolParams& P, const T* acc, T* y, int64_t j0, int64_t j1) {
-  const int64_t p = P.p_w, k = P.k_w, s = P.s_w;
-  if (k == 2 && s == 1) interior_max_of<T, 2, 1>(acc, y, j0, j1, p);
-  else if (k == 2 && s == 2) interior_max_of<T, 2, 2>(acc, y, j0, j1, p);
-  else if (k == 3 && s == 1) interior_max_of<T, 3, 1>(acc, y, j0, j1, p);
-  else if (k == 3 && s == 2) interior_max_of<T, 3, 2>(acc, y, j0, j1, p);
-  else return false;
-  return true;
-}
-
 // What one thread reuses from plane to plane: O(W + OW) values, never a plane.
 template <typename S>
 struct Work : Columns<S> {
@@ -396,34 +369,33 @@ struct Work : Columns<S> {
   std::vector<T> share;          // avg backward: dY / divisor along an output row
   std::vector<T> col_max;        // max backward: each column's max over the window rows ...
   std::vector<Row> col_row;      // ... and the first row holding it
-  std::vector<int32_t> col_cell;           // max forward with argmax: that cell's offset,
-  std::vector<T> win_max;                  // and window_maxima's runs of k_w columns
+  std::vector<int32_t> col_cell;           // max forward: that cell's offset,
+  std::vector<T> win_max;                  // window_maxima's runs of k_w columns,
   std::vector<int32_t> win_cell;
+  std::vector<int32_t> row_cells;          // and one row of offsets when A is not kept
   std::vector<T> x_row, y_row, dy_row;   // float16 rows in float32
 
   Work(const PoolParams& P, const Geometry& g)
       : Columns<S>(P, g), acc(g.W), share(g.OW), col_max(g.W), col_row(g.W),
-        col_cell(P.keep_argmax ? g.W : 0), win_max(P.keep_argmax ? g.W : 0),
-        win_cell(P.keep_argmax ? g.W : 0),
+        col_cell(P.is_max ? g.W : 0), win_max(P.is_max ? g.W : 0),
+        win_cell(P.is_max ? g.W : 0), row_cells(P.is_max ? g.OW : 0),
         x_row(sizeof(S) == sizeof(T) ? 0 : g.W), y_row(sizeof(S) == sizeof(T) ? 0 : g.OW),
         dy_row(sizeof(S) == sizeof(T) ? 0 : g.OW) {}
 };
 
-// Forward of one plane, separably: for output row i, first reduce the
+// Average pooling of one plane, separably: for output row i, first sum the
 // (clipped) window rows of x column by column into ``acc`` (contiguous, so the
-// compiler vectorizes it), then reduce every window's input columns of
-// ``acc``. Padding cells are never read: a max covers the input cells only,
-// an average divides their sum by the counted cells.
+// compiler vectorizes it), then each window's input columns of ``acc``.
+// Padding cells are never read: the sum is divided by the counted cells.
 template <typename S>
-void forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y, Work<S>* work) {
+void avg_forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y, Work<S>* work) {
   typedef typename Compute<S>::type T;
-  const T empty = P.is_max ? lowest_of(x) : T(0);    // a window without input cells
   T* acc = work->acc.data();
   for (int64_t i = 0; i < g.OH; ++i) {
     const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
     T* yi = row_out(y + i * g.OW, work->y_row.data());
     if (r.begin >= r.end) {
-      std::fill(yi, yi + g.OW, empty);
+      std::fill(yi, yi + g.OW, T(0));
       row_done(y + i * g.OW, yi, g.OW);
       continue;
     }
@@ -431,55 +403,17 @@ void forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y, Wor
     std::copy(first, first + g.W, acc);
     for (int64_t a = r.begin + 1; a < r.end; ++a) {
       const T* xa = row_in(x + a * g.W, work->x_row.data(), g.W);
-      if (P.is_max) {
-        for (int64_t w = 0; w < g.W; ++w) acc[w] = nan_max(acc[w], xa[w]);
-      } else {
-        for (int64_t w = 0; w < g.W; ++w) acc[w] += xa[w];
-      }
+      for (int64_t w = 0; w < g.W; ++w) acc[w] += xa[w];
     }
-    if (P.is_max) {
-      const int64_t j0 = std::min(work->inner_begin, g.OW), j1 = std::max(j0, work->inner_end);
-      const bool fast = interior_max(P, acc, yi, j0, j1);
-      for (int64_t j = 0; j < g.OW; ++j) {
-        const Span q = work->cols[j];
-        T m;
-        if (fast && j >= j0 && j < j1) {
-          m = yi[j];
-        } else {
-          if (q.begin >= q.end) {
-            yi[j] = empty;
-            continue;
-          }
-          m = acc[q.begin];
-          for (int64_t b = q.begin + 1; b < q.end; ++b) m = nan_max(m, acc[b]);
-        }
-        if (m == T(0)) {
-          // -0.0 == +0.0: the separable passes may have kept either, so take
-          // the first zero in row-major order (ReLU outputs: the first cell).
-          for (int64_t a = r.begin; a < r.end && m == T(0); ++a) {
-            for (int64_t b = q.begin; b < q.end; ++b) {
-              const T v = value_of(x, a * g.W + b);
-              if (v == T(0)) {
-                m = v;
-                a = r.end;            // found: leave both loops
-                break;
-              }
-            }
-          }
-        }
-        yi[j] = m;
+    const T inv_h = T(1) / static_cast<T>(r.counted);
+    for (int64_t j = 0; j < g.OW; ++j) {
+      const Span q = work->cols[j];
+      T sum = T(0);
+      if (q.begin < q.end) {
+        sum = acc[q.begin];
+        for (int64_t b = q.begin + 1; b < q.end; ++b) sum += acc[b];
       }
-    } else {
-      const T inv_h = T(1) / static_cast<T>(r.counted);
-      for (int64_t j = 0; j < g.OW; ++j) {
-        const Span q = work->cols[j];
-        T sum = T(0);
-        if (q.begin < q.end) {
-          sum = acc[q.begin];
-          for (int64_t b = q.begin + 1; b < q.end; ++b) sum += acc[b];
-        }
-        yi[j] = sum * inv_h * work->inv_w[j];
-      }
+      yi[j] = sum * inv_h * work->inv_w[j];
     }
     row_done(y + i * g.OW, yi, g.OW);
   }
@@ -489,6 +423,8 @@ void forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y, Wor
 // work->col_max and the first row holding it into work->col_row (masks, not branches, so
 // the loop vectorizes; branches on random data measured 5x slower). NaN beats every number
 // and the first NaN stays; of equal values (-0.0 and +0.0 too) the first row stays.
+// target_clones: an AVX2 copy besides the baseline one, chosen when the library loads; with
+// window_maxima's, (8, 64, 112, 112) 3 x 3 stride 2: 6.9 -> 4.6 ms, one thread.
 template <typename S>
 __attribute__((target_clones("avx2", "default")))
 void column_maxima(const Geometry& g, const S* x, const Span& r, Work<S>* work) {
@@ -525,7 +461,7 @@ inline bool comes_first(T v, int32_t cv, T m, int32_t cm) {
 // win_max, its plane offset into win_cell: win_*[b] is the window of columns [b, b + k_w).
 // What it buys: k_w - 1 passes along the row, each a loop of selects that vectorizes; a
 // loop over the windows with their columns inside did not (3-wide windows at stride 2 were
-// 4x slower than the forward without argmax).
+// 4x slower than the forward that kept no offsets). AVX2 copy: see column_maxima.
 template <typename S>
 __attribute__((target_clones("avx2", "default")))
 void window_maxima(const Geometry& g, int64_t k_w, Work<S>* work) {
@@ -551,21 +487,23 @@ void window_maxima(const Geometry& g, int64_t k_w, Work<S>* work) {
   }
 }
 
-// Max pooling of one plane with each window's argmax (argmax=True): column_maxima for the
-// window rows of output row i, then window_maxima along them for the windows wholly inside
-// the row, and the windows cut by the padding one by one. Y is the value of the window's
-// first max in row-major order (the sign of a -0.0/+0.0 tie, the first NaN: forward_plane's
-// rules); arg is its plane offset (-1 for a window of padding only), where the backward
-// sends dY.
+// Max pooling of one plane, separably: column_maxima for the window rows of output row i,
+// then window_maxima along them for the windows wholly inside the row, and the windows cut
+// by the padding one by one. Y is the value of the window's first max in row-major order
+// (so the sign of a -0.0/+0.0 tie and the first NaN are its); its plane offset (-1 for a
+// window of padding only) goes to arg + i * arg_step: with argmax=True the plane's A, where
+// the backward sends dY (arg_step OW), else one scratch row (arg_step 0). What it buys over
+// a max without offsets: the ties need no second search (a ReLU's zeros made that branch
+// mispredict), so (32, 32, 112, 112) 2 x 2 pools went from 24.5 to 6.9 ms, one thread.
 template <typename S>
-void max_forward_plane_argmax(const PoolParams& P, const Geometry& g, const S* x, S* y,
-                              int32_t* arg, Work<S>* work) {
+void max_forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y, int32_t* arg,
+                       int64_t arg_step, Work<S>* work) {
   typedef typename Compute<S>::type T;
   const int64_t j0 = std::min(work->inner_begin, g.OW), j1 = std::max(j0, work->inner_end);
   for (int64_t i = 0; i < g.OH; ++i) {
     const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
     T* yi = row_out(y + i * g.OW, work->y_row.data());
-    int32_t* ai = arg + i * g.OW;
+    int32_t* ai = arg + i * arg_step;
     if (r.begin >= r.end) {
       std::fill(yi, yi + g.OW, lowest_of(x));
       std::fill(ai, ai + g.OW, -1);
@@ -600,9 +538,9 @@ void max_forward_plane_argmax(const PoolParams& P, const Geometry& g, const S* x
 
 // Backward of one plane. Average: the transpose of the forward's two passes;
 // each output row's shares dY / divisor are spread along ``acc``, which is
-// then added to the window's input rows. Max: each window's first maximal
-// cell in row-major order (its first NaN, if any) receives dY, found
-// separably as well.
+// then added to the window's input rows. Max without a kept argmax (the operator
+// called with argmax=False): each window's first maximal cell in row-major order
+// (its first NaN, if any) receives dY, found separably again.
 template <typename S>
 void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S* x,
                     const S* y, S* dx, Work<S>* work) {
@@ -657,10 +595,13 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
 // GoogLeNet's inception pools (480-832 channels on 6 x 6 and 3 x 3) cost more than the
 // maxima: Gluon's forward was 3.4-4.9x faster there (one thread; this way ours went from
 // 3.99 to 1.2-1.4 ms on (32, 480, 6, 6), 3.89 to 0.55-0.63 on (32, 832, 3, 3), 4.0 to 2.6
-// on (32, 192, 12, 12); up to 12 x 12 planes, whose blocks stay in L2). Same results:
-// nan_max in row-major order keeps the first of equal cells (+0.0 or -0.0). The backward
-// keeps the separable passes (backward_plane).
-constexpr int64_t kSmallPlane = 12 * 12;
+// on (32, 192, 12, 12); up to 24 x 24 planes, whose blocks of 64 planes stay in L2 with their
+// outputs: 147 + 74 KB; (32, 192, 24, 24) 3 x 3 stride 2 went from 6.2 to 4.3 ms this way, where
+// the separable loops' short rows cost). Same results:
+// nan_max in row-major order keeps the first of equal cells (+0.0 or -0.0). Its backward is
+// max_backward's (argmax=True) or backward_plane's. Compiled for AVX2 too (target_clones,
+// chosen when the process starts): (32, 528, 6, 6) 2.0 -> 1.6 ms with argmax, one thread.
+constexpr int64_t kSmallPlane = 24 * 24;
 constexpr int64_t kLanes = 64;
 
 // Max pooling whose input and output planes are both small takes this way (a small input
@@ -700,7 +641,7 @@ void lanes_of(const S* X, int64_t c0, int64_t n, int64_t cells, T* block) {
       block[cell * kLanes + l] = value_of(X + (c0 + l) * cells, cell);
 }
 
-// With argmax=True each lane also keeps the cell of its max (A, as max_forward_plane_argmax):
+// With argmax=True each lane also keeps the cell of its max (A, as max_forward_plane):
 // a window's cells come in row-major order, so a lane takes a cell only when it is larger or
 // the first NaN.
 template <typename S>
@@ -771,8 +712,10 @@ void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, in
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t c = 0; c < g.planes; ++c) {
     const int64_t in = c * g.H * g.W, out = c * g.OH * g.OW;
-    if (A) max_forward_plane_argmax<S>(P, g, X + in, Y + out, A + out, &works[omp_get_thread_num()]);
-    else forward_plane<S>(P, g, X + in, Y + out, &works[omp_get_thread_num()]);
+    Work<S>* work = &works[omp_get_thread_num()];
+    if (!P.is_max) avg_forward_plane<S>(P, g, X + in, Y + out, work);
+    else if (A) max_forward_plane<S>(P, g, X + in, Y + out, A + out, g.OW, work);
+    else max_forward_plane<S>(P, g, X + in, Y + out, work->row_cells.data(), 0, work);
   }
 }
 
