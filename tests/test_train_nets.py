@@ -95,6 +95,8 @@ def test_the_book_defaults_fill_only_what_was_not_given():
 @pytest.mark.parametrize("argv, message", [
     (["--net", "lenet9"], "invalid choice: 'lenet9'"),
     (["--net", "resnet18", "--resize", "0"], "--resize"),
+    (["--net", "resnet18", "--perturb", "2"], "argument --perturb: '2' is not from 0 to 1"),
+    (["--net", "resnet18", "--perturb", "tiny"], "argument --perturb: 'tiny' is not a number"),
 ])
 def test_the_train_command_refuses_bad_arguments_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -107,3 +109,37 @@ def test_train_lenet_keeps_its_options_and_has_no_net_option(capsys):
     with pytest.raises(SystemExit):
         train_lenet_cli.main(["--net", "resnet18"])
     assert "unrecognized arguments: --net" in capsys.readouterr().err
+
+
+def test_perturbed_weights_move_by_their_scale_and_zero_leaves_them():
+    from cnn_base.training.loop import init_net, perturb_weights
+    net = init_net(cb.nets.lenet("builtin"), "cpu", 0)
+    before = {name: p.data().asnumpy() for name, p in net.collect_params().items()}
+    perturb_weights(net, 0.0, 0)
+    for name, p in net.collect_params().items():
+        np.testing.assert_array_equal(p.data().asnumpy(), before[name])
+    perturb_weights(net, 1e-3, 0)
+    for name, p in net.collect_params().items():
+        W, W0 = p.data().asnumpy().astype(np.float64), before[name].astype(np.float64)
+        moved = np.abs(W - W0)
+        assert (moved <= 6e-3 * np.abs(W0) + 1e-12).all(), name       # 1e-3 N(0, 1): < 6 sigma
+        nonzero = W0 != 0
+        if nonzero.sum() > 10:
+            relative = (W[nonzero] - W0[nonzero]) / W0[nonzero]
+            assert 0.5e-3 < relative.std() < 2e-3, name                 # N(0, 1) times 1e-3
+        assert (W[~nonzero] == 0).all(), name                           # zeros stay zeros
+
+
+def test_a_run_with_perturbed_weights_records_it_and_refuses_a_bad_scale(small_data):
+    train, test = small_data
+    settings = dict(num_epochs=1, batch_size=16, lr=0.05, seed=2, ctx="cpu",
+                    train_data=train, test_data=test, progress="none", log=None)
+    plain = cb.train_net("lenet_bn", "builtin", **settings)
+    moved = cb.train_net("lenet_bn", "builtin", perturb=1e-6, **settings)
+    assert moved.to_dict()["perturb"] == 1e-6 and "perturb" not in plain.to_dict()
+    assert moved.final.loss != plain.final.loss
+    assert moved.final.loss == pytest.approx(plain.final.loss, rel=1e-3)
+    with pytest.raises(ValueError, match="perturb must be from 0 to 1"):
+        cb.train_net("lenet_bn", "builtin", perturb=-1e-6, **settings)
+    with pytest.raises(TypeError, match="perturb must be a number"):
+        cb.train_net("lenet_bn", "builtin", perturb="1e-6", **settings)

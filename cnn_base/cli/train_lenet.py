@@ -62,6 +62,17 @@ def input_dir(text):
     return path
 
 
+def _perturbation(text):
+    """--perturb: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not from 0 to 1")
+    return value
+
+
 def build_parser(prog=None, nets=False):
     """train-lenet's options; with ``nets`` (the ``train`` command) also ``--net`` and
     ``--resize``, and the learning rate and batch default to the book's for the net."""
@@ -84,6 +95,10 @@ def build_parser(prog=None, nets=False):
                         help="SGD learning rate (default: "
                              + ("the book's for --net" if nets else "0.9") + ")")
     add_seed_option(parser, "initial weights and every epoch's order")
+    if nets:
+        parser.add_argument("--perturb", metavar="SCALE", type=_perturbation, default=0.0,
+                            help="multiply every initial weight by 1 + SCALE * N(0, 1), e.g. "
+                                 "1e-6: how far a run moves from itself (default: 0)")
     add_ctx_option(parser, "auto, cpu, gpu, cpu(N), gpu(N), or a comma-separated list such as "
                            "'cpu(0),cpu(1)' for data-parallel training (default: auto)",
                    type=ctx_list_arg)
@@ -238,7 +253,7 @@ def _train(parser, args, cb, block, train_data, test_data, checkpoint, workers, 
             checkpoint=checkpoint, resume=args.resume,
             progress=args.progress if speaks else "none",
             kvstore=workers if workers.distributed else args.kvstore,
-            log=print if speaks else None)
+            log=print if speaks else None, perturb=getattr(args, "perturb", 0.0))
     except TrainingDiverged as e:
         if workers.writes_files and args.json:
             report = {b: run.to_dict() for b, run in runs.items()}

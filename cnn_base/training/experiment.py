@@ -16,7 +16,7 @@ from .._types import Activation, BlockChoice, PathLike, Progress
 from ..nets import CHAPTER_NETS, LENET_BLOCKS, lenet
 from .data import fashion_mnist_dataset, resized
 from .distributed import DIST_KVSTORES, SINGLE_PROCESS, Workers
-from .loop import CtxSpec, EpochResult, Log, as_ctx_list, init_net, train_ch5
+from .loop import CtxSpec, EpochResult, Log, as_ctx_list, init_net, perturb_weights, train_ch5
 
 __all__ = ["TrainResult", "BOOK_SETTINGS", "train_net", "train_lenet", "KVSTORE_CHOICES"]
 
@@ -37,6 +37,7 @@ class TrainResult:
     resize: Optional[int] = None   # the side images were resized to (None: 28, as stored)
     num_workers: int = 1           # processes of a parameter-server job (1: none)
     over_all_workers: bool = True  # False: the numbers are this worker's shard (dist_async)
+    perturb: float = 0.0           # the initial weights times 1 + perturb N(0, 1)
 
     @property
     def final(self) -> EpochResult:
@@ -52,6 +53,7 @@ class TrainResult:
                 "num_train": self.num_train, "num_test": self.num_test,
                 "kvstore": self.kvstore, "num_workers": self.num_workers,
                 "over_all_workers": self.over_all_workers,
+                **({"perturb": self.perturb} if self.perturb else {}),
                 "epochs": [{k: _finite(v) for k, v in asdict(e).items()} for e in self.epochs]}
 
 
@@ -68,7 +70,7 @@ def train_net(net: str = "lenet", block: BlockChoice = "custom", num_epochs: int
               test_data: Optional[gluon.data.Dataset] = None,
               checkpoint: Optional[PathLike] = None, resume: bool = False,
               kvstore: Union[str, Workers] = "device", progress: Progress = "auto",
-              log: Log = print) -> TrainResult:
+              log: Log = print, perturb: float = 0.0) -> TrainResult:
     """d2l's chapter-5 experiment: a network of ``nets.CHAPTER_NETS``, Xavier from ``seed``,
     SGD, :func:`train_ch5`, on Fashion-MNIST resized to ``resize`` as the book does.
 
@@ -94,6 +96,9 @@ def train_net(net: str = "lenet", block: BlockChoice = "custom", num_epochs: int
     train_data, test_data : gluon.data.Dataset, optional
         Already loaded data (``root`` and ``limit`` then unused).
     checkpoint, resume, progress, log : as :func:`train_ch5`
+    perturb : float, default 0
+        Every initial weight times 1 + ``perturb`` N(0, 1) (:func:`~cnn_base.training.loop.
+        perturb_weights`, drawn from ``seed``): with 1e-6, how far a run moves from itself.
     kvstore : str or cnn_base.training.distributed.Workers, default 'device'
         The Trainer's kvstore: ``'local'`` or ``'device'`` (Gluon's default) in one
         process; ``'dist_sync'`` or ``'dist_async'`` as a worker of a parameter-server
@@ -115,6 +120,7 @@ def train_net(net: str = "lenet", block: BlockChoice = "custom", num_epochs: int
     check_choice("net", net, tuple(CHAPTER_NETS))
     check_choice("block", block, LENET_BLOCKS)
     lr = as_positive_float("lr", lr)
+    perturb = _as_perturbation(perturb)
     contexts = as_ctx_list(ctx)
     kv_type = kvstore.kv.type if isinstance(kvstore, Workers) and kvstore.distributed \
         else kvstore
@@ -132,7 +138,8 @@ def train_net(net: str = "lenet", block: BlockChoice = "custom", num_epochs: int
     side = 28 if resize is None else resize
     name, net = net, (lenet(block, activation) if net == "lenet" else
                       CHAPTER_NETS[net][0](block))
-    net = init_net(net, contexts, seed, input_shape=(1, 1, side, side))
+    net = perturb_weights(init_net(net, contexts, seed, input_shape=(1, 1, side, side)),
+                          perturb, seed)
     if workers.distributed and workers.sums_over_workers:
         # dist_sync: the servers sum the gradients (Workers.allreduce_grads, in train_ch5)
         # and each worker's own Trainer applies the same update; the optimizer state stays
@@ -156,7 +163,16 @@ def train_net(net: str = "lenet", block: BlockChoice = "custom", num_epochs: int
                        num_train=len(train_data), num_test=len(test_data), epochs=history,
                        net=net, kvstore=workers.kv.type if workers.distributed else kvstore,
                        num_workers=workers.num_workers, net_name=name, resize=resize,
-                       over_all_workers=workers.sums_over_workers)
+                       over_all_workers=workers.sums_over_workers, perturb=perturb)
+
+
+def _as_perturbation(perturb):
+    """``perturb`` as a float from 0 to 1 (a relative size), or a ValueError/TypeError naming it."""
+    if isinstance(perturb, bool) or not isinstance(perturb, (int, float)):
+        raise TypeError(f"perturb must be a number, got {type(perturb).__name__}")
+    if not 0 <= perturb <= 1:
+        raise ValueError(f"perturb must be from 0 to 1 (a relative size), got {perturb}")
+    return float(perturb)
 
 
 def _config(name, block, activation, resize):

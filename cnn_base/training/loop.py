@@ -47,6 +47,7 @@ CtxSpec = Union[None, str, mx.Context, Sequence[Union[str, mx.Context]]]
 Log = Optional[Callable[[str], Any]]
 
 __all__ = ["EpochResult", "TrainingDiverged", "TrainingInterrupted", "as_ctx_list", "init_net",
+           "perturb_weights",
            "evaluate_accuracy", "epoch_line", "train_ch5", "PROGRESS_CHOICES"]
 
 
@@ -149,6 +150,26 @@ def init_net(net: gluon.Block, ctx: CtxSpec, seed: int,
     mx.random.seed(as_int("seed", seed, minimum=0))
     net.initialize(init.Xavier(), ctx=contexts, force_reinit=True)
     net(nd.zeros(input_shape, ctx=contexts[0]))
+    return net
+
+
+def perturb_weights(net: gluon.Block, scale: float, seed: int) -> gluon.Block:
+    """Multiply every initial weight of ``net`` by 1 + ``scale`` N(0, 1), drawn by NumPy from
+    ``seed`` (MXNet's own generator is left as it was); 0 leaves ``net`` as it is.
+
+    What it is for: how far a float32 run drifts from itself when its start moves by
+    rounding's size (e.g. ``scale=1e-6``): the yardstick for how closely two implementations
+    of the same network can track each other over a run.
+    """
+    if scale == 0:
+        return net
+    rng = np.random.RandomState(as_int("seed", seed, minimum=0))
+    for param in net.collect_params().values():
+        W = param.data()
+        factor = 1 + scale * rng.standard_normal(W.shape)
+        # an NDArray, not NumPy: set_data copies NumPy into the array's own (possibly
+        # oneDNN) layout, which MXNet refuses; an NDArray is copied through a reorder
+        param.set_data(nd.array(W.asnumpy() * factor, dtype=W.dtype, ctx=W.context))
     return net
 
 
