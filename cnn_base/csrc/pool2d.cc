@@ -604,10 +604,10 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
 constexpr int64_t kSmallPlane = 24 * 24;
 constexpr int64_t kLanes = 64;
 
-// Max pooling whose input and output planes are both small takes this way (a small input
-// padded into a large output would list up to 144 cells per output cell).
-inline bool small_max_planes(const PoolParams& P, const Geometry& g) {
-  return P.is_max && g.H * g.W <= kSmallPlane && g.OH * g.OW <= kSmallPlane;
+// Pooling whose input and output planes are both small takes this way (a small input
+// padded into a large output would list up to kSmallPlane cells per output cell).
+inline bool small_planes(const Geometry& g) {
+  return g.H * g.W <= kSmallPlane && g.OH * g.OW <= kSmallPlane;
 }
 
 struct WindowCells {
@@ -641,6 +641,32 @@ void lanes_of(const S* X, int64_t c0, int64_t n, int64_t cells, T* block) {
       block[cell * kLanes + l] = value_of(X + (c0 + l) * cells, cell);
 }
 
+// The blocks of kLanes planes (the last one partial) of the side-by-side ways, the threads
+// to run them with, and one buffer per thread of ``lanes`` rows of kLanes values, made before
+// the parallel region. cost: the work per plane.
+template <typename T>
+struct LaneBlocks {
+  int64_t blocks, per_thread;
+  int threads;
+  std::vector<T> buffers;
+
+  LaneBlocks(const Geometry& g, int64_t cost, int64_t lanes)
+      : blocks((g.planes + kLanes - 1) / kLanes), per_thread(lanes * kLanes),
+        threads(cnn_base::threads_for(blocks, kLanes * cost)), buffers(threads * per_thread) {}
+
+  T* mine() { return buffers.data() + omp_get_thread_num() * per_thread; }
+};
+
+// Plane c0 + l's cell = block[cell * kLanes + l], for the n <= kLanes planes from c0: the
+// lanes back into planes, each written along (its reads stride through the block, in L1).
+template <typename S, typename T>
+void planes_of(const T* block, int64_t c0, int64_t n, int64_t cells, S* Y) {
+  for (int64_t l = 0; l < n; ++l) {
+    S* y = Y + (c0 + l) * cells;
+    for (int64_t cell = 0; cell < cells; ++cell) store(y, cell, block[cell * kLanes + l]);
+  }
+}
+
 // With argmax=True each lane also keeps the cell of its max (A, as max_forward_plane):
 // a window's cells come in row-major order, so a lane takes a cell only when it is larger or
 // the first NaN.
@@ -649,16 +675,13 @@ __attribute__((target_clones("avx2", "default")))
 void max_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
   typedef typename Compute<S>::type T;
   const WindowCells w = window_cells(P, g);
-  const int64_t blocks = (g.planes + kLanes - 1) / kLanes, cells = g.H * g.W;
-  const int64_t out_cells = g.OH * g.OW;
-  const int threads = cnn_base::threads_for(blocks, kLanes * (cells + w.at.size()));
-  const int64_t per_thread = (cells + out_cells) * kLanes;   // the lanes in, the maxima out
-  std::vector<T> buffers(threads * per_thread);
-  std::vector<int32_t> args(A ? threads * out_cells * kLanes : 0);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
+  const int64_t cells = g.H * g.W, out_cells = g.OH * g.OW;
+  LaneBlocks<T> work(g, cells + w.at.size(), cells + out_cells);   // the lanes in, maxima out
+  std::vector<int32_t> args(A ? work.threads * out_cells * kLanes : 0);
+#pragma omp parallel for num_threads(work.threads) schedule(static) if (work.threads > 1)
+  for (int64_t blk = 0; blk < work.blocks; ++blk) {
     const int64_t c0 = blk * kLanes, n = std::min(kLanes, g.planes - c0);
-    T* block = buffers.data() + omp_get_thread_num() * per_thread;
+    T* block = work.mine();
     T* maxima = block + cells * kLanes;
     int32_t* cells_at = A ? args.data() + omp_get_thread_num() * out_cells * kLanes : nullptr;
     lanes_of(X, c0, n, cells, block);
@@ -689,24 +712,115 @@ void max_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y,
         }
       }
     }
-    // back to planes, each written along (its reads stride through the block, in L1)
-    for (int64_t l = 0; l < n; ++l) {
-      S* y = Y + (c0 + l) * out_cells;
-      for (int64_t o = 0; o < out_cells; ++o) store(y, o, maxima[o * kLanes + l]);
-      if (cells_at) {
-        int32_t* a = A + (c0 + l) * out_cells;
-        for (int64_t o = 0; o < out_cells; ++o) a[o] = cells_at[o * kLanes + l];
-      }
+    planes_of(maxima, c0, n, out_cells, Y);
+    for (int64_t l = 0; cells_at && l < n; ++l) {
+      int32_t* a = A + (c0 + l) * out_cells;
+      for (int64_t o = 0; o < out_cells; ++o) a[o] = cells_at[o * kLanes + l];
     }
   }
 }
+
+// v as the storage type S would round it: float16's rounding after each addition of the
+// backward (add_to, add_row) kept by the lanes, which add in float32.
+inline float stored_as(const uint16_t*, float v) { return half_to_float(float_to_half(v)); }
+inline float stored_as(const float*, float v) { return v; }
+inline double stored_as(const double*, double v) { return v; }
+
+// Average pooling of small planes, kLanes planes side by side as max_forward_small, in the
+// separable loops' order (avg_forward_plane: down each window column, then across the
+// window's columns, then times 1 / rows and 1 / columns counted), so that the bits are
+// theirs and the NHWC loop's. What it buys: DenseNet's transition pools on 6 x 6 and 12 x 12
+// planes, where avg_forward_plane's setup per row of 3 or 6 outputs cost more than the sums
+// (measured: speed.md, round 5).
+template <typename S>
+__attribute__((target_clones("avx2", "default")))
+void avg_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
+  typedef typename Compute<S>::type T;
+  const Columns<S> shared(P, g);
+  const int64_t cells = g.H * g.W, out_cells = g.OH * g.OW;
+  LaneBlocks<T> work(g, cells + out_cells * P.k_w, cells + g.W + out_cells);   // in, sums, out
+#pragma omp parallel for num_threads(work.threads) schedule(static) if (work.threads > 1)
+  for (int64_t blk = 0; blk < work.blocks; ++blk) {
+    const int64_t c0 = blk * kLanes, n = std::min(kLanes, g.planes - c0);
+    T* block = work.mine();
+    T* __restrict acc = block + cells * kLanes;
+    T* __restrict out = acc + g.W * kLanes;
+    lanes_of(X, c0, n, cells, block);
+    for (int64_t i = 0; i < g.OH; ++i) {
+      const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
+      T* __restrict y = out + i * g.OW * kLanes;
+      if (r.begin >= r.end) {
+        std::fill(y, y + g.OW * kLanes, T(0));
+        continue;
+      }
+      std::copy(block + r.begin * g.W * kLanes, block + (r.begin + 1) * g.W * kLanes, acc);
+      for (int64_t a = r.begin + 1; a < r.end; ++a) {
+        const T* __restrict xa = block + a * g.W * kLanes;
+        for (int64_t k = 0; k < g.W * kLanes; ++k) acc[k] += xa[k];
+      }
+      const T inv_h = T(1) / static_cast<T>(r.counted);
+      for (int64_t j = 0; j < g.OW; ++j) {
+        const Span q = shared.cols[j];
+        T* __restrict s = y + j * kLanes;
+        if (q.begin < q.end) std::copy(acc + q.begin * kLanes, acc + (q.begin + 1) * kLanes, s);
+        else std::fill(s, s + kLanes, T(0));
+        for (int64_t b = q.begin + 1; b < q.end; ++b)
+          for (int64_t l = 0; l < kLanes; ++l) s[l] += acc[b * kLanes + l];
+        for (int64_t l = 0; l < kLanes; ++l) s[l] = s[l] * inv_h * shared.inv_w[j];
+      }
+    }
+    planes_of(out, c0, n, out_cells, Y);
+  }
+}
+
+// Its backward, in backward_plane's order: per output row, the shares dY / divisor summed
+// along a row of window columns (acc), then added to each of the window's rows (float16
+// rounded after each addition, as add_row does).
+template <typename S>
+__attribute__((target_clones("avx2", "default")))
+void avg_backward_small(const PoolParams& P, const Geometry& g, const S* dY, S* dX) {
+  typedef typename Compute<S>::type T;
+  const Columns<S> shared(P, g);
+  const int64_t cells = g.H * g.W, out_cells = g.OH * g.OW;
+  LaneBlocks<T> work(g, cells + out_cells * P.k_w, out_cells + g.W + cells);   // dY, shares, dX
+#pragma omp parallel for num_threads(work.threads) schedule(static) if (work.threads > 1)
+  for (int64_t blk = 0; blk < work.blocks; ++blk) {
+    const int64_t c0 = blk * kLanes, n = std::min(kLanes, g.planes - c0);
+    T* dy = work.mine();
+    T* __restrict acc = dy + out_cells * kLanes;
+    T* __restrict dx = acc + g.W * kLanes;
+    lanes_of(dY, c0, n, out_cells, dy);
+    std::fill(dx, dx + cells * kLanes, T(0));
+    for (int64_t i = 0; i < g.OH; ++i) {
+      const Span r = window_span(i, g.H, P.k_h, P.s_h, P.p_h, P.count_include_pad);
+      if (r.begin >= r.end) continue;
+      std::fill(acc, acc + g.W * kLanes, T(0));
+      const T inv_h = T(1) / static_cast<T>(r.counted);
+      for (int64_t j = 0; j < g.OW; ++j) {
+        const Span q = shared.cols[j];
+        const T* __restrict d = dy + (i * g.OW + j) * kLanes;
+        for (int64_t b = q.begin; b < q.end; ++b)
+          for (int64_t l = 0; l < kLanes; ++l) acc[b * kLanes + l] += d[l] * inv_h * shared.inv_w[j];
+      }
+      for (int64_t a = r.begin; a < r.end; ++a) {
+        T* __restrict to = dx + a * g.W * kLanes;
+        for (int64_t k = 0; k < g.W * kLanes; ++k) to[k] = stored_as(dX, to[k] + acc[k]);
+      }
+    }
+    planes_of(dx, c0, n, cells, dX);
+  }
+}
+
 
 // The plane loops. Each thread's buffers are made before the parallel region,
 // so that nothing inside it allocates or throws.
 // A: each window's argmax (argmax=True), or nullptr.
 template <typename S>
 void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
-  if (small_max_planes(P, g)) return max_forward_small<S>(P, g, X, Y, A);
+  if (small_planes(g)) {
+    if (P.is_max) return max_forward_small<S>(P, g, X, Y, A);
+    return avg_forward_small<S>(P, g, X, Y);
+  }
   const int threads = cnn_base::threads_for(g.planes, g.H * g.W + g.OH * g.OW);
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -722,6 +836,7 @@ void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, in
 template <typename S>
 void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const S* X,
                      const S* Y, S* dX) {
+  if (!P.is_max && small_planes(g)) return avg_backward_small<S>(P, g, dY, dX);
   const int threads = cnn_base::threads_for(g.planes, 2 * (g.H * g.W + g.OH * g.OW));
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -734,7 +849,8 @@ void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const 
 // The backward of max pooling with argmax=True: dY sent to the cells the forward kept, in
 // row-major order of the output (as backward_plane; float16 rounded after each addition).
 // What it buys: backward_plane finds each window's cell again, reading X and Y; Gluon's
-// reads the indices its forward saved, as this does (one thread: (32, 64, 48, 48) ... ).
+// reads the indices its forward saved, as this does. One thread, best of 15, ms: (32, 64, 48,
+// 48) 3 x 3 stride 2 9.2 -> 1.4 (Gluon's 3.6), (32, 32, 112, 112) 2 x 2 21.0 -> 5.0 (8.7).
 // An offset outside the plane (A changed since the forward) is refused, after the loop.
 template <typename S>
 bool max_backward(const Geometry& g, const S* dY, const int32_t* A, S* dX) {
