@@ -245,7 +245,7 @@ def pool2d_native(F: ArrayModule, X: Array, pool_size: Size2,
         return op(_kernel_input(F, X), kernel=k, stride=s, pad=p, mode=mode,
                   ceil_mode=ceil_mode, count_include_pad=count_include_pad, layout="NHWC")
     if _keeps_argmax(X, mode):
-        op = _first_output(getattr(F, native.OP_NAME), argmax=True)
+        op = _first_output(op, argmax=True)
     if layout == "NHWC":
         return _native_channel_last(F, op, X, kernel=k, stride=s, pad=p, mode=mode,
                                     ceil_mode=ceil_mode, count_include_pad=count_include_pad)
