@@ -603,6 +603,11 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
 // chosen when the process starts): (32, 528, 6, 6) 2.0 -> 1.6 ms with argmax, one thread.
 constexpr int64_t kSmallPlane = 24 * 24;
 constexpr int64_t kLanes = 64;
+// Average pooling takes the side-by-side way up to 12 x 12 planes only: one thread, best of 40,
+// forward + backward 2 x 2, ms, separable / side by side: (32, 120, 6, 6) 0.51 / 0.19-0.24 (Gluon
+// 0.18-0.24), (32, 112, 12, 12) 0.92 / 0.89, but (32, 96, 24, 24) 2.45 / 4.3-4.8 (the transpose of
+// a 24 x 24 block into lanes costs more than the sums it speeds up).
+constexpr int64_t kSmallAvgPlane = 12 * 12;
 
 // Pooling whose input and output planes are both small takes this way (a small input
 // padded into a large output would list up to kSmallPlane cells per output cell).
@@ -731,7 +736,7 @@ inline double stored_as(const double*, double v) { return v; }
 // window's columns, then times 1 / rows and 1 / columns counted), so that the bits are
 // theirs and the NHWC loop's. What it buys: DenseNet's transition pools on 6 x 6 and 12 x 12
 // planes, where avg_forward_plane's setup per row of 3 or 6 outputs cost more than the sums
-// (measured: speed.md, round 5).
+// (see kSmallAvgPlane).
 template <typename S>
 __attribute__((target_clones("avx2", "default")))
 void avg_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
@@ -819,7 +824,7 @@ template <typename S>
 void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
   if (small_planes(g)) {
     if (P.is_max) return max_forward_small<S>(P, g, X, Y, A);
-    return avg_forward_small<S>(P, g, X, Y);
+    if (g.H * g.W <= kSmallAvgPlane) return avg_forward_small<S>(P, g, X, Y);
   }
   const int threads = cnn_base::threads_for(g.planes, g.H * g.W + g.OH * g.OW);
   std::vector<Work<S>> works(threads, Work<S>(P, g));
@@ -836,7 +841,8 @@ void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, in
 template <typename S>
 void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const S* X,
                      const S* Y, S* dX) {
-  if (!P.is_max && small_planes(g)) return avg_backward_small<S>(P, g, dY, dX);
+  if (!P.is_max && small_planes(g) && g.H * g.W <= kSmallAvgPlane)
+    return avg_backward_small<S>(P, g, dY, dX);
   const int threads = cnn_base::threads_for(g.planes, 2 * (g.H * g.W + g.OH * g.OW));
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
