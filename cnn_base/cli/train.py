@@ -11,6 +11,8 @@ data pipeline as the book does. Everything else is train-lenet's: both blocks fr
 same initial weights in the same batch order, progress, ``--json``/``--plot``,
 checkpoints and ``--resume``, ``--ctx``, ``--kvstore dist_sync`` under ``launch-dist``,
 and the same exit statuses (bad arguments or files 2, a diverged run 1, Ctrl-C 130).
+``--perturb 1e-6`` multiplies every initial weight by 1 + 1e-6 N(0, 1): how far a run
+moves from itself, the yardstick for how closely the two blocks track each other.
 The training lives in ``cnn_base.train_net``.
 """
 from cnn_base.cli import train_lenet
