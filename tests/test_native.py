@@ -15,7 +15,7 @@ from mxnet.gluon import HybridBlock, nn
 import cnn_base as cb
 from cnn_base import native
 from cnn_base.functional import lowest, pool2d_native, pool2d_nchw
-from reference import central_difference, pool2d_batch_np
+from reference import _pair, central_difference, pool2d_batch_np
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
                                   reason=f"C++ pooling kernel not loaded: {native.status()}")
@@ -178,9 +178,8 @@ def test_kernel_max_pooling_of_ties_nan_and_signed_zeros_equals_numpy(input_shap
 def _max_op(argmax, pool_size, strides=None, padding=0, ceil_mode=False, **_):
     """The operator itself, max pooling: with argmax=True (a second output, each window's
     cell, which the backward reads) or False (the backward finds the cells again in X)."""
-    k = (pool_size,) * 2 if isinstance(pool_size, int) else tuple(pool_size)
-    s = k if strides is None else (strides,) * 2 if isinstance(strides, int) else tuple(strides)
-    p = (padding,) * 2 if isinstance(padding, int) else tuple(padding)
+    k, p = _pair(pool_size), _pair(padding)
+    s = k if strides is None else _pair(strides)
 
     def pool(X):
         out = getattr(nd, native.OP_NAME)(nd.identity(X), kernel=k, stride=s, pad=p, mode="max",
@@ -231,10 +230,11 @@ def test_argmax_output_is_each_windows_first_max_as_a_plane_offset(input_shape, 
     window's number at the cell it chose; the kept offset must point at that cell (-1: a
     window without input cells)."""
     x = np.random.default_rng(2).integers(-2, 3, size=input_shape).astype(np.float32)
-    out = getattr(nd, native.OP_NAME)(nd.array(x), argmax=True, mode="max", **{
-        "kernel": _max_op_attr(kw["pool_size"]), "stride": _max_op_attr(kw.get("strides",
-                                                                           kw["pool_size"])),
-        "pad": _max_op_attr(kw.get("padding", 0)), "ceil_mode": kw.get("ceil_mode", False)})
+    out = getattr(nd, native.OP_NAME)(nd.array(x), argmax=True, mode="max",
+                                      kernel=_pair(kw["pool_size"]),
+                                      stride=_pair(kw.get("strides", kw["pool_size"])),
+                                      pad=_pair(kw.get("padding", 0)),
+                                      ceil_mode=kw.get("ceil_mode", False))
     A = out[1].asnumpy()
     assert out[1].dtype == np.int32 and A.shape == out[0].shape
     dY = np.arange(1, A[0, 0].size + 1, dtype=np.float64).reshape(A.shape[2:])
@@ -245,10 +245,6 @@ def test_argmax_output_is_each_windows_first_max_as_a_plane_offset(input_shape, 
         expected = [int(np.flatnonzero(plane == v)[0]) if (plane == v).any() else -1
                     for v in dY.ravel()]
         assert A[n, c].ravel().tolist() == expected
-
-
-def _max_op_attr(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 @needs_kernel

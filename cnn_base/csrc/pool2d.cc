@@ -611,8 +611,9 @@ constexpr int64_t kSmallAvgPlane = 12 * 12;
 
 // Pooling whose input and output planes are both small takes this way (a small input
 // padded into a large output would list up to kSmallPlane cells per output cell).
-inline bool small_planes(const Geometry& g) {
-  return g.H * g.W <= kSmallPlane && g.OH * g.OW <= kSmallPlane;
+// Average pooling only up to kSmallAvgPlane cells (measured there).
+inline bool side_by_side(const PoolParams& P, const Geometry& g) {
+  return g.H * g.W <= (P.is_max ? kSmallPlane : kSmallAvgPlane) && g.OH * g.OW <= kSmallPlane;
 }
 
 struct WindowCells {
@@ -822,9 +823,9 @@ void avg_backward_small(const PoolParams& P, const Geometry& g, const S* dY, S* 
 // A: each window's argmax (argmax=True), or nullptr.
 template <typename S>
 void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
-  if (small_planes(g)) {
+  if (side_by_side(P, g)) {
     if (P.is_max) return max_forward_small<S>(P, g, X, Y, A);
-    if (g.H * g.W <= kSmallAvgPlane) return avg_forward_small<S>(P, g, X, Y);
+    return avg_forward_small<S>(P, g, X, Y);
   }
   const int threads = cnn_base::threads_for(g.planes, g.H * g.W + g.OH * g.OW);
   std::vector<Work<S>> works(threads, Work<S>(P, g));
@@ -841,8 +842,7 @@ void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, in
 template <typename S>
 void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const S* X,
                      const S* Y, S* dX) {
-  if (!P.is_max && small_planes(g) && g.H * g.W <= kSmallAvgPlane)
-    return avg_backward_small<S>(P, g, dY, dX);
+  if (!P.is_max && side_by_side(P, g)) return avg_backward_small<S>(P, g, dY, dX);
   const int threads = cnn_base::threads_for(g.planes, 2 * (g.H * g.W + g.OH * g.OW));
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
