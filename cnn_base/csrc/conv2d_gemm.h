@@ -414,19 +414,6 @@ inline bool fits_int(const ConvParams& P, const Geometry& g) {
          workspace_values(P, g) < INT_MAX / 8;
 }
 
-// ``count`` values of MXNet's temporary workspace for this call (OpResource::alloc_cpu:
-// one request per call, as MXNet hands out one space per operator). What it buys: MXNet
-// keeps the space from call to call; a std::vector of the 40 MB a 512-channel layer takes
-// was mapped, zeroed and unmapped on every call, which made a hybridized 512 -> 512 conv on
-// 3 x 3 planes 1.65x the built-in (1.0x imperatively, where the allocator happened to keep
-// it).
-template <typename T>
-T* workspace(const OpResource& res, int64_t count) {
-  void* space = res.alloc_cpu(static_cast<int>(count * sizeof(T)));
-  if (space == nullptr) throw std::bad_alloc();
-  return static_cast<T*>(space);
-}
-
 // The tiles of the images n0 .. n1, in order.
 inline std::vector<Tile> tiles_of(const Geometry& g, const Tiling& t, int64_t n0, int64_t n1) {
   std::vector<Tile> all;

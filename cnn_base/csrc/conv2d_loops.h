@@ -65,6 +65,21 @@ inline typename VecOf<T>::type splat(T value) {
   return value - typename VecOf<T>::type{};
 }
 
+// The XV vectors of ``acc`` into out[0, width): whole vectors by one store, the last part
+// lane by lane. (acc is a copy: the caller's sums stay in registers.)
+template <typename T, int XV>
+inline void store_row(const typename VecOf<T>::type (&acc)[XV], int64_t width, T* out) {
+  constexpr int L = Lanes<T>::L;
+  for (int v = 0; v < XV; ++v) {
+    const typename VecOf<T>::type sum = acc[v];
+    if ((v + 1) * L <= width) {
+      std::memcpy(out + v * L, &sum, sizeof sum);
+    } else {
+      for (int l = 0; v * L + l < width; ++l) out[v * L + l] = sum[l];
+    }
+  }
+}
+
 template <typename T, int NB, int XV>
 void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb_valid,
                 const T* bias, T* Out, int64_t out_stride) {
@@ -93,25 +108,68 @@ void corr_tiles(const CorrShape& c, const T* In, const T* Wt, int64_t o0, int nb
         }
       }
       const int64_t width = std::min<int64_t>(TW, c.OW - xt);
-      for (int b = 0; b < nb_valid; ++b) {
-        T* out = Out + b * out_stride + y * c.OW + xt;
-        for (int v = 0; v < XV; ++v) {
-          const V sum = acc[b][v];    // a copy: acc itself stays in registers
-          if ((v + 1) * L <= width) {
-            std::memcpy(out + v * L, &sum, sizeof sum);
-          } else {
-            for (int l = 0; v * L + l < width; ++l) out[v * L + l] = sum[l];
+      for (int b = 0; b < nb_valid; ++b)
+        store_row<T, XV>(acc[b], width, Out + b * out_stride + y * c.OW + xt);
+    }
+  }
+}
+
+// corr_tiles for one output channel, R output rows at a time: the sums of R x XV vectors,
+// one broadcast kernel value serving all of them. What it buys: with one output channel
+// (depthwise convs and their input gradients) corr_tiles keeps one sum per vector, each
+// multiply-add waiting on the last one's latency (and its tiles of several channels
+// compute channels that are not there); R rows give R XV independent sums. The same
+// sums in the same order as corr_tiles, so the same bits. Rows [y0, y1), a multiple of R.
+template <typename T, int R, int XV>
+void corr_rows(const CorrShape& c, const T* In, const T* Wt, const T* bias, T* Out,
+               int64_t y0, int64_t y1) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = Lanes<T>::L, TW = XV * L;
+  const T start = bias != nullptr ? bias[0] : T(0);
+  for (int64_t y = y0; y < y1; y += R) {
+    for (int64_t xt = 0; xt < c.OW; xt += TW) {
+      V acc[R][XV];
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < XV; ++v) acc[r][v] = splat(start);
+      for (int64_t ci = 0; ci < c.C_in; ++ci) {
+        for (int64_t i = 0; i < c.KH; ++i) {
+          const T* row = In + (ci * c.BH + y * c.s_h + i * c.d_h) * c.RW + xt;
+          const T* w = Wt + ((ci * c.KH + i) * c.KW) * c.O_pad;
+          for (int64_t j = 0; j < c.KW; ++j, w += c.O_pad) {
+            const V wj = splat(w[0]);
+            for (int r = 0; r < R; ++r) {
+              const T* in = row + r * c.s_h * c.RW + c.col_off[j];
+              for (int v = 0; v < XV; ++v) acc[r][v] += wj * load(in + v * L);
+            }
           }
         }
       }
+      const int64_t width = std::min<int64_t>(TW, c.OW - xt);
+      for (int r = 0; r < R; ++r) store_row<T, XV>(acc[r], width, Out + (y + r) * c.OW + xt);
     }
   }
+}
+
+// corr_rows over the rows [y, OH): R at a time, then the rest R / 2, R / 4, ... at a time.
+template <typename T, int R, int XV>
+void corr_rows_from(const CorrShape& c, const T* In, const T* Wt, const T* bias, T* Out,
+                    int64_t y) {
+  const int64_t whole = y + (c.OH - y) / R * R;
+  corr_rows<T, R, XV>(c, In, Wt, bias, Out, y, whole);
+  if constexpr (R > 1) corr_rows_from<T, R / 2, XV>(c, In, Wt, bias, Out, whole);
 }
 
 // corr_tiles for output channels [0, channels), NB at a time.
 template <typename T>
 void corr_all(const CorrShape& c, int NB, int XV, const T* In, const T* Wt, int64_t channels,
               const T* bias, T* Out, int64_t out_stride) {
+  if (channels == 1) {      // row tiles of at most 8 sums (row_tile_vectors, conv2d.cc)
+    if (XV == 1) corr_rows_from<T, 8, 1>(c, In, Wt, bias, Out, 0);
+    if (XV == 2) corr_rows_from<T, 4, 2>(c, In, Wt, bias, Out, 0);
+    if (XV == 3) corr_rows_from<T, 2, 3>(c, In, Wt, bias, Out, 0);
+    if (XV == 4) corr_rows_from<T, 2, 4>(c, In, Wt, bias, Out, 0);
+    return;
+  }
   for (int64_t o0 = 0; o0 < channels; o0 += NB) {
     const int nb = static_cast<int>(std::min<int64_t>(NB, channels - o0));
     const T* b = bias != nullptr ? bias + o0 : nullptr;
