@@ -732,7 +732,11 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 //   Since the taps (gemm::use_taps: stride 1, at most 64 output channels) the BLAS takes
 //   those layers again where the taps fit: forward + backward, one thread / two, against the
 //   tiles: 64 -> 32 on 24 x 24 27.8 / 17.4 ms against 28.6 / 23.7, 160 -> 32 75.8 / 46.6
-//   against 70.9 / 49.9, 32 -> 32 on 96 x 96 279 / 199 against 307 / 201;
+//   against 70.9 / 49.9, 32 -> 32 on 96 x 96 279 / 199 against 307 / 201; and the BLAS
+//   for every pointwise conv (1x1, stride 1, no padding: its columns are the input's own
+//   planes, no im2col): MobileNetV2's 1x1 convs to 16-32 channels, one thread, forward +
+//   backward, tiles / BLAS / built-in: 32 -> 32 on 112 x 112 39.5 / 13.0 / 11.3 ms, 144 -> 24
+//   on 56 x 56 21.9 / 10.6 / 12.0, 192 -> 32 on 28 x 28 9.2 / 3.7 / 4.1;
 // - the BLAS otherwise: 64 channels and more (on 64 -> 64 the two are within the noise of
 //   each other and of the built-in), and every wide layer (512 -> 512 on 7 x 7: 0.8-0.9x
 //   the built-in against the tiles' 3.8x).
@@ -742,7 +746,8 @@ constexpr int64_t kGemmMinChannels = gemm::kMinRows;
 // 1 x 1 plane wastes 7 lanes of every multiply-add and a padded copy per value; the BLAS
 // takes the planes of many images as one multiply. Measured on MobileNetV2's classifier,
 // 1280 -> 10 on 1 x 1 planes, batch 8, one thread, forward + backward: 0.64 ms by the
-// tiles, the built-in 0.20.
+// tiles, 0.24 by the BLAS, the built-in 0.22. (On 5 x 5 planes, NiN's 10 -> 10 1x1, the two
+// ways measure alike, 0.26 / 0.27 ms: a call's fixed costs.)
 constexpr int64_t kTilesMinCells = 8;
 constexpr int64_t kTilesMaxOutChannels = 32;
 constexpr int64_t kTilesMinPlane = 16 * 16;
@@ -753,7 +758,7 @@ bool use_gemm(const ConvParams& P, const Geometry& g) {
   if (g.OH * g.OW < kTilesMinCells) return true;
   if (g.Og < kGemmMinChannels) return false;
   if (g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
-  if (gemm::use_taps(P, g)) return true;
+  if (gemm::use_taps(P, g) || gemm::is_pointwise(P)) return true;
   return !(g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
 }
 

@@ -462,6 +462,11 @@ struct Operand {
   int64_t ld;
 };
 
+// A 1x1 window with stride 1 and no padding: every column is one input cell's channels.
+inline bool is_pointwise(const ConvParams& P) {
+  return P.k_h == 1 && P.k_w == 1 && P.s_h == 1 && P.s_w == 1 && P.p_h == 0 && P.p_w == 0;
+}
+
 // A pointwise conv's columns for a tile of several images (whole planes): each image's plane
 // of each channel copied as it stands, image after image along cols' row of that channel.
 // What it buys: im2col's cell by cell copy (kLongRow) moved 3 x 3 planes a value at a time
@@ -484,8 +489,7 @@ void pointwise_columns(const Geometry& g, const T* Xg, const Tile& t, int64_t ld
 // and backward, and their input gradient is written in place (no col2im).
 template <typename T>
 Operand<T> columns(const ConvParams& P, const Geometry& g, const Tile& t, const T* Xg, T* cols) {
-  const bool pointwise = P.k_h == 1 && P.k_w == 1 && P.s_h == 1 && P.s_w == 1 && P.p_h == 0 &&
-                         P.p_w == 0;
+  const bool pointwise = is_pointwise(P);
   if (pointwise && t.images == 1) return {Xg + t.y0 * g.W, g.H * g.W};
   const int64_t ld = t.images * t.rows * g.OW;
   if (pointwise) {
