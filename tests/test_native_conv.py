@@ -46,6 +46,25 @@ CONV_TABLE = [
     ((1, 3, 7, 9), dict(channels=4, kernel_size=3, strides=2, dilation=2, padding=1)),
     ((2, 3, 7, 8), dict(channels=2, kernel_size=1, strides=3)),
     ((1, 2, 2, 3), dict(channels=3, kernel_size=2, strides=4, padding=1)),
+    # one output channel per group, summed in row tiles (corr_rows): 13 rows of 7 (8 + 4 + 1
+    # rows, each row stored whole but the plane's last), 9 rows of 20 (three vectors) and 30
+    # (four), one output channel of three inputs; stride 2 padded by one (odd: the even
+    # columns land in the second phase), by two and none, odd and even widths
+    ((2, 3, 13, 7), dict(channels=3, kernel_size=3, padding=1, groups=3)),
+    ((1, 2, 9, 20), dict(channels=2, kernel_size=3, padding=1, groups=2, use_bias=False)),
+    ((1, 2, 5, 30), dict(channels=2, kernel_size=3, padding=1, groups=2)),
+    ((2, 3, 11, 9), dict(channels=1, kernel_size=3, padding=1)),
+    ((2, 3, 15, 15), dict(channels=3, kernel_size=3, strides=2, padding=1, groups=3)),
+    ((1, 4, 10, 12), dict(channels=4, kernel_size=3, strides=2, padding=2, groups=4)),
+    ((1, 2, 9, 9), dict(channels=2, kernel_size=5, strides=2, groups=2)),
+    # the BLAS's by the rule: planes of under 8 cells (1 x 1, 2 x 3), a 1x1 conv to few
+    # channels on a large plane and on several images' 3 x 3 planes, a strided layer to
+    # 16 channels
+    ((4, 16, 1, 1), dict(channels=10, kernel_size=1)),
+    ((3, 8, 2, 3), dict(channels=5, kernel_size=1, use_bias=False)),
+    ((1, 32, 20, 20), dict(channels=16, kernel_size=1)),
+    ((6, 20, 3, 3), dict(channels=16, kernel_size=1)),
+    ((1, 3, 40, 40), dict(channels=16, kernel_size=3, strides=2, padding=1)),
 ]
 
 
