@@ -1,7 +1,8 @@
 """Differential fuzzing of the conv kernel: ``cnn_base_conv2d`` against Gluon's ``Convolution``.
 
 Every case is drawn from a seed: batch, groups, input and output channels per
-group (up to 13 output channels, past every register tile's width), kernel,
+group (up to 13 output channels, past every register tile's width; one case in six
+depthwise, one input and one output channel in each of 2-19 groups), kernel,
 stride, padding, dilation, input height and width (now and then a tall, narrow
 input, so that the kernel gradient's bands of rows end inside the output, or a
 row wider than four vectors), float32 or float64, bias or not, NCHW or (one
@@ -90,11 +91,14 @@ def random_case(rng, seed):
     high = {"small": (24, 24), "tall": (150, 12), "wide": (8, 70)}[shape]
     size = tuple(int(rng.randint(max(1, span[a] - 2 * padding[a]), max(2, span[a]) + high[a]))
                  for a in range(2))
-    return Case(seed=seed, N=int(rng.randint(1, 4)), groups=int(rng.choice([1, 1, 1, 2, 3])),
+    case = Case(seed=seed, N=int(rng.randint(1, 4)), groups=int(rng.choice([1, 1, 1, 2, 3])),
                 c_i=int(rng.randint(1, 7)), c_o=int(rng.randint(1, 14)), H=size[0], W=size[1],
                 kernel=kernel, strides=strides, padding=padding, dilation=dilation,
                 dtype=str(rng.choice(DTYPES, p=[0.6, 0.4])), bias=bool(rng.rand() < 0.8),
                 special=bool(rng.rand() < 0.25), layout=str(rng.choice(["NCHW", "NHWC"], p=[0.75, 0.25])))
+    if rng.rand() < 1 / 6:      # depthwise: the kernel's side-by-side way on small planes
+        case = dataclasses.replace(case, c_i=1, c_o=1, groups=int(rng.randint(2, 20)))
+    return case
 
 
 def _gluon(case, X, K, b, dY):

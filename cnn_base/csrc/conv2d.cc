@@ -710,6 +710,7 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 }
 
 #include "conv2d_gemm.h"    // im2col + the BLAS's matrix multiply: namespace gemm
+#include "conv2d_depthwise.h"    // depthwise convs of small planes side by side: namespace depthwise
 
 // Which way a layer is multiplied (algo "auto"): im2col + the BLAS (gemm::forward) or the
 // register tiles (corr_tiles). Measured on the real networks' layers (forward and backward
@@ -767,7 +768,9 @@ bool use_gemm(const ConvParams& P, const Geometry& g) {
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y,
              const OpResource& res) {
-  if (use_gemm(P, g)) {
+  if (depthwise::applies(P, g)) {
+    depthwise::forward(P, g, X, K, B, Y, res);
+  } else if (use_gemm(P, g)) {
     gemm::forward(P, g, X, K, B, Y, res);
   } else {
     tiles_forward(P, g, X, K, B, Y);
@@ -777,7 +780,9 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
               T* dX, T* dK, T* dB, const OpResource& res) {
-  if (use_gemm(P, g)) {
+  if (depthwise::applies(P, g)) {
+    depthwise::backward(P, g, dY, X, K, dX, dK, res);
+  } else if (use_gemm(P, g)) {
     gemm::backward(P, g, dY, X, K, dX, dK, res);
   } else {
     input_grad<T>(P, g, dY, K, dX, res);

@@ -1,0 +1,246 @@
+/*
+ * Depthwise convs of small planes, the planes side by side: conv2d.cc includes this file
+ * into its anonymous namespace as namespace ``depthwise``.
+ *
+ * A depthwise conv (one input and one output channel per group) sums k_h k_w products
+ * per output cell, one plane at a time. On small planes the register tiles (corr_rows)
+ * spend more on each plane's padding, its calls and its short rows than on the sums
+ * (MobileNetV2's 960 planes of 7 x 7: 3.6 ms forward + backward on one thread, the
+ * built-in 0.9). Here L planes (8 floats or 4 doubles: one AVX2 vector) are laid side by
+ * side, cell by cell, in a zero-padded buffer: every cell is then a vector of L planes'
+ * values, and each kernel cell a vector of L channels' weights, so one vector
+ * multiply-add serves L planes with no padding per plane and no horizontal sums, for any
+ * stride and dilation (a stride only steps over whole cells). The built-in's oneDNN
+ * kernel lays its channels out the same way (nChw8c).
+ *
+ * Channel block b holds the channels [b L, b L + L) (lanes past C stay zero); one loop
+ * item per block, over every image in order, so each block's dW is summed by one thread
+ * in a fixed order (the same bits whatever the load). The forward sums each output as
+ * corr_tiles does (the bias, then the kernel cells in row-major order), so Y has the
+ * same bits as the tiles'; dX adds each output gradient's products into the cells it came
+ * from (the transposed conv, scattered), dW sums each image's products per kernel cell,
+ * then adds the images in order.
+ */
+
+namespace depthwise {
+
+template <typename T>
+constexpr int kLanes = 32 / static_cast<int>(sizeof(T));
+
+// The L lanes of a cell as one vector (GCC's vector extension: AVX2 registers in the AVX2
+// copies, two SSE2 halves in the baseline ones), loaded and stored whole. What it buys: the
+// same loops over the lanes as plain arrays stayed scalar (the compiler could not rule out
+// that the buffers overlap), one value at a time.
+template <typename T>
+struct Cell {
+  typedef T V __attribute__((vector_size(32)));
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// Input planes of at most this many cells may go side by side, and only with a stride or
+// output rows shorter than kShortRow: elsewhere the row tiles (corr_rows) read the planes as
+// they lie, and the side-by-side way's transposes in and out cost more than it saves. One
+// thread, forward + backward, ms, row tiles / side by side / built-in (MobileNetV2, batch 8):
+// 960 on 7 x 7 3.3 / 2.1 / 0.8, 576 on 14 x 14 stride 2 5.7 / 4.6 / 1.7, 192 on 28 x 28
+// stride 2 4.7 / 3.3 / 2.2; but stride 1, 576 on 14 x 14 4.3 / 8.2 / 2.8, 192 on 28 x 28
+// 5.4 / 6.2 / 3.3.
+constexpr int64_t kMaxPlane = 28 * 28;
+constexpr int64_t kShortRow = 8;
+
+// Whether this call runs side by side: algo "auto", a depthwise conv, a small input plane
+// with a stride or short output rows, and a padding inside the window's reach (the padded
+// buffer then holds every window).
+inline bool applies(const ConvParams& P, const Geometry& g) {
+  const bool strided = P.s_h > 1 || P.s_w > 1;
+  return P.algo == kAlgoAuto && g.Cg == 1 && g.Og == 1 && g.H * g.W <= kMaxPlane &&
+         (strided || g.OW < kShortRow) && P.p_h <= P.d_h * (g.KH - 1) &&
+         P.p_w <= P.d_w * (g.KW - 1);
+}
+
+// The sizes of a block's buffers: the padded input plane (BH x BW cells) and the output.
+struct Sizes {
+  int64_t BH, BW, taps, blocks;
+};
+
+template <typename T>
+Sizes sizes_of(const ConvParams& P, const Geometry& g) {
+  return {g.H + 2 * P.p_h, g.W + 2 * P.p_w, g.KH * g.KW, (g.C + kLanes<T> - 1) / kLanes<T>};
+}
+
+// Image n's planes of the channels [c0, c0 + L) of ``src`` (C planes of rows x cols per image)
+// into the lanes of ``dst`` (cells of L values, BW cells a row) from cell (top, left) on;
+// the lanes past C are left as they are (zero).
+template <typename T>
+void to_lanes(const T* src, int64_t C, int64_t rows, int64_t cols, int64_t n, int64_t c0,
+              T* dst, int64_t BW, int64_t top, int64_t left) {
+  constexpr int L = kLanes<T>;
+  const T* plane = src + (n * C + c0) * rows * cols;
+  const int64_t size = rows * cols;
+  if (c0 + L > C) {       // the last block: its real lanes only
+    for (int l = 0; c0 + l < C; ++l)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          dst[((r + top) * BW + c + left) * L + l] = plane[l * size + r * cols + c];
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r)        // each cell's L values written together
+    for (int64_t c = 0; c < cols; ++c) {
+      T* cell = dst + ((r + top) * BW + c + left) * L;
+      const T* from = plane + r * cols + c;
+      for (int l = 0; l < L; ++l) cell[l] = from[l * size];
+    }
+}
+
+// The inverse: the cells (top, left) .. (top + rows, left + cols) of ``src``'s lanes into
+// image n's planes of the channels [c0, c0 + L) of ``dst``.
+template <typename T>
+void from_lanes(const T* src, int64_t BW, int64_t top, int64_t left, int64_t C, int64_t rows,
+                int64_t cols, int64_t n, int64_t c0, T* dst) {
+  constexpr int L = kLanes<T>;
+  T* plane = dst + (n * C + c0) * rows * cols;
+  const int64_t size = rows * cols, lanes = std::min<int64_t>(L, C - c0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const T* cell = src + ((r + top) * BW + c + left) * L;
+      T* to = plane + r * cols + c;
+      for (int l = 0; l < lanes; ++l) to[l * size] = cell[l];
+    }
+}
+
+// Y's lanes (OH x OW cells) = the bias Bl, then + Kl[i][j] Xl[y s_h + i d_h][x s_w + j d_w]
+// over the kernel cells in row-major order. (target_clones: an AVX2 copy besides the baseline
+// one, chosen when the library loads; the lane loops are its vectors.)
+template <typename T>
+__attribute__((target_clones("avx2", "default")))
+void forward_lanes(const ConvParams& P, const Geometry& g, int64_t BW, const T* Xl,
+                   const T* Kl, const T* Bl, T* Yl) {
+  constexpr int L = kLanes<T>;
+  typedef Cell<T> C;
+  for (int64_t y = 0; y < g.OH; ++y)
+    for (int64_t x = 0; x < g.OW; ++x) {
+      typename C::V acc = C::load(Bl);
+      for (int64_t i = 0; i < g.KH; ++i)
+        for (int64_t j = 0; j < g.KW; ++j) {
+          const T* in = Xl + ((y * P.s_h + i * P.d_h) * BW + x * P.s_w + j * P.d_w) * L;
+          acc += C::load(Kl + (i * g.KW + j) * L) * C::load(in);
+        }
+      C::store(Yl + (y * g.OW + x) * L, acc);
+    }
+}
+
+// Kernel cell by kernel cell (row-major), over every output cell: dXl (BH x BW cells, zeroed
+// by the caller) += the kernel cell's weights times dY at the cell it read, and dKl (taps x
+// L) += this image's sum of dY times those cells. What it buys: a cell of dXl gets one addition
+// per pass, where adding each output's k_h k_w products in turn read back cells just written
+// (a stall on every store, twice the time).
+template <typename T>
+__attribute__((target_clones("avx2", "default")))
+void backward_lanes(const ConvParams& P, const Geometry& g, int64_t BW, const T* dYl,
+                    const T* Xl, const T* Kl, T* dXl, T* dKl) {
+  constexpr int L = kLanes<T>;
+  typedef Cell<T> C;
+  for (int64_t i = 0; i < g.KH; ++i)
+    for (int64_t j = 0; j < g.KW; ++j) {
+      const typename C::V w = C::load(Kl + (i * g.KW + j) * L);
+      typename C::V acc = {};
+      for (int64_t y = 0; y < g.OH; ++y) {
+        const int64_t at = ((y * P.s_h + i * P.d_h) * BW + j * P.d_w) * L;
+        for (int64_t x = 0; x < g.OW; ++x) {
+          const typename C::V dy = C::load(dYl + (y * g.OW + x) * L);
+          T* to = dXl + at + x * P.s_w * L;
+          C::store(to, C::load(to) + w * dy);
+          acc += dy * C::load(Xl + at + x * P.s_w * L);
+        }
+      }
+      T* sum = dKl + (i * g.KW + j) * L;
+      C::store(sum, C::load(sum) + acc);
+    }
+}
+
+// Block b's kernels (taps x L, channel-innermost; zero past C), and its biases when ``B``.
+template <typename T>
+void block_kernels(const Geometry& g, const Sizes& z, const T* K, const T* B, int64_t c0, T* Kl,
+                   T* Bl) {
+  constexpr int L = kLanes<T>;
+  for (int l = 0; l < L; ++l) {
+    const bool real = c0 + l < g.C;
+    for (int64_t t = 0; t < z.taps; ++t) Kl[t * L + l] = real ? K[(c0 + l) * z.taps + t] : T(0);
+    if (Bl != nullptr) Bl[l] = real && B != nullptr ? B[c0 + l] : T(0);
+  }
+}
+
+// The buffers of both passes are MXNet's workspace (scratch), kept from call to call.
+template <typename T>
+void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y,
+             const OpResource& res) {
+  constexpr int L = kLanes<T>;
+  const Sizes z = sizes_of<T>(P, g);
+  const int64_t in_cells = z.BH * z.BW * L, out_cells = g.OH * g.OW * L;
+  const int n_threads = cnn_base::threads_for(z.blocks, g.N * g.OH * g.OW * z.taps * L);
+  const int64_t per_thread = in_cells + out_cells + (z.taps + 1) * L;
+  std::vector<T> fallback;
+  T* const buffers = scratch<T>(res, n_threads * per_thread, &fallback);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    T* Xl = buffers + omp_get_thread_num() * per_thread;
+    T* Yl = Xl + in_cells;
+    T* Kl = Yl + out_cells;
+    T* Bl = Kl + z.taps * L;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < z.blocks; ++b) {
+      block_kernels(g, z, K, B, b * L, Kl, Bl);
+      std::fill(Xl, Xl + in_cells, T(0));
+      for (int64_t n = 0; n < g.N; ++n) {
+        to_lanes(X, g.C, g.H, g.W, n, b * L, Xl, z.BW, P.p_h, P.p_w);
+        forward_lanes(P, g, z.BW, static_cast<const T*>(Xl), static_cast<const T*>(Kl),
+                      static_cast<const T*>(Bl), Yl);
+        from_lanes(static_cast<const T*>(Yl), g.OW, 0, 0, g.C, g.OH, g.OW, n, b * L, Y);
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
+              T* dX, T* dK, const OpResource& res) {
+  constexpr int L = kLanes<T>;
+  const Sizes z = sizes_of<T>(P, g);
+  const int64_t in_cells = z.BH * z.BW * L, out_cells = g.OH * g.OW * L;
+  const int n_threads = cnn_base::threads_for(z.blocks, 2 * g.N * g.OH * g.OW * z.taps * L);
+  const int64_t per_thread = 2 * in_cells + out_cells + 2 * z.taps * L;
+  std::vector<T> fallback;
+  T* const buffers = scratch<T>(res, n_threads * per_thread, &fallback);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    T* Xl = buffers + omp_get_thread_num() * per_thread;
+    T* dXl = Xl + in_cells;
+    T* dYl = dXl + in_cells;
+    T* Kl = dYl + out_cells;
+    T* dKl = Kl + z.taps * L;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < z.blocks; ++b) {
+      block_kernels(g, z, K, static_cast<const T*>(nullptr), b * L, Kl,
+                    static_cast<T*>(nullptr));
+      std::fill(Xl, Xl + in_cells, T(0));
+      std::fill(dYl, dYl + out_cells, T(0));
+      std::fill(dKl, dKl + z.taps * L, T(0));
+      for (int64_t n = 0; n < g.N; ++n) {
+        to_lanes(X, g.C, g.H, g.W, n, b * L, Xl, z.BW, P.p_h, P.p_w);
+        to_lanes(dY, g.C, g.OH, g.OW, n, b * L, dYl, g.OW, 0, 0);
+        std::fill(dXl, dXl + in_cells, T(0));
+        backward_lanes(P, g, z.BW, static_cast<const T*>(dYl), static_cast<const T*>(Xl),
+                       static_cast<const T*>(Kl), dXl, dKl);
+        from_lanes(static_cast<const T*>(dXl), z.BW, P.p_h, P.p_w, g.C, g.H, g.W, n, b * L, dX);
+      }
+      for (int l = 0; l < L && b * L + l < g.C; ++l)
+        for (int64_t t = 0; t < z.taps; ++t) dK[(b * L + l) * z.taps + t] = dKl[t * L + l];
+    }
+  }
+}
+
+}  // namespace depthwise
