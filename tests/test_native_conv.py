@@ -198,6 +198,29 @@ def test_every_way_of_multiplying_equals_gluons_convolution(input_shape, kw, dty
         np.testing.assert_allclose(a, b, err_msg=name, **tol)
 
 
+# Depthwise layers the kernel lays side by side (csrc/conv2d_depthwise.h): with a stride, and
+# with rows under 8 cells.
+SIDE_BY_SIDE = [
+    ((3, 19, 14, 14), dict(channels=19, kernel_size=3, strides=2, padding=1, groups=19)),
+    ((2, 12, 7, 7), dict(channels=12, kernel_size=3, padding=1, groups=12)),
+    ((2, 9, 11, 10), dict(channels=9, kernel_size=(3, 2), strides=(2, 3), dilation=(2, 1),
+                          padding=(2, 1), groups=9, use_bias=False)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_shape, kw", SIDE_BY_SIDE, ids=[_case_id(c) for c in SIDE_BY_SIDE])
+def test_depthwise_side_by_side_gives_the_row_tiles_output_bit_for_bit_and_gluons_gradients(
+        input_shape, kw, dtype):
+    X, W, B = _inputs(input_shape, kw, dtype)
+    side, _ = _run(conv2d_native, kw, X, W, B, hybridize=False)          # algo auto
+    rows, _ = _run(_op_with("tiles"), kw, X, W, B, hybridize=False)
+    theirs, _ = _run("builtin", kw, X, W, B, hybridize=False)
+    np.testing.assert_array_equal(side[0], rows[0])      # the same sums in the same order
+    for name, a, b in zip(["Y", "dX", "dW", "dB"], side, theirs):
+        np.testing.assert_allclose(a, b, err_msg=name, **TOL[dtype])
+
+
 @pytest.mark.parametrize("input_shape, kw", CONV_TABLE[:6], ids=[_case_id(c) for c in CONV_TABLE[:6]])
 def test_kernel_equals_the_mxnet_operator_conv2d(input_shape, kw):
     X, W, B = _inputs(input_shape, kw, "float64")

@@ -421,6 +421,17 @@ void weight_grad_item(const WeightGradShape& w, const T* dYb, const T* Xb,
                       const int64_t* tap_off, int64_t y0, int64_t y1, T* part) {
   CNN_BASE_PICK(weight_grad_band<T>(w, dYb, Xb, tap_off, y0, y1, part))
 }
+template <typename T>
+void forward_lanes_item(const ConvParams& P, const Geometry& g, int64_t BW, const T* Xl,
+                        const T* Kl, const T* Bl, T* Yl) {
+  CNN_BASE_PICK(forward_lanes<T>(P, g, BW, Xl, Kl, Bl, Yl))
+}
+
+template <typename T>
+void backward_lanes_item(const ConvParams& P, const Geometry& g, int64_t BW, const T* dYl,
+                         const T* Xl, const T* Kl, T* dXl, T* dKl) {
+  CNN_BASE_PICK(backward_lanes<T>(P, g, BW, dYl, Xl, Kl, dXl, dKl))
+}
 #undef CNN_BASE_PICK
 
 // Values in one vector of the loops (32 bytes).

@@ -19,28 +19,14 @@
  * corr_tiles does (the bias, then the kernel cells in row-major order), so Y has the
  * same bits as the tiles'; dX adds each output gradient's products into the cells it came
  * from (the transposed conv, scattered), dW sums each image's products per kernel cell,
- * then adds the images in order.
+ * then adds the images in order. The vector loops (forward_lanes, backward_lanes) are in
+ * conv2d_loops.h, compiled for AVX2 with FMA and for any x86-64 as the tiles' are.
  */
 
 namespace depthwise {
 
 template <typename T>
-constexpr int kLanes = 32 / static_cast<int>(sizeof(T));
-
-// The L lanes of a cell as one vector (GCC's vector extension: AVX2 registers in the AVX2
-// copies, two SSE2 halves in the baseline ones), loaded and stored whole. What it buys: the
-// same loops over the lanes as plain arrays stayed scalar (the compiler could not rule out
-// that the buffers overlap), one value at a time.
-template <typename T>
-struct Cell {
-  typedef T V __attribute__((vector_size(32)));
-  static V load(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
-};
+constexpr int kLanes = base::Lanes<T>::L;
 
 // Input planes of at most this many cells may go side by side, and only with a stride or
 // output rows shorter than kShortRow: elsewhere the row tiles (corr_rows) read the planes as
@@ -112,56 +98,6 @@ void from_lanes(const T* src, int64_t BW, int64_t top, int64_t left, int64_t C, 
     }
 }
 
-// Y's lanes (OH x OW cells) = the bias Bl, then + Kl[i][j] Xl[y s_h + i d_h][x s_w + j d_w]
-// over the kernel cells in row-major order. (target_clones: an AVX2 copy besides the baseline
-// one, chosen when the library loads; the lane loops are its vectors.)
-template <typename T>
-__attribute__((target_clones("avx2", "default")))
-void forward_lanes(const ConvParams& P, const Geometry& g, int64_t BW, const T* Xl,
-                   const T* Kl, const T* Bl, T* Yl) {
-  constexpr int L = kLanes<T>;
-  typedef Cell<T> C;
-  for (int64_t y = 0; y < g.OH; ++y)
-    for (int64_t x = 0; x < g.OW; ++x) {
-      typename C::V acc = C::load(Bl);
-      for (int64_t i = 0; i < g.KH; ++i)
-        for (int64_t j = 0; j < g.KW; ++j) {
-          const T* in = Xl + ((y * P.s_h + i * P.d_h) * BW + x * P.s_w + j * P.d_w) * L;
-          acc += C::load(Kl + (i * g.KW + j) * L) * C::load(in);
-        }
-      C::store(Yl + (y * g.OW + x) * L, acc);
-    }
-}
-
-// Kernel cell by kernel cell (row-major), over every output cell: dXl (BH x BW cells, zeroed
-// by the caller) += the kernel cell's weights times dY at the cell it read, and dKl (taps x
-// L) += this image's sum of dY times those cells. What it buys: a cell of dXl gets one addition
-// per pass, where adding each output's k_h k_w products in turn read back cells just written
-// (a stall on every store, twice the time).
-template <typename T>
-__attribute__((target_clones("avx2", "default")))
-void backward_lanes(const ConvParams& P, const Geometry& g, int64_t BW, const T* dYl,
-                    const T* Xl, const T* Kl, T* dXl, T* dKl) {
-  constexpr int L = kLanes<T>;
-  typedef Cell<T> C;
-  for (int64_t i = 0; i < g.KH; ++i)
-    for (int64_t j = 0; j < g.KW; ++j) {
-      const typename C::V w = C::load(Kl + (i * g.KW + j) * L);
-      typename C::V acc = {};
-      for (int64_t y = 0; y < g.OH; ++y) {
-        const int64_t at = ((y * P.s_h + i * P.d_h) * BW + j * P.d_w) * L;
-        for (int64_t x = 0; x < g.OW; ++x) {
-          const typename C::V dy = C::load(dYl + (y * g.OW + x) * L);
-          T* to = dXl + at + x * P.s_w * L;
-          C::store(to, C::load(to) + w * dy);
-          acc += dy * C::load(Xl + at + x * P.s_w * L);
-        }
-      }
-      T* sum = dKl + (i * g.KW + j) * L;
-      C::store(sum, C::load(sum) + acc);
-    }
-}
-
 // Block b's kernels (taps x L, channel-innermost; zero past C), and its biases when ``B``.
 template <typename T>
 void block_kernels(const Geometry& g, const Sizes& z, const T* K, const T* B, int64_t c0, T* Kl,
@@ -197,8 +133,8 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
       std::fill(Xl, Xl + in_cells, T(0));
       for (int64_t n = 0; n < g.N; ++n) {
         to_lanes(X, g.C, g.H, g.W, n, b * L, Xl, z.BW, P.p_h, P.p_w);
-        forward_lanes(P, g, z.BW, static_cast<const T*>(Xl), static_cast<const T*>(Kl),
-                      static_cast<const T*>(Bl), Yl);
+        forward_lanes_item(P, g, z.BW, static_cast<const T*>(Xl), static_cast<const T*>(Kl),
+                           static_cast<const T*>(Bl), Yl);
         from_lanes(static_cast<const T*>(Yl), g.OW, 0, 0, g.C, g.OH, g.OW, n, b * L, Y);
       }
     }
@@ -233,8 +169,8 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
         to_lanes(X, g.C, g.H, g.W, n, b * L, Xl, z.BW, P.p_h, P.p_w);
         to_lanes(dY, g.C, g.OH, g.OW, n, b * L, dYl, g.OW, 0, 0);
         std::fill(dXl, dXl + in_cells, T(0));
-        backward_lanes(P, g, z.BW, static_cast<const T*>(dYl), static_cast<const T*>(Xl),
-                       static_cast<const T*>(Kl), dXl, dKl);
+        backward_lanes_item(P, g, z.BW, static_cast<const T*>(dYl), static_cast<const T*>(Xl),
+                            static_cast<const T*>(Kl), dXl, dKl);
         from_lanes(static_cast<const T*>(dXl), z.BW, P.p_h, P.p_w, g.C, g.H, g.W, n, b * L, dX);
       }
       for (int l = 0; l < L && b * L + l < g.C; ++l)

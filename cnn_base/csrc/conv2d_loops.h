@@ -304,3 +304,66 @@ void weight_grad_band(const WeightGradShape& w, const T* dYb, const T* Xb,
   CNN_BASE_GRAD_TILE(2, 5) CNN_BASE_GRAD_TILE(1, 9)
 #undef CNN_BASE_GRAD_TILE
 }
+
+// ---- depthwise convs with the planes side by side (conv2d_depthwise.h) ----
+
+// The L lanes of a cell (conv2d_depthwise.h) as one vector, loaded and stored whole. What it
+// buys: the same loops over the lanes as plain arrays stayed scalar (the compiler could not
+// rule out that the buffers overlap), one value at a time.
+template <typename T>
+struct Cell {
+  typedef typename VecOf<T>::type V;
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// Y's lanes (OH x OW cells) = the bias Bl, then + Kl[i][j] Xl[y s_h + i d_h][x s_w + j d_w]
+// over the kernel cells in row-major order (the sums of corr_tiles, so the same bits).
+template <typename T>
+void forward_lanes(const ConvParams& P, const Geometry& g, int64_t BW, const T* Xl,
+                   const T* Kl, const T* Bl, T* Yl) {
+  constexpr int L = Lanes<T>::L;
+  typedef Cell<T> C;
+  for (int64_t y = 0; y < g.OH; ++y)
+    for (int64_t x = 0; x < g.OW; ++x) {
+      typename C::V acc = C::load(Bl);
+      for (int64_t i = 0; i < g.KH; ++i)
+        for (int64_t j = 0; j < g.KW; ++j) {
+          const T* in = Xl + ((y * P.s_h + i * P.d_h) * BW + x * P.s_w + j * P.d_w) * L;
+          acc += C::load(Kl + (i * g.KW + j) * L) * C::load(in);
+        }
+      C::store(Yl + (y * g.OW + x) * L, acc);
+    }
+}
+
+// Kernel cell by kernel cell (row-major), over every output cell: dXl (BH x BW cells, zeroed
+// by the caller) += the kernel cell's weights times dY at the cell it read, and dKl (taps x
+// L) += this image's sum of dY times those cells. What it buys: a cell of dXl gets one addition
+// per pass, where adding each output's k_h k_w products in turn read back cells just written
+// (a stall on every store, twice the time).
+template <typename T>
+void backward_lanes(const ConvParams& P, const Geometry& g, int64_t BW, const T* dYl,
+                    const T* Xl, const T* Kl, T* dXl, T* dKl) {
+  constexpr int L = Lanes<T>::L;
+  typedef Cell<T> C;
+  for (int64_t i = 0; i < g.KH; ++i)
+    for (int64_t j = 0; j < g.KW; ++j) {
+      const typename C::V w = C::load(Kl + (i * g.KW + j) * L);
+      typename C::V acc = {};
+      for (int64_t y = 0; y < g.OH; ++y) {
+        const int64_t at = ((y * P.s_h + i * P.d_h) * BW + j * P.d_w) * L;
+        for (int64_t x = 0; x < g.OW; ++x) {
+          const typename C::V dy = C::load(dYl + (y * g.OW + x) * L);
+          T* to = dXl + at + x * P.s_w * L;
+          C::store(to, C::load(to) + w * dy);
+          acc += dy * C::load(Xl + at + x * P.s_w * L);
+        }
+      }
+      T* sum = dKl + (i * g.KW + j) * L;
+      C::store(sum, C::load(sum) + acc);
+    }
+}
