@@ -30,12 +30,14 @@ constexpr int kLanes = base::Lanes<T>::L;
 
 // Input planes of at most this many cells may go side by side, and only with a stride or
 // output rows shorter than kShortRow: elsewhere the row tiles (corr_rows) read the planes as
-// they lie, and the side-by-side way's transposes in and out cost more than it saves. One
-// thread, forward + backward, ms, row tiles / side by side / built-in (MobileNetV2, batch 8):
-// 960 on 7 x 7 3.3 / 2.1 / 0.8, 576 on 14 x 14 stride 2 5.7 / 4.6 / 1.7, 192 on 28 x 28
-// stride 2 4.7 / 3.3 / 2.2; but stride 1, 576 on 14 x 14 4.3 / 8.2 / 2.8, 192 on 28 x 28
-// 5.4 / 6.2 / 3.3.
-constexpr int64_t kMaxPlane = 28 * 28;
+// they lie, and the side-by-side way's transposes in and out cost about what it saves. One
+// thread, forward + backward, the two ways and the built-in interleaved in one process, ms,
+// row tiles / side by side / built-in (MobileNetV2, batch 8): stride 2, 96 on 112 x 112 32.0 /
+// 22.0 / 18.9, 144 on 56 x 56 11.7 / 8.5 / 6.9, 192 on 28 x 28 4.7 / 2.9 / 2.4, 576 on 14 x 14
+// 5.9 / 2.7 / 1.9; 960 on 7 x 7 3.5 / 2.1 / 1.1; but stride 1, 576 on 14 x 14 4.4 / 5.8 / 2.9,
+// 192 on 28 x 28 4.9 / 5.4 / 3.4 (on 56 x 56 and 112 x 112 side by side was 11-13% faster:
+// left to the row tiles, one rule).
+constexpr int64_t kMaxPlane = 112 * 112;
 constexpr int64_t kShortRow = 8;
 
 // Whether this call runs side by side: algo "auto", a depthwise conv, a small input plane
