@@ -287,7 +287,9 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     (Gluon's NHWC weight layout too) see :func:`_native_channel_last`.
 
     ``algo`` says how the kernel multiplies: ``'auto'`` (its measured rule,
-    ``use_gemm`` in ``csrc/conv2d.cc``), ``'tiles'`` (its register tiles over the
+    ``use_gemm`` in ``csrc/conv2d.cc``; depthwise layers with a stride or short rows
+    with 8 planes side by side in the vector lanes, ``csrc/conv2d_depthwise.h``),
+    ``'tiles'`` (its register tiles over the
     padded input) or ``'gemm'`` (the chapter's im2col and one matrix multiply by the
     BLAS the mxnet wheel ships, ``csrc/conv2d_gemm.h``; the tiles when no BLAS was
     found, :func:`cnn_base.native.multiplies_with_blas`) or ``'taps'`` (im2col left
