@@ -50,14 +50,17 @@ inline bool applies(const ConvParams& P, const Geometry& g) {
          P.p_w <= P.d_w * (g.KW - 1);
 }
 
-// The sizes of a block's buffers: the padded input plane (BH x BW cells) and the output.
+// The sizes of a block's buffers: the padded input plane (BH x BW cells, in_cells values)
+// and the output plane (out_cells values); the kernel's taps, the blocks of channels.
 struct Sizes {
-  int64_t BH, BW, taps, blocks;
+  int64_t BH, BW, taps, blocks, in_cells, out_cells;
 };
 
 template <typename T>
 Sizes sizes_of(const ConvParams& P, const Geometry& g) {
-  return {g.H + 2 * P.p_h, g.W + 2 * P.p_w, g.KH * g.KW, (g.C + kLanes<T> - 1) / kLanes<T>};
+  constexpr int L = kLanes<T>;
+  const int64_t BH = g.H + 2 * P.p_h, BW = g.W + 2 * P.p_w;
+  return {BH, BW, g.KH * g.KW, (g.C + L - 1) / L, BH * BW * L, g.OH * g.OW * L};
 }
 
 // Image n's planes of the channels [c0, c0 + L) of ``src`` (C planes of rows x cols per image)
@@ -68,19 +71,12 @@ void to_lanes(const T* src, int64_t C, int64_t rows, int64_t cols, int64_t n, in
               T* dst, int64_t BW, int64_t top, int64_t left) {
   constexpr int L = kLanes<T>;
   const T* plane = src + (n * C + c0) * rows * cols;
-  const int64_t size = rows * cols;
-  if (c0 + L > C) {       // the last block: its real lanes only
-    for (int l = 0; c0 + l < C; ++l)
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c)
-          dst[((r + top) * BW + c + left) * L + l] = plane[l * size + r * cols + c];
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r)        // each cell's L values written together
+  const int64_t size = rows * cols, lanes = std::min<int64_t>(L, C - c0);
+  for (int64_t r = 0; r < rows; ++r)        // each cell's values written together
     for (int64_t c = 0; c < cols; ++c) {
       T* cell = dst + ((r + top) * BW + c + left) * L;
       const T* from = plane + r * cols + c;
-      for (int l = 0; l < L; ++l) cell[l] = from[l * size];
+      for (int l = 0; l < lanes; ++l) cell[l] = from[l * size];
     }
 }
 
@@ -118,8 +114,8 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
              const OpResource& res) {
   constexpr int L = kLanes<T>;
   const Sizes z = sizes_of<T>(P, g);
-  const int64_t in_cells = z.BH * z.BW * L, out_cells = g.OH * g.OW * L;
-  const int n_threads = cnn_base::threads_for(z.blocks, g.N * g.OH * g.OW * z.taps * L);
+  const int64_t in_cells = z.in_cells, out_cells = z.out_cells;
+  const int n_threads = cnn_base::threads_for(z.blocks, g.N * z.out_cells * z.taps);
   const int64_t per_thread = in_cells + out_cells + (z.taps + 1) * L;
   std::vector<T> fallback;
   T* const buffers = scratch<T>(res, n_threads * per_thread, &fallback);
@@ -148,8 +144,8 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
               T* dX, T* dK, const OpResource& res) {
   constexpr int L = kLanes<T>;
   const Sizes z = sizes_of<T>(P, g);
-  const int64_t in_cells = z.BH * z.BW * L, out_cells = g.OH * g.OW * L;
-  const int n_threads = cnn_base::threads_for(z.blocks, 2 * g.N * g.OH * g.OW * z.taps * L);
+  const int64_t in_cells = z.in_cells, out_cells = z.out_cells;
+  const int n_threads = cnn_base::threads_for(z.blocks, 2 * g.N * z.out_cells * z.taps);
   const int64_t per_thread = 2 * in_cells + out_cells + 2 * z.taps * L;
   std::vector<T> fallback;
   T* const buffers = scratch<T>(res, n_threads * per_thread, &fallback);
