@@ -171,22 +171,33 @@ WIDE_TABLE = [
     # more than 64 output channels per group: dW = dY cols^T (fewer: dW^T = cols dY^T)
     ((2, 24, 6, 5), dict(channels=72, kernel_size=3, padding=1)),
     ((2, 16, 5, 5), dict(channels=136, kernel_size=3, strides=2, groups=2)),
+    # im2col without the padding (csrc/conv2d_blocks.h), several images' planes a tile: by
+    # the rule (64 input channels, 3 x 3 and 6 x 6 planes; dX by the transposed conv's
+    # blocks), with groups; forced ('gemm'): padding past the window's reach (rows and
+    # columns that read nothing), stride with dilation, a non-square window
+    ((4, 64, 3, 3), dict(channels=80, kernel_size=3, padding=1)),
+    ((3, 64, 6, 6), dict(channels=72, kernel_size=3, padding=1, use_bias=False)),
+    ((2, 128, 5, 5), dict(channels=160, kernel_size=3, padding=1, groups=2)),
+    ((2, 8, 4, 4), dict(channels=5, kernel_size=3, padding=3)),
+    ((3, 8, 7, 7), dict(channels=6, kernel_size=3, strides=2, padding=2, dilation=2)),
+    ((2, 6, 5, 4), dict(channels=7, kernel_size=(2, 5), padding=(1, 2))),
 ]
 
 
 def _op_with(algo):
-    """conv2d_native with ``algo`` forced: 'tiles', 'gemm' (im2col + BLAS) or 'taps'."""
+    """conv2d_native with ``algo``: its rule ('auto') or one way forced: 'tiles', 'gemm'
+    (im2col + BLAS) or 'taps'."""
     def conv(F, *args, **kwargs):
         return conv2d_native(F, *args, algo=algo, **kwargs)
     return conv
 
 
-@pytest.mark.parametrize("algo", ["tiles", "gemm", "taps"])
+@pytest.mark.parametrize("algo", ["auto", "tiles", "gemm", "taps"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("input_shape, kw", CONV_TABLE + WIDE_TABLE,
                          ids=[_case_id(c) for c in CONV_TABLE + WIDE_TABLE])
 def test_every_way_of_multiplying_equals_gluons_convolution(input_shape, kw, dtype, algo):
-    if algo != "tiles" and not native.multiplies_with_blas():
+    if algo in ("gemm", "taps") and not native.multiplies_with_blas():
         pytest.skip("no BLAS found in the process: the kernel multiplies in its tiles only")
     X, W, B = _inputs(input_shape, kw, dtype)
     ours, _ = _run(_op_with(algo), kw, X, W, B, hybridize=False)

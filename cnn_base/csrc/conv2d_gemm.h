@@ -728,8 +728,11 @@ void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W
   }
 }
 
-// Y = the conv (bias B) by taps when use_taps says so, else by im2col; ``space``: O K values
-// (the taps' kernels) and a thread's buffers per thread; ``cost``: per column of a tile.
+#include "conv2d_blocks.h"   // im2col without the padding: forward_blocks, use_blocks
+
+// Y = the conv (bias B) by taps when use_taps says so, else by im2col, without the padding
+// when use_blocks says so; ``space``: O K values (the taps' or blocks' kernels) and a
+// thread's buffers per thread; ``cost``: per column of a tile.
 template <typename T>
 void forward_any(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
                  T* Y, T* space, int64_t cost) {
@@ -738,6 +741,8 @@ void forward_any(const ConvParams& P, const Geometry& g, const T* X, const T* W,
   const int n_threads = cnn_base::threads_for(tile_count(g, how) * g.G, how.columns * cost);
   if (taps) {
     forward_taps(P, g, X, W, B, Y, space, n_threads);
+  } else if (use_blocks(P, g)) {
+    forward_blocks(P, g, X, W, B, Y, space, n_threads);
   } else {
     forward_tiles(P, g, X, W, B, Y, space + g.O * g.Cg * g.KH * g.KW, n_threads);
   }

@@ -291,8 +291,9 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     with 8 planes side by side in the vector lanes, ``csrc/conv2d_depthwise.h``),
     ``'tiles'`` (its register tiles over the
     padded input) or ``'gemm'`` (the chapter's im2col and one matrix multiply by the
-    BLAS the mxnet wheel ships, ``csrc/conv2d_gemm.h``; the tiles when no BLAS was
-    found, :func:`cnn_base.native.multiplies_with_blas`) or ``'taps'`` (im2col left
+    BLAS the mxnet wheel ships, ``csrc/conv2d_gemm.h``, without the taps that read
+    padding when a tile holds several images' small planes, ``csrc/conv2d_blocks.h``; the
+    tiles when no BLAS was found, :func:`cnn_base.native.multiplies_with_blas`) or ``'taps'`` (im2col left
     implicit: for stride 1, one multiply per window cell over the padded planes shifted
     by it, ``use_taps`` in ``csrc/conv2d_gemm.h``; im2col where that does not fit). All
     four give the same numbers to rounding; the tests and the fuzzer run each.
