@@ -2,7 +2,8 @@
 
 Every case is drawn from a seed: batch, groups, input and output channels per
 group (up to 13 output channels, past every register tile's width; one case in six
-depthwise, one input and one output channel in each of 2-19 groups), kernel,
+depthwise, one input and one output channel in each of 2-19 groups; one in six 16-39
+input channels per group, where dX is the transposed conv's forward), kernel,
 stride, padding, dilation, input height and width (now and then a tall, narrow
 input, so that the kernel gradient's bands of rows end inside the output, or a
 row wider than four vectors), float32 or float64, bias or not, NCHW or (one
@@ -98,6 +99,8 @@ def random_case(rng, seed):
                 special=bool(rng.rand() < 0.25), layout=str(rng.choice(["NCHW", "NHWC"], p=[0.75, 0.25])))
     if rng.rand() < 1 / 6:      # depthwise: the kernel's side-by-side way on small planes
         case = dataclasses.replace(case, c_i=1, c_o=1, groups=int(rng.randint(2, 20)))
+    elif rng.rand() < 1 / 5:    # wide inputs: dX by the transposed conv, dW by blocks
+        case = dataclasses.replace(case, c_i=int(rng.randint(16, 40)))
     return case
 
 

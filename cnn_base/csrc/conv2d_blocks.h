@@ -56,17 +56,19 @@ inline int64_t block_columns(const Geometry& g) {
   return columns >= 32 ? columns / 32 * 32 : columns;
 }
 
-// Every block chunk of the conv, group by group.
-inline std::vector<Block> blocks_of(const ConvParams& P, const Geometry& g) {
+// Every block chunk of the conv over ``images`` images, group by group, at most ``most``
+// columns a chunk.
+inline std::vector<Block> blocks_of(const ConvParams& P, const Geometry& g, int64_t images,
+                                    int64_t most) {
   const std::vector<Run> rows = runs_of(g.OH, g.H, g.KH, P.s_h, P.p_h, P.d_h);
   const std::vector<Run> columns = runs_of(g.OW, g.W, g.KW, P.s_w, P.p_w, P.d_w);
-  const int64_t most = block_columns(g);
   std::vector<Block> all;
   for (int64_t grp = 0; grp < g.G; ++grp)
     for (const Run& y : rows)
       for (const Run& x : columns) {
-        const int64_t n = g.N * (y.o1 - y.o0) * (x.o1 - x.o0);
-        for (int64_t c0 = 0; c0 < n; c0 += most) all.push_back({y, x, grp, c0, std::min(n, c0 + most)});
+        const int64_t n = images * (y.o1 - y.o0) * (x.o1 - x.o0);
+        for (int64_t c0 = 0; c0 < n; c0 += most)
+          all.push_back({y, x, grp, c0, std::min(n, c0 + most)});
       }
   return all;
 }
@@ -144,29 +146,38 @@ void block_cols(const ConvParams& P, const Geometry& g, const T* Xg, const Block
       for (int64_t c = 0; c < g.Cg; ++c) {
         const T* in = Xg + (c * g.H + i * P.d_h) * g.W + j * P.d_w;
         T* out = cols + ((i * g.KW + j) * g.Cg + c) * ld;
+        if (count == k.c1 - k.c0) {      // cells one by one (a column run one wide)
+          for (int64_t l = 0; l < count; ++l) out[l] = in[segs[l].in];
+          continue;
+        }
         for (const Segment* s = segs; s < segs + count; ++s)
           for (int64_t x = 0; x < s->n; ++x) out[s->l + x] = in[s->in + x * P.s_w];
       }
 }
 
-// out (O_g x n) = the block's taps of the group's tap-major kernels Wr times their cols: one
-// multiply when the block reads whole kernel rows, else one per kernel row, summed.
+// The block's taps as ranges of the tap-major K, each as f(first, depth): one range when the
+// block reads whole kernel rows, else one per kernel row; none when every tap reads padding.
+template <typename F>
+void for_tap_ranges(const Geometry& g, const Block& k, F f) {
+  if (k.y.k0 == k.y.k1 || k.x.k0 == k.x.k1) return;
+  const bool whole_rows = k.x.k0 == 0 && k.x.k1 == g.KW;
+  const int64_t step = whole_rows ? k.y.k1 - k.y.k0 : 1;
+  for (int64_t i = k.y.k0; i < k.y.k1; i += step)
+    f((i * g.KW + k.x.k0) * g.Cg, whole_rows ? step * g.KW * g.Cg : (k.x.k1 - k.x.k0) * g.Cg);
+}
+
+// out (O_g x n) = the block's taps of the group's tap-major kernels Wr times their cols.
 template <typename T>
 void block_multiply(const Geometry& g, const Block& k, const T* Wr, const T* cols, int64_t ld,
                     T* out) {
   const int64_t K = g.Cg * g.KH * g.KW, n = k.c1 - k.c0;
-  if (k.y.k0 == k.y.k1 || k.x.k0 == k.x.k1) {     // every tap in the padding
-    std::fill(out, out + g.Og * n, T(0));
-    return;
-  }
-  const bool whole_rows = k.x.k0 == 0 && k.x.k1 == g.KW;
-  const int64_t step = whole_rows ? k.y.k1 - k.y.k0 : 1;
-  for (int64_t i = k.y.k0; i < k.y.k1; i += step) {
-    const int64_t first = (i * g.KW + k.x.k0) * g.Cg;
-    const int64_t depth = whole_rows ? step * g.KW * g.Cg : (k.x.k1 - k.x.k0) * g.Cg;
-    call<T>(kNoTrans, kNoTrans, g.Og, n, depth, Wr + first, K, cols + first * ld, ld,
-            i == k.y.k0 ? T(0) : T(1), out, n);
-  }
+  T beta = 0;
+  for_tap_ranges(g, k, [&](int64_t first, int64_t depth) {
+    call<T>(kNoTrans, kNoTrans, g.Og, n, depth, Wr + first, K, cols + first * ld, ld, beta,
+            out, n);
+    beta = 1;
+  });
+  if (beta == 0) std::fill(out, out + g.Og * n, T(0));    // every tap in the padding
 }
 
 // out (O_g x n) into the group's output planes ``Yg`` (image 0), plus the bias.
@@ -189,7 +200,7 @@ template <typename T>
 void forward_blocks(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
                     T* Y, T* space, int n_threads) {
   const int64_t K = g.Cg * g.KH * g.KW, ld = block_columns(g);
-  const std::vector<Block> blocks = blocks_of(P, g);
+  const std::vector<Block> blocks = blocks_of(P, g, g.N, ld);
   std::vector<Segment> segments(ld * n_threads);
   T* const Wr = space;
   kernels_tap_major(g, W, Wr);
@@ -207,5 +218,45 @@ void forward_blocks(const ConvParams& P, const Geometry& g, const T* X, const T*
       block_to_planes(g, k, segs, count, static_cast<const T*>(out), B,
                       Y + k.grp * g.Og * g.OH * g.OW);
     }
+  }
+}
+
+// dY's values of the chunk's cells, O_g rows of n (``dYg``: the group's first plane of
+// image 0).
+template <typename T>
+void planes_to_block(const Geometry& g, const Block& k, const Segment* segs, int64_t count,
+                     const T* dYg, T* dy) {
+  const int64_t n = k.c1 - k.c0;
+  for (int64_t o = 0; o < g.Og; ++o) {
+    const T* plane = dYg + o * g.OH * g.OW;
+    for (const Segment* s = segs; s < segs + count; ++s)
+      std::copy(plane + s->out, plane + s->out + s->n, dy + o * n + s->l);
+  }
+}
+
+// dW's partial sums of the images n0 .. n0 + images by blocks, added to ``parts`` (O K
+// values, K tap-major; each group's K x O_g when weight_grad_turned); ``space``: (K + O_g)
+// ld values and ld segments' room. Blocks in order, one thread: the sums' order is fixed.
+template <typename T>
+void weight_grad_blocks(const ConvParams& P, const Geometry& g, const T* dY, const T* X,
+                        int64_t n0, int64_t images, int64_t ld, T* space, Segment* segs,
+                        T* parts) {
+  const int64_t K = g.Cg * g.KH * g.KW;
+  const bool turned = weight_grad_turned(g);
+  T* cols = space;
+  T* dy = cols + K * ld;
+  for (const Block& k : blocks_of(P, g, images, ld)) {
+    const int64_t count = block_segments(P, g, k, segs), n = k.c1 - k.c0;
+    block_cols(P, g, X + (n0 * g.C + k.grp * g.Cg) * g.H * g.W, k, segs, count, ld, cols);
+    planes_to_block(g, k, segs, count, dY + (n0 * g.O + k.grp * g.Og) * g.OH * g.OW, dy);
+    for_tap_ranges(g, k, [&](int64_t first, int64_t depth) {
+      if (turned) {
+        call<T>(kNoTrans, kTrans, depth, g.Og, n, cols + first * ld, ld, dy, n, T(1),
+                parts + (k.grp * K + first) * g.Og, g.Og);
+      } else {
+        call<T>(kNoTrans, kTrans, g.Og, depth, n, dy, n, cols + first * ld, ld, T(1),
+                parts + k.grp * g.Og * K + first, K);
+      }
+    });
   }
 }

@@ -575,19 +575,25 @@ constexpr int64_t kTurnedGradMaxRows = 64;
 
 inline bool weight_grad_turned(const Geometry& g) { return g.Og <= kTurnedGradMaxRows; }
 
+#include "conv2d_blocks.h"   // im2col without the padding: forward_blocks,
+                              // weight_grad_blocks, use_blocks
+
 // dW's partial sums per fixed chunk of images into ``parts`` (O K values per chunk, each
 // group's transposed when weight_grad_turned), each
 // chunk's tiles on one thread with (2 K_g + O_g) * columns values of ``buffers``; dX too
-// (dcols = W^T dY, then col2im) unless ``dX`` is null.
+// (dcols = W^T dY, then col2im) unless ``dX`` is null; by blocks (K tap-major) when
+// ``by_blocks`` (and ``dX`` null).
 template <typename T>
 void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T* X,
-                    const T* W, T* dX, T* parts, T* buffers, int n_threads) {
+                    const T* W, T* dX, T* parts, T* buffers, int n_threads, bool by_blocks) {
   const int64_t K = g.Cg * g.KH * g.KW, sums = g.O * K;
   const Tiling how = tiling(g);
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), g.N));
   std::vector<std::vector<Tile>> chunk_tiles;
   for (int64_t chunk = 0; chunk < chunks; ++chunk)
     chunk_tiles.push_back(tiles_of(g, how, chunk * g.N / chunks, (chunk + 1) * g.N / chunks));
+  const int64_t ld = block_columns(g);
+  std::vector<Segment> segments(by_blocks ? n_threads * ld : 0);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
     T* cols = buffers + omp_get_thread_num() * (2 * K + g.Og) * how.columns;
@@ -596,6 +602,12 @@ void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T
 #pragma omp for schedule(static)
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t n0 = chunk * g.N / chunks, n1 = (chunk + 1) * g.N / chunks;
+      if (by_blocks) {
+        std::fill(parts + chunk * sums, parts + (chunk + 1) * sums, T(0));
+        weight_grad_blocks(P, g, dY, X, n0, n1 - n0, ld, cols,
+                           segments.data() + omp_get_thread_num() * ld, parts + chunk * sums);
+        continue;
+      }
       if (dX != nullptr) std::fill(dX + n0 * g.C * g.H * g.W, dX + n1 * g.C * g.H * g.W, T(0));
       for (const Tile& t : chunk_tiles[chunk])
         for (int64_t grp = 0; grp < g.G; ++grp) {
@@ -728,8 +740,6 @@ void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W
   }
 }
 
-#include "conv2d_blocks.h"   // im2col without the padding: forward_blocks, use_blocks
-
 // Y = the conv (bias B) by taps when use_taps says so, else by im2col, without the padding
 // when use_blocks says so; ``space``: O K values (the taps' or blocks' kernels) and a
 // thread's buffers per thread; ``cost``: per column of a tile.
@@ -759,23 +769,26 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, con
 }
 
 // dW[o][k] = the chunks' partial sums of (o, k) added in chunk order (each group's turned back
-// when weight_grad_turned), the output channels shared among the threads. What it buys: a
-// 512 -> 512 k3 layer has 2.4 million sums per chunk, which one thread added up (with three
-// integer divisions per sum) while the other waited.
+// when weight_grad_turned, K read tap-major when ``tap_major``), the output channels shared
+// among the threads. What it buys: a 512 -> 512 k3 layer has 2.4 million sums per chunk,
+// which one thread added up (with three integer divisions per sum) while the other waited.
 template <typename T>
-void sum_chunks(const Geometry& g, int64_t K, int64_t chunks, const T* parts, T* dW) {
-  const int64_t sums = g.O * K;
+void sum_chunks(const Geometry& g, int64_t K, int64_t chunks, const T* parts, T* dW,
+                bool tap_major) {
+  const int64_t sums = g.O * K, taps = g.KH * g.KW;
   const bool turned = weight_grad_turned(g);
   const int n_threads = cnn_base::threads_for(g.O, K * chunks);
 #pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
   for (int64_t row = 0; row < g.O; ++row) {
     const int64_t grp = row / g.Og, o = row % g.Og;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t at = turned ? (grp * K + k) * g.Og + o : row * K + k;
-      T total = 0;
-      for (int64_t chunk = 0; chunk < chunks; ++chunk) total += parts[chunk * sums + at];
-      dW[row * K + k] = total;
-    }
+    for (int64_t c = 0; c < g.Cg; ++c)           // k = c taps + tap, tap-major kk = tap C_g + c
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        const int64_t k = c * taps + tap, kk = tap_major ? tap * g.Cg + c : k;
+        const int64_t at = turned ? (grp * K + kk) * g.Og + o : row * K + kk;
+        T total = 0;
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) total += parts[chunk * sums + at];
+        dW[row * K + k] = total;
+      }
   }
 }
 
@@ -797,13 +810,14 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   T* const Wt = parts + chunks * sums;
   T* const buffers = Wt + sums;
   Sequential one_thread_blas;
-  grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads);
+  const bool by_blocks = turned && use_blocks(P, g);
+  grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads, by_blocks);
   if (turned) {
     turn_kernels(g, W, Wt);
     forward_any(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
                 buffers, sums / g.G);
   }
-  sum_chunks(g, K, chunks, static_cast<const T*>(parts), dW);
+  sum_chunks(g, K, chunks, static_cast<const T*>(parts), dW, by_blocks);
 }
 
 }  // namespace gemm
