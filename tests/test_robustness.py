@@ -332,6 +332,40 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130():
     assert one_error_line(err) == "cnn-base learn-edge-kernel: interrupted"
 
 
+# A Ctrl-C that lands inside a finalizer (here one that sends it; in a real command an
+# NDArray's __del__) is swallowed by Python as "Exception ignored in ..."; without
+# interruptible's hook the command below spins its 30 s and exits 0.
+CTRL_C_IN_A_FINALIZER = r"""
+import os, signal, sys, time
+from cnn_base.cli._args import command_prog, interruptible
+
+class Finalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+
+def main():
+    Finalizer()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pass
+    return 0
+
+with command_prog("cnn-base demo"):
+    sys.exit(interruptible(main)())
+"""
+
+
+def test_ctrl_c_swallowed_by_a_finalizer_still_stops_the_command_in_one_line():
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_FINALIZER], capture_output=True,
+                          text=True, env=_env(), timeout=60)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr == "cnn-base demo: interrupted\n"
+    assert time.monotonic() - start < 25
+
+
 # --- item 6: launch-dist owns its whole process tree ---------------------------------------------
 
 # Runs as a subreaper (so the job's orphans become its children and are reaped here): starts
