@@ -764,13 +764,24 @@ constexpr int64_t kGemmMinChannels = gemm::kMinRows;
 constexpr int64_t kTilesMinCells = 8;
 constexpr int64_t kTilesMaxOutChannels = 32;
 constexpr int64_t kTilesMinPlane = 16 * 16;
+// The forward of a window of stride up to this over few input channels (the stems) is the
+// tiles', its backward the BLAS's: one thread, forward, tiles / BLAS / built-in, d2l's
+// 1 -> 64 k7 s2 stem on 96 x 96 (ResNet-18, GoogLeNet, DenseNet) 5.4 / 9.5-9.7 / 4.8-5.0 ms,
+// MobileNetV2's 3 -> 32 k3 s2 on 224 x 224 3.2 / 3.9 / 2.7, model zoo ResNet's 3 -> 64 k7 s2
+// 20.7 / 24.4; with stride 4 (AlexNet's and NiN's 1 -> 96 k11) the BLAS, 43.4 / 40.2. Their
+// backward by the BLAS: the d2l stem 17.8-23.6 against the tiles' 28.4-28.6.
+constexpr int64_t kTilesMaxStemStride = 2;
 
-bool use_gemm(const ConvParams& P, const Geometry& g) {
+// ``forward``: for the forward pass (else the backward).
+bool use_gemm(const ConvParams& P, const Geometry& g, bool forward) {
   if (!gemm::blas_found() || !gemm::fits_int(P, g)) return false;
   if (P.algo != kAlgoAuto) return P.algo != kAlgoTiles;
   if (g.OH * g.OW < kTilesMinCells) return true;
   if (g.Og < kGemmMinChannels) return false;
   if (g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
+  if (forward && g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h <= kTilesMaxStemStride &&
+      P.s_w <= kTilesMaxStemStride)
+    return false;
   if (gemm::use_taps(P, g) || gemm::is_pointwise(P)) return true;
   const bool stride_1 = P.s_h == 1 && P.s_w == 1;
   return !(stride_1 && g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
@@ -781,7 +792,7 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
              const OpResource& res) {
   if (depthwise::applies(P, g)) {
     depthwise::forward(P, g, X, K, B, Y, res);
-  } else if (use_gemm(P, g)) {
+  } else if (use_gemm(P, g, true)) {
     gemm::forward(P, g, X, K, B, Y, res);
   } else {
     tiles_forward(P, g, X, K, B, Y);
@@ -793,7 +804,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
               T* dX, T* dK, T* dB, const OpResource& res) {
   if (depthwise::applies(P, g)) {
     depthwise::backward(P, g, dY, X, K, dX, dK, res);
-  } else if (use_gemm(P, g)) {
+  } else if (use_gemm(P, g, false)) {
     gemm::backward(P, g, dY, X, K, dX, dK, res);
   } else {
     input_grad<T>(P, g, dY, K, dX, res);
