@@ -29,10 +29,45 @@ MXNet's import time, and ``build-native`` builds without a load before it.
 """
 import importlib
 import os
+import signal
 import sys
 import warnings
 
-import numpy
+
+def _interrupted_while_starting(signum, frame):
+    """SIGINT's handler in a command from this module's first lines until the command runs.
+
+    What it buys: Ctrl-C in a command's first tenth of a second (numpy's import below, the
+    command's module being found) is the same one line and status 130 as later, not a
+    KeyboardInterrupt traceback; ``cli._args.interruptible`` puts Python's own handler back.
+    It exits at once: an exception raised inside an import done in C (numpy's of datetime)
+    comes out as an ImportError; nothing has been written yet that could be left half done.
+    """
+    sys.stderr.write("cnn-base: interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _started_as_command():
+    """Whether this process is ``cnn-base ...``, ``python -m cnn_base ...`` or a clone's
+    ``scripts/<command>.py`` being started.
+
+    While ``python -m`` looks for the module it runs, ``sys.argv[0]`` is ``"-m"``.
+    """
+    argv0 = (getattr(sys, "argv", None) or [""])[0]
+    if argv0 == "-m" or os.path.basename(argv0) == "cnn-base":
+        return True
+    scripts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+    return bool(argv0) and os.path.dirname(os.path.abspath(argv0)) == scripts
+
+
+if _started_as_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    try:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+    except ValueError:      # imported outside the main thread: Python's handler stays
+        pass
+
+import numpy   # noqa: E402  (after the handler: its import is most of a command's first 0.1 s)
 
 __version__ = "0.1.0"
 
@@ -61,18 +96,6 @@ _MOVED = {"data": "training.data", "models": "nets.lenet",
           "train": "edge_learning"}
 _names = None     # every re-exported name, once _import_all has run
 
-
-def _started_as_command():
-    """Whether this process is ``cnn-base ...``, ``python -m cnn_base ...`` or a clone's
-    ``scripts/<command>.py`` being started.
-
-    While ``python -m`` looks for the module it runs, ``sys.argv[0]`` is ``"-m"``.
-    """
-    argv0 = (getattr(sys, "argv", None) or [""])[0]
-    if argv0 == "-m" or os.path.basename(argv0) == "cnn-base":
-        return True
-    scripts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-    return bool(argv0) and os.path.dirname(os.path.abspath(argv0)) == scripts
 
 
 def _import_all():

@@ -332,6 +332,33 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130():
     assert one_error_line(err) == "cnn-base learn-edge-kernel: interrupted"
 
 
+# Ctrl-C while a command is still starting (numpy's import, before interruptible runs): here
+# the package is imported as the command imports it and the signal sent right after.
+CTRL_C_WHILE_STARTING = r"""
+import os, signal, sys, time
+sys.argv[0] = "cnn-base"
+import cnn_base
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(30)
+"""
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line_and_exit_130_not_a_traceback():
+    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_STARTING], capture_output=True,
+                          text=True, env=_env(), timeout=60)
+    assert (done.returncode, done.stderr) == (130, "cnn-base: interrupted\n")
+
+
+def test_a_command_started_gives_ctrl_c_back_to_python_as_keyboardinterrupt():
+    code = ("import signal, sys; sys.argv[0] = 'cnn-base'; import cnn_base; "
+            "from cnn_base.cli._args import interruptible; "
+            "print(interruptible(lambda: signal.getsignal(signal.SIGINT) "
+            "is signal.default_int_handler)())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=60)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+
 # A Ctrl-C that lands inside a finalizer (here one that sends it; in a real command an
 # NDArray's __del__) is swallowed by Python as "Exception ignored in ..."; without
 # interruptible's hook the command below spins its 30 s and exits 0.

@@ -109,6 +109,7 @@ def interruptible(main):
 
     @functools.wraps(main)
     def run(*args, **kwargs):
+        _python_handles_ctrl_c_again()
         previous = sys.unraisablehook
         sys.unraisablehook = _interrupts_from_finalizers_again(previous)
         try:
@@ -121,6 +122,14 @@ def interruptible(main):
         finally:
             sys.unraisablehook = previous
     return run
+
+
+def _python_handles_ctrl_c_again():
+    """SIGINT raises KeyboardInterrupt again (``cnn_base``'s start-up handler exits at once)."""
+    import signal
+    from cnn_base import _interrupted_while_starting
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupts_from_finalizers_again(previous):
