@@ -167,6 +167,38 @@ inline InputColumns input_columns(const ConvParams& P, const Geometry& g, int64_
   return {left, x0, x1};
 }
 
+// Whether a tile's output rows read whole input rows in one run: stride 1 and output rows as
+// long as the input's (OW == W: every "same" conv, 3 x 3 padded by 1, 5 x 5 by 2, ...).
+inline bool same_width(const ConvParams& P, const Geometry& g) {
+  return P.s_h == 1 && P.s_w == 1 && g.OW == g.W;
+}
+
+// im2col_rows' rows of window cell (i, j) of one input plane ``in`` when same_width: output
+// rows y and y + 1 read input rows y + i d_h - p_h and the next, so the tile's valid rows are
+// one run of the plane from (their first row, column ``x.left``) on; the cells that run reads
+// past a row's ends (x < x0, x >= x1: the padding) are zeroed after. What it buys: one
+// memcpy per plane instead of a memcpy and two memsets per row of 24 values: the calls were
+// a fifth of a 160 -> 32 k3 layer's forward + backward on 24 x 24 planes (its dW's im2col).
+template <typename T>
+void im2col_same_width(const ConvParams& P, const Geometry& g, const T* in, const Tile& t,
+                       int64_t i, const InputColumns& x, T* out) {
+  const int64_t shift = i * P.d_h - P.p_h, y1 = t.y0 + t.rows;     // input row: y + shift
+  const int64_t ya = std::clamp(-shift, t.y0, y1), yb = std::clamp(g.H - shift, ya, y1);
+  std::fill(out, out + (ya - t.y0) * g.OW, T(0));
+  std::fill(out + (yb - t.y0) * g.OW, out + t.rows * g.OW, T(0));
+  T* run = out + (ya - t.y0) * g.OW;
+  const int64_t first = (ya + shift) * g.W + x.left, n = (yb - ya) * g.OW;
+  const int64_t a = std::clamp<int64_t>(-first, 0, n);          // run cells before the plane
+  const int64_t b = std::clamp<int64_t>(g.H * g.W - first, a, n);   // ... and after it
+  std::fill(run, run + a, T(0));
+  std::memcpy(run + a, in + (first + a), (b - a) * sizeof(T));
+  std::fill(run + b, run + n, T(0));
+  for (int64_t c = 0; c < x.x0; ++c)        // column by column: no memset call per row
+    for (int64_t y = 0; y < yb - ya; ++y) run[y * g.OW + c] = T(0);
+  for (int64_t c = x.x1; c < g.OW; ++c)
+    for (int64_t y = 0; y < yb - ya; ++y) run[y * g.OW + c] = T(0);
+}
+
 // The columns of the tile's windows: cols' row (c, i, j) (``ld`` apart), column
 // b L + (y - y0) OW + x holds image b's Xg[c][y s_h - p_h + i d_h][x s_w - p_w + j d_w]
 // (``Xg``: the group's c_i/g planes of image t.n0, images C H W apart), zero outside the
@@ -182,7 +214,12 @@ void im2col_rows(const ConvParams& P, const Geometry& g, const T* Xg, const Tile
       for (int64_t j = 0; j < g.KW; ++j) {
         const auto [left, x0, x1] = input_columns(P, g, j);
         T* row = cols + ((c * g.KH + i) * g.KW + j) * ld;
-        for (int64_t b = 0; b < t.images; ++b)
+        for (int64_t b = 0; b < t.images; ++b) {
+          if (same_width(P, g)) {
+            im2col_same_width(P, g, Xg + b * image + c * g.H * g.W, t, i, {left, x0, x1},
+                              row + b * L);
+            continue;
+          }
           for (int64_t y = t.y0; y < t.y0 + t.rows; ++y) {
             T* out = row + b * L + (y - t.y0) * g.OW;
             const int64_t r = y * P.s_h - P.p_h + i * P.d_h;
@@ -199,6 +236,7 @@ void im2col_rows(const ConvParams& P, const Geometry& g, const T* Xg, const Tile
             }
             std::fill(out + x1, out + g.OW, T(0));
           }
+        }
       }
 }
 
@@ -355,6 +393,12 @@ inline bool taps_fit(const ConvParams& P, const Geometry& g) {
          P.p_h <= P.d_h * (g.KH - 1) && P.p_w <= P.d_w * (g.KW - 1) && g.OH > 0 && g.OW > 0;
 }
 
+// Cells of the grid the taps compute per output cell.
+inline double taps_waste(const ConvParams& P, const Geometry& g) {
+  const TapsGrid s = taps_grid(P, g);
+  return double(s.Hp * s.Wp) / double(g.OH * g.OW);
+}
+
 // The most cells of the grid a call computes per output cell when the taps are chosen by
 // themselves (algo "auto"): 6 x 6 planes padded by 1 compute 1.36 per cell (and still gain
 // by far, above), 3 x 3 ones 1.78.
@@ -373,9 +417,8 @@ constexpr int64_t kTapsMaxRows = 64;
 inline bool use_taps(const ConvParams& P, const Geometry& g) {
   if (P.algo == kAlgoGemm || !taps_fit(P, g)) return false;
   if (P.algo == kAlgoTaps) return true;
-  const TapsGrid s = taps_grid(P, g);
   return g.KH * g.KW > 1 && g.Cg >= kMinRows && g.Og <= kTapsMaxRows &&
-         double(s.Hp * s.Wp) <= kTapsMaxWaste * double(g.OH * g.OW);
+         taps_waste(P, g) <= kTapsMaxWaste;
 }
 
 // The taps' tiles: C_g values of padded input a column, Wp columns a row, Hp rows an image.
@@ -740,15 +783,22 @@ void forward_taps(const ConvParams& P, const Geometry& g, const T* X, const T* W
   }
 }
 
-// Y = the conv (bias B) by im2col without the padding when use_blocks says so, else by
-// taps when use_taps says so, else by im2col; ``space``: O K values (the blocks' or taps'
-// kernels) and a thread's buffers per thread; ``cost``: per column of a tile. Blocks come
-// first: on 6 x 6 and 3 x 3 planes (DenseNet's 112-216 -> 32 k3, forward + backward, one
-// thread) they ran 5-7% faster than the taps, which multiply the padding too; even on 12 x 12.
+// The taps' waste up to which they go before the blocks when both apply: the grid's extra
+// cells cost less than the blocks' gathers. One thread, forward, blocks / taps / built-in:
+// DenseNet's 160 -> 32 k3 on 12 x 12 planes (waste 1.17) 6.5-6.8 / 5.5-5.7 / 4.6-4.7 ms. On
+// 6 x 6 (1.36) and 3 x 3 the blocks ran 5-7% faster forward + backward (DenseNet's
+// 112-216 -> 32 k3, one thread), and stay first.
+constexpr double kTapsBeforeBlocksWaste = 1.25;
+
+// Y = the conv (bias B) by taps when they waste little (above), else by im2col without the
+// padding when use_blocks says so, else by taps when use_taps says so, else by im2col;
+// ``space``: O K values (the blocks' or taps' kernels) and a thread's buffers per thread;
+// ``cost``: per column of a tile.
 template <typename T>
 void forward_any(const ConvParams& P, const Geometry& g, const T* X, const T* W, const T* B,
                  T* Y, T* space, int64_t cost) {
-  const bool blocks = use_blocks(P, g), taps = !blocks && use_taps(P, g);
+  const bool taps_first = use_taps(P, g) && taps_waste(P, g) <= kTapsBeforeBlocksWaste;
+  const bool blocks = !taps_first && use_blocks(P, g), taps = !blocks && use_taps(P, g);
   const Tiling how = taps ? taps_tiling(P, g) : tiling(g);
   const int n_threads = cnn_base::threads_for(tile_count(g, how) * g.G, how.columns * cost);
   if (blocks) {
