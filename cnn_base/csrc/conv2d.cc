@@ -707,15 +707,26 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
   }
 }
 
-// db[o]: the sum of dY[n, o] over the batch and the cells, in that order.
+// db[o]: the sum of dY[n, o] over the batch and the cells, in kBiasLanes partial sums
+// (lane l: every plane's cells l, l + kBiasLanes, ...; a plane's last cells each in its own
+// lane from 0), then the lanes in order: the bits do not depend on the load. What it buys:
+// one running sum waited on every add's latency, 4 cycles a value: 4 ms of the 25 ms backward
+// of d2l's stem (1 -> 64 k7 s2, batch 32, 48 x 48 outputs), ~2% of a DenseNet step.
+constexpr int kBiasLanes = 16;
+
 template <typename T>
 void bias_grad(const Geometry& g, const T* dY, T* dB) {
+  const int64_t cells = g.OH * g.OW, whole = cells / kBiasLanes * kBiasLanes;
   for (int64_t o = 0; o < g.O; ++o) {
-    T total = 0;
+    T lanes[kBiasLanes] = {};
     for (int64_t n = 0; n < g.N; ++n) {
-      const T* plane = dY + (n * g.O + o) * g.OH * g.OW;
-      for (int64_t cell = 0; cell < g.OH * g.OW; ++cell) total += plane[cell];
+      const T* plane = dY + (n * g.O + o) * cells;
+      for (int64_t cell = 0; cell < whole; cell += kBiasLanes)
+        for (int l = 0; l < kBiasLanes; ++l) lanes[l] += plane[cell + l];
+      for (int64_t cell = whole; cell < cells; ++cell) lanes[cell - whole] += plane[cell];
     }
+    T total = 0;
+    for (int l = 0; l < kBiasLanes; ++l) total += lanes[l];
     dB[o] = total;
   }
 }
