@@ -45,7 +45,7 @@ from .substitution import substitute
 __all__ = ["MODES", "CONV_CASES", "POOL_CASES", "STEP_CASES", "NET_CASES", "default_cases",
            "net_cases", "build_net", "layers_of_net", "layer_cases_of_nets", "conv_flops",
            "matmul_gflops", "run_benchmark",
-           "time_case", "time_modes", "run_mode_comparison", "format_mode_table",
+           "time_case", "time_fed_layer", "time_modes", "run_mode_comparison", "format_mode_table",
            "busy_processes", "geometric_mean", "summarize", "format_table"]
 
 # How each mode hybridizes both blocks (None: not at all).
@@ -238,11 +238,16 @@ def _copy_parameters(source, target):
         mine.set_data(theirs.data())
 
 
-def _layer_pair(kind, input_shape, kwargs, mode, ctx):
-    """Our layer and the built-in with the same weights, and a pass of each (input X, grad dY).
+def _layer_pair(kind, input_shape, kwargs, mode, ctx, fed=False):
+    """Our layer and the built-in with the same weights, a pass of each (input X, grad dY),
+    and, when ``fed``, a pass of the ReLU that feeds them (else None).
 
-    An NHWC conv is timed against the built-in NCHW Conv2D on the same batch
-    transposed (Gluon's NHWC Conv2D does not run on the CPU).
+    ``fed``: each layer reads ``relu(X)`` inside one block with it (so one graph when
+    hybridized), an operator's output as inside a network (X is uniform in [0, 1): the
+    values are X's); else X itself, an array with its gradient attached (a variable of the
+    hybridized graph), which our blocks copy in front (``identity``, for ``grad_req='add'``)
+    and the built-ins do not. An NHWC conv is timed against the built-in NCHW Conv2D on the
+    same batch transposed (Gluon's NHWC Conv2D does not run on the CPU).
     """
     ours_cls, builtin_cls = _PAIRS[kind]
     to_nchw = kind == "conv" and kwargs.get("layout") == "NHWC"
@@ -258,8 +263,12 @@ def _layer_pair(kind, input_shape, kwargs, mode, ctx):
         builtin.bias.set_data(ours.bias.data())
     else:
         _copy_parameters(ours, builtin)
-    _hybridize(ours, mode)
-    _hybridize(builtin, mode)
+    if fed:
+        ours, builtin = _after_relu(ours), _after_relu(builtin)
+    feed = _after_relu(None) if fed else None
+    for block in (ours, builtin, feed):
+        if block is not None:
+            _hybridize(block, mode)
     X.attach_grad()
     Xb.attach_grad()
     dYb = nd.random.normal(shape=builtin(Xb).shape, ctx=ctx)   # the gradient from the layer above
@@ -269,7 +278,17 @@ def _layer_pair(kind, input_shape, kwargs, mode, ctx):
         with autograd.record():
             Y = block(X)
         Y.backward(dY)
-    return (lambda: step(ours, X, dY)), (lambda: step(builtin, Xb, dYb))
+    return (lambda: step(ours, X, dY)), (lambda: step(builtin, Xb, dYb)), \
+        (None if feed is None else lambda: step(feed, X, X))
+
+
+def _after_relu(layer):
+    """A block of a ReLU, then ``layer`` (when not None)."""
+    block = nn.HybridSequential()
+    block.add(nn.Activation("relu"))
+    if layer is not None:
+        block.add(layer)
+    return block
 
 
 def _step_pair(input_shape, kwargs, mode, ctx, kind="lenet"):
@@ -318,16 +337,35 @@ def time_case(kind: str, input_shape: ShapeLike, kwargs: Dict[str, Any], mode: s
     check_choice("mode", mode, tuple(MODES))
     ctx = ctx or mx.cpu()
     if kind in ("lenet", "net"):
-        ours, builtin = _step_pair(input_shape, kwargs, mode, ctx, kind)
+        steps = _step_pair(input_shape, kwargs, mode, ctx, kind)
     else:
-        ours, builtin = _layer_pair(kind, input_shape, kwargs, mode, ctx)
+        steps = _layer_pair(kind, input_shape, kwargs, mode, ctx)[:2]
+    ours, builtin = _medians_in_turns(steps, repeats, number, warmup)
+    return ours, builtin
+
+
+def time_fed_layer(kind: str, input_shape: ShapeLike, kwargs: Dict[str, Any],
+                   mode: str = "static", repeats: int = 20, number: int = 3, warmup: int = 3,
+                   ctx: Optional[mx.Context] = None) -> Tuple[float, float, float]:
+    """Median seconds of our layer after a ReLU, of the built-in after one, and of the ReLU
+    alone (forward + backward each, timed in turns): the layer as inside a network, reading
+    an operator's output (:func:`_layer_pair` with ``fed``)."""
+    check_choice("kind", kind, tuple(_PAIRS))
+    check_choice("mode", mode, tuple(MODES))
+    steps = _layer_pair(kind, input_shape, kwargs, mode, ctx or mx.cpu(), fed=True)
+    ours, builtin, relu = _medians_in_turns(steps, repeats, number, warmup)
+    return ours, builtin, relu
+
+
+def _medians_in_turns(steps, repeats, number, warmup):
     for _ in range(warmup):
-        _time(ours, number), _time(builtin, number)
-    ours_s, builtin_s = [], []
+        for step in steps:
+            _time(step, number)
+    seconds = [[] for _ in steps]
     for _ in range(repeats):
-        ours_s.append(_time(ours, number))
-        builtin_s.append(_time(builtin, number))
-    return statistics.median(ours_s), statistics.median(builtin_s)
+        for step, times in zip(steps, seconds):
+            times.append(_time(step, number))
+    return [statistics.median(times) for times in seconds]
 
 
 def _check_timing(repeats, number, warmup, progress):
@@ -407,7 +445,7 @@ def format_mode_table(results: Iterable[Dict[str, Any]]) -> str:
 def run_benchmark(cases: Optional[Sequence[Case]] = None, repeats: int = 20, number: int = 3,
                   warmup: int = 3, ctx: Optional[mx.Context] = None,
                   modes: Sequence[str] = ("static",),
-                  progress: ProgressFn = None) -> List[Dict[str, Any]]:
+                  progress: ProgressFn = None, fed: bool = False) -> List[Dict[str, Any]]:
     """Time every case in every mode; returns one dict per (case, mode).
 
     ``cases`` is a list of ``(kind, input_shape, kwargs)`` with kind ``'conv'``,
@@ -418,6 +456,10 @@ def run_benchmark(cases: Optional[Sequence[Case]] = None, repeats: int = 20, num
     ``settings``, ``ours_ms``, ``builtin_ms`` and ``ratio`` (ours / built-in).
     Rows come case by case, each case in the order of ``modes``. ``progress``,
     when given, is called as ``progress(i, n)`` after row ``i`` (1-based) of ``n``.
+    ``fed``: each layer is timed as inside a network, after a ReLU (:func:`time_fed_layer`),
+    and the ReLU's median taken off both when it is less than either (``"fed": "relu taken
+    off"``), else left in (``"relu included"``: a layer too small to tell from the noise);
+    ``relu_ms`` says how long it took.
     """
     repeats, number, warmup = _check_timing(repeats, number, warmup, progress)
     modes = tuple(modes)
@@ -429,12 +471,21 @@ def run_benchmark(cases: Optional[Sequence[Case]] = None, repeats: int = 20, num
     results = []
     for kind, input_shape, kwargs in cases:
         for mode in modes:
-            ours, builtin = time_case(kind, input_shape, kwargs, mode, repeats, number, warmup,
-                                      ctx)
             row = {"kind": kind, "mode": mode,
                    "layer": _describe(kind, tuple(input_shape), kwargs),
-                   "input_shape": list(input_shape), "settings": dict(kwargs),
-                   "ours_ms": ours * 1e3, "builtin_ms": builtin * 1e3, "ratio": ours / builtin}
+                   "input_shape": list(input_shape), "settings": dict(kwargs)}
+            if fed and kind in _PAIRS:
+                ours, builtin, relu = time_fed_layer(kind, input_shape, kwargs, mode, repeats,
+                                                     number, warmup, ctx)
+                taken_off = min(ours, builtin) > relu
+                row.update(fed="relu taken off" if taken_off else "relu included",
+                           relu_ms=relu * 1e3)
+                if taken_off:
+                    ours, builtin = ours - relu, builtin - relu
+            else:
+                ours, builtin = time_case(kind, input_shape, kwargs, mode, repeats, number,
+                                          warmup, ctx)
+            row.update(ours_ms=ours * 1e3, builtin_ms=builtin * 1e3, ratio=ours / builtin)
             if kind == "conv" and kwargs.get("layout", "NCHW") == "NCHW":
                 flops = conv_flops(input_shape, kwargs)
                 row.update(ours_gflops=flops / ours / 1e9, builtin_gflops=flops / builtin / 1e9)

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 
+import mxnet as mx
 import pytest
+from mxnet import nd
 
 from cnn_base import benchmark as bench
 from cnn_base.cli import benchmark as benchmark_cli
@@ -342,3 +344,37 @@ def test_script_nets_times_networks_and_layers(tmp_path, monkeypatch):
     assert {r["kind"] for r in report["layers"]} == {"conv", "maxpool"}
     assert all("ours_gflops" in r for r in report["layers"] if r["kind"] == "conv")
     assert report["matmul_gflops"] == 123.0
+
+
+@pytest.mark.parametrize("mode", ["imperative", "hybrid", "static"])
+@pytest.mark.parametrize("kind, kwargs", [("conv", dict(channels=4, kernel_size=3, padding=1)),
+                                          ("maxpool", dict(pool_size=3, strides=2, padding=1))])
+def test_a_fed_layer_pair_runs_both_blocks_on_a_relus_output_and_the_relu_alone(kind, kwargs,
+                                                                                 mode):
+    ours, builtin, feed = bench._layer_pair(kind, (2, 3, 8, 8), kwargs, mode, mx.cpu(),
+                                            fed=True)
+    for step in (ours, builtin, feed):
+        step()
+    nd.waitall()
+    assert callable(feed)
+    assert bench._layer_pair(kind, (2, 3, 8, 8), kwargs, mode, mx.cpu())[2] is None
+
+
+def test_run_benchmark_fed_times_layers_after_a_relu_and_takes_its_time_off_both(monkeypatch):
+    medians = iter([[0.005, 0.004, 0.001], [0.0009, 0.004, 0.001]])   # ours, built-in, ReLU
+    monkeypatch.setattr(bench, "_medians_in_turns", lambda steps, *timing: next(medians))
+    case = ("maxpool", (2, 3, 8, 8), dict(pool_size=2))
+    taken, left = (bench.run_benchmark([case], repeats=1, number=1, warmup=0, fed=True)[0]
+                   for _ in range(2))
+    assert taken["fed"] == "relu taken off" and taken["relu_ms"] == pytest.approx(1.0)
+    assert (taken["ours_ms"], taken["builtin_ms"]) == pytest.approx((4.0, 3.0))
+    assert taken["ratio"] == pytest.approx(4.0 / 3.0)
+    # a layer the ReLU's time would swallow keeps it, and says so
+    assert left["fed"] == "relu included"
+    assert (left["ours_ms"], left["builtin_ms"]) == pytest.approx((0.9, 4.0))
+
+
+def test_time_fed_layer_times_three_passes_positive():
+    ours, builtin, relu = bench.time_fed_layer("maxpool", (4, 8, 16, 16), dict(pool_size=2),
+                                               "static", repeats=2, number=1, warmup=1)
+    assert min(ours, builtin, relu) > 0

@@ -52,7 +52,9 @@ def build_parser(prog=None):
                         help="background processes keeping N cores busy meanwhile (default: 0)")
     parser.add_argument("--nets", action="store_true",
                         help="time the training steps of real networks (d2l chapter 5, model "
-                             "zoo resnet18_v1 and mobilenetv2_1.0) and their distinct layers")
+                             "zoo resnet18_v1 and mobilenetv2_1.0) and their distinct layers, "
+                             "each layer as inside a network: reading a ReLU's output, whose "
+                             "own time is taken off")
     parser.add_argument("--layer-mode", choices=("imperative", "hybrid", "static"),
                         default="static", help="with --nets: the mode of the layer table "
                         "(default: static)")
@@ -89,7 +91,7 @@ def main(argv=None):
             with progress_bar("layers", "layer") as progress:
                 layers = bench.run_benchmark(bench.layer_cases_of_nets(),
                                              modes=(args.layer_mode,), progress=progress,
-                                             **timing)
+                                             fed=True, **timing)
         else:
             with progress_bar("benchmark", "layer") as progress:
                 results = bench.run_benchmark(modes=modes, progress=progress, **timing)
