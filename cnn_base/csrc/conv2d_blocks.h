@@ -85,13 +85,15 @@ inline double padding_share(const ConvParams& P, const Geometry& g) {
 }
 
 // What algo "auto" asks of a conv before it multiplies by blocks, measured forward +
-// backward on one thread against im2col: 10% of the taps in the padding (3 x 3 windows on
-// 12 x 12 planes, 11%: 3-4% faster; 6 x 6, 21%: 8%; 3 x 3, 40%: 10%; a stride-2 layer of
-// 24 x 24 planes, 5%: even), and 32 input channels per group, a kernel row's taps of fewer
+// backward on one thread against im2col: 15% of the taps in the padding (6 x 6 planes by 3 x 3
+// windows, 21%: 8-13% faster, DenseNet's 176 -> 32 and GoogLeNet's 128 -> 256; 5 x 5 on
+// 6 x 6 9%; 3 x 3, 40%: 10%; 5 x 5 on 12 x 12, 19%: even; but 3 x 3 on 12 x 12, 11%: 7-8%
+// slower, DenseNet's 96-192 -> 32, since im2col copies such rows by planes,
+// im2col_same_width), and 32 input channels per group, a kernel row's taps of fewer
 // making short multiplies: GoogLeNet's 32 -> 64-96 by 5 x 5 on 12 x 12 and 6 x 6 7-8% faster
 // with blocks, 32 -> 32 k3 on 6 x 6 8%, DenseNet's transposed convs of 32 channels 1-3%; but
 // 16 -> 32 k3 on 12 x 12 9% slower, k5 even.
-constexpr double kBlocksMinPadding = 0.1;
+constexpr double kBlocksMinPadding = 0.15;
 constexpr int64_t kBlocksMinChannels = 32;
 
 // Whether the forward multiplies by blocks: im2col's way (algo "gemm", or "auto" as above)
