@@ -49,10 +49,17 @@ struct Block {
   int64_t grp, c0, c1;
 };
 
-// Columns a block's chunk has at most: the tiles' columns (tiling), in multiples of 32
-// (oneDNN's sgemm runs 10-20% slower on 44 or 66 columns than on 32 or 96).
+// Columns a block's chunk has at most: the tiles' columns (tiling), and no more than fill
+// kBlockValues values of its columns (K of them each), in multiples of 32 (oneDNN's sgemm
+// runs 10-20% slower on 44 or 66 columns than on 32 or 96). What the bound buys: the
+// gathered columns stay in a core's L2 for the multiply that reads them (a 6 x 6 plane's
+// 1584-value columns, 512 of them, were 3.2 MB): one thread, forward + backward, DenseNet's
+// 112-176 -> 32 k3 on 6 x 6 1-10% faster, GoogLeNet's 128 -> 256 4%, 512 -> 512 on 3 x 3 2%.
+constexpr int64_t kBlockValues = int64_t(1) << 17;     // 512 KiB of float32
+
 inline int64_t block_columns(const Geometry& g) {
-  const int64_t columns = tiling(g).columns;
+  const int64_t K = g.Cg * g.KH * g.KW;
+  const int64_t columns = std::min(tiling(g).columns, std::max<int64_t>(32, kBlockValues / K));
   return columns >= 32 ? columns / 32 * 32 : columns;
 }
 
