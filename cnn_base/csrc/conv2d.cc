@@ -789,10 +789,9 @@ bool use_gemm(const ConvParams& P, const Geometry& g, bool forward) {
   if (P.algo != kAlgoAuto) return P.algo != kAlgoTiles;
   if (g.OH * g.OW < kTilesMinCells) return true;
   if (g.Og < kGemmMinChannels) return false;
-  if (g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h == 1 && P.s_w == 1) return false;
-  if (forward && g.Cg < kGemmMinChannels && g.KH * g.KW > 1 && P.s_h <= kTilesMaxStemStride &&
-      P.s_w <= kTilesMaxStemStride)
-    return false;
+  const bool narrow_window = g.Cg < kGemmMinChannels && g.KH * g.KW > 1;
+  const int64_t stride = std::max(P.s_h, P.s_w);
+  if (narrow_window && (stride == 1 || (forward && stride <= kTilesMaxStemStride))) return false;
   if (gemm::use_taps(P, g) || gemm::is_pointwise(P)) return true;
   const bool stride_1 = P.s_h == 1 && P.s_w == 1;
   return !(stride_1 && g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);

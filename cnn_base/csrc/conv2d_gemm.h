@@ -209,13 +209,14 @@ template <typename T>
 void im2col_rows(const ConvParams& P, const Geometry& g, const T* Xg, const Tile& t,
                  int64_t ld, T* cols) {
   const int64_t L = t.rows * g.OW, image = g.C * g.H * g.W;
+  const bool by_planes = same_width(P, g);
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.KH; ++i)
       for (int64_t j = 0; j < g.KW; ++j) {
         const auto [left, x0, x1] = input_columns(P, g, j);
         T* row = cols + ((c * g.KH + i) * g.KW + j) * ld;
         for (int64_t b = 0; b < t.images; ++b) {
-          if (same_width(P, g)) {
+          if (by_planes) {
             im2col_same_width(P, g, Xg + b * image + c * g.H * g.W, t, i, {left, x0, x1},
                               row + b * L);
             continue;
