@@ -181,6 +181,11 @@ WIDE_TABLE = [
     ((2, 8, 4, 4), dict(channels=5, kernel_size=3, padding=3)),
     ((3, 8, 7, 7), dict(channels=6, kernel_size=3, strides=2, padding=2, dilation=2)),
     ((2, 6, 5, 4), dict(channels=7, kernel_size=(2, 5), padding=(1, 2))),
+    # dW^T = cols dY^T over at most 160 rows by dot_rows (conv2d_loops.h): a stem (49 rows,
+    # 10 output channels: edge blocks of 1 row and 2 channels), and a tile of 5220 columns
+    # (chunks of 2048 and a tail of 4 past the last vector; 50 rows, 7 channels)
+    ((2, 1, 70, 66), dict(channels=10, kernel_size=7, strides=2, padding=3)),
+    ((1, 2, 100, 91), dict(channels=7, kernel_size=5)),
 ]
 
 

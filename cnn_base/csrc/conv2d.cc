@@ -432,6 +432,11 @@ void backward_lanes_item(const ConvParams& P, const Geometry& g, int64_t BW, con
                          const T* Xl, const T* Kl, T* dXl, T* dKl) {
   CNN_BASE_PICK(backward_lanes<T>(P, g, BW, dYl, Xl, Kl, dXl, dKl))
 }
+template <typename T>
+void dot_rows_item(int64_t M, int64_t N, int64_t L, const T* A, int64_t lda, const T* B,
+                   int64_t ldb, T beta, T* C, int64_t ldc) {
+  CNN_BASE_PICK(dot_rows<T>(M, N, L, A, lda, B, ldb, beta, C, ldc))
+}
 #undef CNN_BASE_PICK
 
 // Values in one vector of the loops (32 bytes).
