@@ -10,6 +10,8 @@ One fault of Gluon's is pinned here: under ``autograd.record(train_mode=False)``
 its BatchNorm's gradient of the data is not the gradient of what it computed
 (the running statistics are constants there, so dX = gamma * dY / sqrt(var + eps)).
 """
+import json
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -198,3 +200,28 @@ def test_between_gluons_convs_every_run_equals_gluons(hybridize):
                                         if p.grad_req != "null" and "bias" not in p.name])
         _assert_close(got[0], got[1], 1e-4, ("output", "conv1 weight", "gamma", "beta",
                                              "conv2 weight"))
+
+
+def test_a_graph_asks_the_mode_once_and_each_pass_gets_its_own():
+    """Hybridized, every batch norm of a graph reads one node saying the mode (one custom
+    operator run per pass, not per layer), and a training pass then a prediction pass of the
+    same graph each still equal Gluon's batch norms."""
+    def net_of(make):
+        net = nn.HybridSequential()
+        net.add(make(), nn.Activation("relu"), make(), make())
+        net.initialize()
+        return net
+    ours, gluons = net_of(lambda: cb.BatchNorm(in_channels=3)), \
+        net_of(lambda: nn.BatchNorm(in_channels=3))
+    graph = json.loads(ours(mx.sym.var("data")).tojson())
+    assert sum(node["op"] == "Custom" for node in graph["nodes"]) == 1
+    X = nd.random.normal(shape=(4, 3, 5, 5)) * 2 + 1
+    for net in (ours, gluons):
+        net.hybridize(static_alloc=True)
+    for train_mode in (True, False, True, False):
+        outputs = []
+        for net in (ours, gluons):
+            with autograd.record(train_mode=train_mode):
+                outputs.append(net(X))
+            outputs[-1].backward()     # (Gluon's moves its running statistics in backward)
+        _assert_close([outputs[0].asnumpy()], [outputs[1].asnumpy()], 1e-5, ("output",))
