@@ -39,22 +39,46 @@ struct Shape {
   int64_t outer, C, inner;
 };
 
-// Sum of one contiguous segment, in T's own lanes, returned in double.
-template <typename T>
-inline double segment_sum(const T* x, int64_t n) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i];
-  return s;
+// A channel's sums are kept in kSums partial sums side by side, each value added to the one of
+// its position modulo kSums in its segment (the compiler makes them vectors, none waiting on
+// another's add), and moved into a double every kFlushValues values. What it buys: one
+// running sum per segment (omp simd's one vector, then the segment's total) waited on each
+// add's latency, and on 3 x 3 and 6 x 6 planes on a total per 9-36 values. One thread,
+// forward + backward, medians of 15: (32, 64, 48, 48) 21.2 -> 15.3 ms, (32, 64, 24, 24) 5.3 ->
+// 4.4, (32, 256, 6, 6) 3.3 -> 2.2, (32, 1024, 6, 6) 8.4 -> 6.1 (MXNet's on the same plain
+// arrays: 27.7, 7.6, 2.6, 10.8).
+constexpr int kSums = 32;
+constexpr int64_t kFlushValues = 4096;
+
+// part[i mod kSums] += term(i) for i < n.
+template <typename T, typename F>
+inline void add_terms(int64_t n, T* part, F term) {
+  int64_t i = 0;
+  for (; i + kSums <= n; i += kSums)
+    for (int k = 0; k < kSums; ++k) part[k] += term(i + k);
+  for (int k = 0; i + k < n; ++k) part[k] += term(i + k);
 }
 
-// Sum of (x - m)^2 over one segment.
+// The partial sums' total, and the partial sums zeroed.
 template <typename T>
-inline double segment_squares(const T* x, int64_t n, T m) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += (x[i] - m) * (x[i] - m);
-  return s;
+inline double flush(T* part) {
+  double total = 0;
+  for (int k = 0; k < kSums; ++k) total += part[k], part[k] = 0;
+  return total;
+}
+
+// The sum over channel c of term(offset of a value in the batch).
+template <typename T, typename F>
+double channel_total(const Shape& s, int64_t c, F term) {
+  T part[kSums] = {};
+  double total = 0;
+  int64_t pending = 0;
+  for (int64_t o = 0; o < s.outer; ++o) {
+    const int64_t at = (o * s.C + c) * s.inner;
+    add_terms(s.inner, part, [&](int64_t i) { return term(at + i); });
+    if ((pending += s.inner) >= kFlushValues) total += flush(part), pending = 0;
+  }
+  return total + flush(part);
 }
 
 // Threads for a pass over the whole batch, one channel per item.
@@ -69,11 +93,11 @@ template <typename T>
 void channel_statistics(const Shape& s, const T* X, int64_t c, double eps, double momentum,
                         T* running_mean, T* running_var, T* mean, T* invstd) {
   const int64_t M = s.outer * s.inner;
-  double sum = 0, squares = 0;
-  for (int64_t o = 0; o < s.outer; ++o) sum += segment_sum(X + (o * s.C + c) * s.inner, s.inner);
+  const double sum = channel_total<T>(s, c, [X](int64_t i) { return X[i]; });
   const T m = static_cast<T>(sum / M);
-  for (int64_t o = 0; o < s.outer; ++o)
-    squares += segment_squares(X + (o * s.C + c) * s.inner, s.inner, m);
+  const double squares = channel_total<T>(s, c, [X, m](int64_t i) {
+    return (X[i] - m) * (X[i] - m);
+  });
   mean[c] = m;
   invstd[c] = static_cast<T>(1.0 / std::sqrt(squares / M + eps));
   running_mean[c] = static_cast<T>(running_mean[c] * momentum + m * (1 - momentum));
@@ -119,19 +143,8 @@ void forward(const Shape& s, const T* X, const T* gamma, const T* beta, T* runni
 template <typename T>
 void channel_sums(const Shape& s, const T* dY, const T* X, int64_t c, T m, T invstd,
                   double* sum_dy, double* sum_dy_xhat) {
-  double a = 0, b = 0;
-  for (int64_t o = 0; o < s.outer; ++o) {
-    const T* dy = dY + (o * s.C + c) * s.inner;
-    const T* x = X + (o * s.C + c) * s.inner;
-    T sa = 0, sb = 0;
-#pragma omp simd reduction(+ : sa, sb)
-    for (int64_t i = 0; i < s.inner; ++i) {
-      sa += dy[i];
-      sb += dy[i] * (x[i] - m);
-    }
-    a += sa;
-    b += sb;
-  }
+  const double a = channel_total<T>(s, c, [dY](int64_t i) { return dY[i]; });
+  const double b = channel_total<T>(s, c, [dY, X, m](int64_t i) { return dY[i] * (X[i] - m); });
   *sum_dy = a;
   *sum_dy_xhat = b * invstd;
 }
