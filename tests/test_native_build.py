@@ -263,3 +263,43 @@ def test_import_puts_back_numpy_bool_for_mxnet_only_when_missing():
     had, now = out.split()
     assert now == "True", err       # numpy 1.23 has it (the builtin); 1.26 gets it back
     assert had == ("True" if tuple(map(int, np.__version__.split(".")[:2])) < (1, 24) else "False")
+
+
+def _compilers_writing_into(folder, builder):
+    """The processes but ``builder`` whose command line names ``folder`` (the compilers of a
+    build into it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == builder.pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(folder).encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+@needs_compiler
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_interrupted_build_kills_its_compilers_and_leaves_no_partial_files(tmp_path):
+    """SIGINT to the building process alone (not its process group): it stops at once, the
+    compilers it ran side by side (and theirs) are gone, and no object or partial file stays."""
+    import signal, time
+    out = tmp_path / "out"
+    builder = python(f"""
+        import pathlib
+        from cnn_base import native
+        native.build(force=True, library=pathlib.Path({str(out / 'lib.so')!r}))
+    """)
+    deadline = time.monotonic() + 60
+    while not _compilers_writing_into(out, builder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _compilers_writing_into(out, builder), "the build never started its compilers"
+    builder.send_signal(signal.SIGINT)
+    builder.communicate(timeout=30)
+    assert builder.returncode != 0
+    time.sleep(0.5)
+    assert _compilers_writing_into(out, builder) == []
+    assert sorted(p.name for p in out.iterdir()) == []

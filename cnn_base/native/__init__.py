@@ -31,12 +31,14 @@ operators for anything else (GPU contexts, other dtypes). A model exported
 with it needs ``import cnn_base`` before ``SymbolBlock.imports`` reads it.
 """
 import concurrent.futures
+import contextlib
 import ctypes
 import hashlib
 import importlib.metadata
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -130,14 +132,34 @@ def _commands(cxx, output, extra_flags=()):
 def _run_side_by_side(commands):
     """Each command run, as many at once as this process has processors (a build on first
     use waits for the compiler; conv2d.cc alone takes ~half the whole build, so two cores
-    halve it). The first failed one's ``subprocess`` result, else None."""
+    halve it). The first failed one's ``subprocess`` result, else None. On a failure or an
+    exception here (Ctrl-C), the commands still running are killed (each its own process
+    group, the compiler's own children with it) and none is started."""
     processors = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1)
-    workers = max(1, min(len(commands), processors))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        done = list(pool.map(lambda command: subprocess.run(command, capture_output=True,
-                                                             text=True), commands))
-    return next((result for result in done if result.returncode != 0), None)
+    lock, processes, stopped = threading.Lock(), [], threading.Event()
+
+    def run(command):
+        with lock:
+            if stopped.is_set():
+                return None
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, start_new_session=True)
+            processes.append(process)
+        out, err = process.communicate()
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, min(len(commands), processors)))
+    try:
+        return next((done for done in pool.map(run, commands) if done.returncode != 0), None)
+    finally:
+        with lock:
+            stopped.set()
+            for process in processes:     # the driver and the cc1plus it started
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def library_path(extra_flags=()):
@@ -219,10 +241,10 @@ def _compile(cxx, library, extra_flags):
     partial = library.with_name(f".{library.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     compiles, link = _commands(cxx, partial, extra_flags)
     try:
-        failed = _run_side_by_side(compiles) or _run_side_by_side([link])
-    except OSError as error:
-        raise NativeBuildError(f"could not run the C++ compiler {cxx!r}: {error}") from None
-    try:
+        try:
+            failed = _run_side_by_side(compiles) or _run_side_by_side([link])
+        except OSError as error:
+            raise NativeBuildError(f"could not run the C++ compiler {cxx!r}: {error}") from None
         if failed is not None:
             raise NativeBuildError(f"{' '.join(failed.args)} failed with exit code "
                                    f"{failed.returncode}:\n{failed.stderr.strip()}")
