@@ -48,22 +48,13 @@ namespace base {
 #include "batch_norm_loops.h"
 }  // namespace base
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#ifdef CNN_BASE_AVX2     // operator_common.h: has_avx2, CNN_BASE_PICK
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace fast {
 #include "batch_norm_loops.h"
 }  // namespace fast
 #pragma GCC pop_options
-
-bool has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-#define CNN_BASE_PICK(call) \
-  if (has_avx2()) { fast::call; } else { base::call; }
-#else
-#define CNN_BASE_PICK(call) base::call;
 #endif
 
 template <typename T>
@@ -79,7 +70,6 @@ void backward(const Shape& s, const T* dY, const T* X, const T* gamma, const T* 
               const T* invstd, bool batch_stats, T* dX, T* dgamma, T* dbeta) {
   CNN_BASE_PICK(backward<T>(s, dY, X, gamma, mean, invstd, batch_stats, dX, dgamma, dbeta))
 }
-#undef CNN_BASE_PICK
 
 }  // namespace
 

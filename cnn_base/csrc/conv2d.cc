@@ -390,23 +390,13 @@ namespace base {
 #include "conv2d_loops.h"
 }  // namespace base
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CNN_BASE_AVX2 1
+#ifdef CNN_BASE_AVX2     // operator_common.h: has_avx2, CNN_BASE_PICK
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace fast {
 #include "conv2d_loops.h"
 }  // namespace fast
 #pragma GCC pop_options
-
-bool has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-#define CNN_BASE_PICK(call) \
-  if (has_avx2()) { fast::call; } else { base::call; }
-#else
-#define CNN_BASE_PICK(call) base::call;
 #endif
 
 // The loop items, each running the loops compiled for this processor.
@@ -437,7 +427,6 @@ void dot_rows_item(int64_t M, int64_t N, int64_t L, const T* A, int64_t lda, con
                    int64_t ldb, T beta, T* C, int64_t ldc) {
   CNN_BASE_PICK(dot_rows<T>(M, N, L, A, lda, B, ldb, beta, C, ldc))
 }
-#undef CNN_BASE_PICK
 
 // Values in one vector of the loops (32 bytes).
 template <typename T>

@@ -84,6 +84,22 @@ mxnet::ext::MXReturnValue guarded(const char* op, const char* what, Body body) {
   return mxnet::ext::MX_FAIL;
 }
 
+// Whether this processor runs the loops compiled for AVX2 with FMA, asked once. A file with
+// vector loops includes its loops header twice, into namespace ``base`` and, where
+// CNN_BASE_AVX2 is defined, into ``fast`` under `#pragma GCC target("avx2,fma")`; then
+// CNN_BASE_PICK(f(args)) calls fast::f where the processor has AVX2, else base::f.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CNN_BASE_AVX2 1
+inline bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#define CNN_BASE_PICK(call) \
+  if (cnn_base::has_avx2()) { fast::call; } else { base::call; }
+#else
+#define CNN_BASE_PICK(call) base::call;
+#endif
+
 }  // namespace cnn_base
 
 #endif  // CNN_BASE_OPERATOR_COMMON_H_
