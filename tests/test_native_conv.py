@@ -171,6 +171,11 @@ WIDE_TABLE = [
     # more than 64 output channels per group: dW = dY cols^T (fewer: dW^T = cols dY^T)
     ((2, 24, 6, 5), dict(channels=72, kernel_size=3, padding=1)),
     ((2, 16, 5, 5), dict(channels=136, kernel_size=3, strides=2, groups=2)),
+    # ... unless a chunk of images has >= 8192 columns (kTurnedGradMinColumns): turned again,
+    # dY laid out turned for the BLAS (turned_weight_grad), with groups; by blocks
+    ((2, 8, 91, 91), dict(channels=72, kernel_size=3, padding=1)),
+    ((2, 16, 91, 92), dict(channels=132, kernel_size=3, padding=1, groups=2)),
+    ((460, 32, 6, 6), dict(channels=72, kernel_size=3, padding=1)),
     # im2col without the padding (csrc/conv2d_blocks.h), several images' planes a tile: by
     # the rule (64 input channels, 3 x 3 and 6 x 6 planes; dX by the transposed conv's
     # blocks), with groups; forced ('gemm'): padding past the window's reach (rows and

@@ -55,11 +55,17 @@ struct Block {
 // gathered columns stay in a core's L2 for the multiply that reads them (a 6 x 6 plane's
 // 1584-value columns, 512 of them, were 3.2 MB): one thread, forward + backward, DenseNet's
 // 112-176 -> 32 k3 on 6 x 6 1-10% faster, GoogLeNet's 128 -> 256 4%, 512 -> 512 on 3 x 3 2%.
+// At least kBlockMinColumns columns a chunk, though: a 512 -> 512 k3 layer on 7 x 7 planes
+// (K 4608) had chunks of 32 columns, whose multiplies ran at 93 GFLOP/s where 128 columns
+// reach the sgemm's 100+ (f+b one thread 65 -> 61 ms; DenseNet's and GoogLeNet's narrow 6 x 6
+// layers unchanged).
 constexpr int64_t kBlockValues = int64_t(1) << 17;     // 512 KiB of float32
+constexpr int64_t kBlockMinColumns = 128;
 
 inline int64_t block_columns(const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW;
-  const int64_t columns = std::min(tiling(g).columns, std::max<int64_t>(32, kBlockValues / K));
+  const int64_t columns =
+      std::min(tiling(g).columns, std::max<int64_t>(kBlockMinColumns, kBlockValues / K));
   return columns >= 32 ? columns / 32 * 32 : columns;
 }
 
@@ -246,7 +252,7 @@ void planes_to_block(const Geometry& g, const Block& k, const Segment* segs, int
 }
 
 // dW's partial sums of the images n0 .. n0 + images by blocks, added to ``parts`` (O K
-// values, K tap-major; each group's K x O_g when weight_grad_turned); ``space``: (K + O_g)
+// values, K tap-major; each group's K x O_g when weight_grad_turned); ``space``: (K + 2 O_g)
 // ld values and ld segments' room. Blocks in order, one thread: the sums' order is fixed.
 template <typename T>
 void weight_grad_blocks(const ConvParams& P, const Geometry& g, const T* dY, const T* X,
@@ -260,9 +266,11 @@ void weight_grad_blocks(const ConvParams& P, const Geometry& g, const T* dY, con
     const int64_t count = block_segments(P, g, k, segs), n = k.c1 - k.c0;
     block_cols(P, g, X + (n0 * g.C + k.grp * g.Cg) * g.H * g.W, k, segs, count, ld, cols);
     planes_to_block(g, k, segs, count, dY + (n0 * g.O + k.grp * g.Og) * g.OH * g.OW, dy);
+    T* dyT = dy + g.Og * ld;                 // dY laid out turned (turned_weight_grad)
+    if (turned) rows_transposed(g.Og, n, static_cast<const T*>(dy), n, dyT);
     for_tap_ranges(g, k, [&](int64_t first, int64_t depth) {
       if (turned) {
-        call<T>(kNoTrans, kTrans, depth, g.Og, n, cols + first * ld, ld, dy, n, T(1),
+        call<T>(kNoTrans, kNoTrans, depth, g.Og, n, cols + first * ld, ld, dyT, g.Og, T(1),
                 parts + (k.grp * K + first) * g.Og, g.Og);
       } else {
         call<T>(kNoTrans, kTrans, g.Og, depth, n, dy, n, cols + first * ld, ld, T(1),

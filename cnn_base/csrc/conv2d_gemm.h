@@ -444,7 +444,7 @@ inline int64_t taps_buffer(const ConvParams& P, const Geometry& g) {
 inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
   const int64_t K = g.Cg * g.KH * g.KW, threads = cnn_base::max_threads();
   const Geometry h = transposed(g);
-  const int64_t per_thread = std::max({(2 * K + g.Og) * tiling(g).columns,
+  const int64_t per_thread = std::max({(2 * K + 2 * g.Og) * tiling(g).columns,
                                        (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns,
                                        taps_buffer(P, g), taps_buffer(transposed(P, g), h)});
   return (std::min(threads, g.N) + 2) * g.O * K + threads * per_thread;
@@ -607,33 +607,62 @@ void turn_kernels(const Geometry& g, const T* W, T* Wt) {
       }
 }
 
-// For few output channels the weight gradient is multiplied transposed, dW_g^T (K_g x O_g) =
-// cols dY^T, and turned back when the chunks are summed. What it buys: the same multiply with
-// the large operand (cols, K_g x columns) first and the O_g columns second runs at 100-110
-// GFLOP/s per core in oneDNN's sgemm where dW_g = dY cols^T ran at 55-89 on 32 output
-// channels (K_g 864-2016), 68 -> 93 on 64 -> 64 at 56 x 56, 37 -> 74 on LeNet's 6 -> 16 (each
-// multiply alone, one thread, best of 9). On 256-960 channels the two multiply alike, and
-// turning millions of sums back cost more than that (d2l ResNet-18's step, two threads:
-// 0.85 -> 0.94-1.02 the built-in's with every layer turned), so those keep dY cols^T.
+// For few output channels, or many columns per chunk of images, the weight gradient is
+// multiplied turned, dW_g^T (K_g x O_g) = cols dY^T, and turned back when the chunks are
+// summed. What it buys: the same multiply with the large operand (cols, K_g x columns) first
+// and the O_g columns second runs at 100-110 GFLOP/s per core in oneDNN's sgemm where dW_g =
+// dY cols^T ran at 55-89 on 32 output channels (K_g 864-2016), 68 -> 93 on 64 -> 64 at 56 x
+// 56, 37 -> 74 on LeNet's 6 -> 16 (each multiply alone, one thread, best of 9). Turning the
+// sums back costs a pass over O K values per chunk: on 256-960 channels over few columns
+// (512 -> 512 on 3 x 3 and 7 x 7 planes, 288-392 columns a chunk) it cost more than the
+// multiply gained (f+b one thread 37 -> 45 ms, 63 -> 72), so those keep dY cols^T; from
+// kTurnedGradMinColumns on the turn pays (AlexNet's and NiN's 96 -> 256 k5 on 26 x 26,
+// 21632 columns: with turned_weight_grad 870-910 -> 790-830 ms f+b, one thread).
 constexpr int64_t kTurnedGradMaxRows = 64;
+constexpr int64_t kTurnedGradMinColumns = 8192;
 
-inline bool weight_grad_turned(const Geometry& g) { return g.Og <= kTurnedGradMaxRows; }
+// Columns of dW's multiplies per chunk of images (grads_by_chunk: one chunk per thread of
+// the ceiling).
+inline int64_t columns_per_chunk(const Geometry& g) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), g.N));
+  return g.N / chunks * g.OH * g.OW;
+}
 
-// C (M x N) = beta C + A B^T, A's M rows and B's N rows of L values (dW_g^T = cols dY^T): by
-// our dot_rows for at most kDotMaxRows rows of A (K_g: the stems, 1 x 1 convs of few input
-// channels), else the BLAS. One thread, each multiply alone, sgemm / dot_rows GFLOP/s over
-// 4096 columns: K_g 27 x 32 output channels (MobileNetV2's stem) 24 / 65-84, 75 x 64 41 /
-// 64-83, 150 x 16 66 / 68-86; from 200 rows on the two measure alike (77-92 / 63-82).
+inline bool weight_grad_turned(const Geometry& g) {
+  return g.Og <= kTurnedGradMaxRows || columns_per_chunk(g) >= kTurnedGradMinColumns;
+}
+
+// At (columns x rows) = A (rows x columns, ``lda`` apart), 64 columns at a time so that the
+// block of At being written stays in L1/L2.
+template <typename T>
+void rows_transposed(int64_t rows, int64_t columns, const T* A, int64_t lda, T* At) {
+  for (int64_t l0 = 0; l0 < columns; l0 += 64) {
+    const int64_t l1 = std::min(columns, l0 + 64);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t l = l0; l < l1; ++l) At[l * rows + r] = A[r * lda + l];
+  }
+}
+
+// Turned weight gradient: part (K_g x O_g) = beta part + cols (K_g x L, ``ldc`` apart)
+// dY^T, dY's O_g rows of L values ``ldd`` apart. At most kDotMaxRows rows of cols (the stems,
+// 1 x 1 convs of few input channels) by our dot_rows; more by the BLAS on dY laid out turned
+// in ``dyT`` (L x O_g) first, a plain product of row-major matrices. What they buy, one
+// thread, each multiply alone: sgemm / dot_rows GFLOP/s over 4096 columns, K_g 27 x 32
+// output channels (MobileNetV2's stem) 24 / 65-84, 75 x 64 41 / 64-83, 150 x 16 66 / 68-86;
+// from 200 rows on the two measure alike (77-92 / 63-82). sgemm of cols dY^T against cols
+// times dY laid out turned, beta 1, medians of 40: K_g 1440 x 32 87 / 99, 2400 x 256 80 / 95,
+// 4608 x 512 101 / 107 (the copy is O_g L values against 2 K_g O_g L multiply-adds).
 constexpr int64_t kDotMaxRows = 160;
 
 template <typename T>
-void multiply_rows(int64_t M, int64_t N, int64_t L, const T* A, int64_t lda, const T* B,
-                   int64_t ldb, T beta, T* C, int64_t ldc) {
-  if (M <= kDotMaxRows) {
-    dot_rows_item<T>(M, N, L, A, lda, B, ldb, beta, C, ldc);
-  } else {
-    call<T>(kNoTrans, kTrans, M, N, L, A, lda, B, ldb, beta, C, ldc);
+void turned_weight_grad(int64_t K, int64_t Og, int64_t L, const T* cols, int64_t ldc,
+                        const T* dy, int64_t ldd, T* dyT, T beta, T* part) {
+  if (K <= kDotMaxRows) {
+    dot_rows_item<T>(K, Og, L, cols, ldc, dy, ldd, beta, part, Og);
+    return;
   }
+  rows_transposed(Og, L, dy, ldd, dyT);
+  call<T>(kNoTrans, kNoTrans, K, Og, L, cols, ldc, dyT, Og, beta, part, Og);
 }
 
 #include "conv2d_blocks.h"   // im2col without the padding: forward_blocks,
@@ -641,7 +670,7 @@ void multiply_rows(int64_t M, int64_t N, int64_t L, const T* A, int64_t lda, con
 
 // dW's partial sums per fixed chunk of images into ``parts`` (O K values per chunk, each
 // group's transposed when weight_grad_turned), each
-// chunk's tiles on one thread with (2 K_g + O_g) * columns values of ``buffers``; dX too
+// chunk's tiles on one thread with (2 K_g + 2 O_g) * columns values of ``buffers``; dX too
 // (dcols = W^T dY, then col2im) unless ``dX`` is null; by blocks (K tap-major) when
 // ``by_blocks`` (and ``dX`` null).
 template <typename T>
@@ -657,9 +686,10 @@ void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T
   std::vector<Segment> segments(by_blocks ? n_threads * ld : 0);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
   {
-    T* cols = buffers + omp_get_thread_num() * (2 * K + g.Og) * how.columns;
+    T* cols = buffers + omp_get_thread_num() * (2 * K + 2 * g.Og) * how.columns;
     T* dcols = cols + K * how.columns;
     T* dy = dcols + K * how.columns;
+    T* dyT = dy + g.Og * how.columns;
 #pragma omp for schedule(static)
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       const int64_t n0 = chunk * g.N / chunks, n1 = (chunk + 1) * g.N / chunks;
@@ -683,8 +713,8 @@ void grads_by_chunk(const ConvParams& P, const Geometry& g, const T* dY, const T
           }
           const Operand<T> in = columns(P, g, t, X + in_at, cols);
           if (weight_grad_turned(g)) {             // dW_g^T
-            multiply_rows<T>(K, g.Og, ld, in.at, in.ld, grad.at, grad.ld, keep,
-                             parts + chunk * sums + grp * K * g.Og, g.Og);
+            turned_weight_grad<T>(K, g.Og, ld, in.at, in.ld, grad.at, grad.ld, dyT, keep,
+                                  parts + chunk * sums + grp * K * g.Og);
           } else {
             call<T>(kNoTrans, kTrans, g.Og, K, ld, grad.at, grad.ld, in.at, in.ld, keep,
                     parts + chunk * sums + grp * g.Og * K, K);
