@@ -814,7 +814,8 @@ void max_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y,
       }
     }
     planes_of(maxima, c0, n, out_cells, Y);
-    if (cells_at) moved_across<int32_t>(cells_at, kLanes, A + c0 * out_cells, out_cells, out_cells, n);
+    if (cells_at)
+      moved_across<int32_t>(cells_at, kLanes, A + c0 * out_cells, out_cells, out_cells, n);
   }
 }
 
