@@ -370,20 +370,18 @@ struct Work : Columns<S> {
   typedef typename SameWidth<T>::type Row;
   std::vector<T> acc;            // one row: the window rows reduced column by column
   std::vector<T> share;          // avg backward: dY / divisor along an output row
-  std::vector<T> col_max;        // each column's max over the window rows (+8 spare) ...
+  std::vector<T> col_max;        // max backward: each column's max over the window rows ...
   std::vector<Row> col_row;      // ... and the first row holding it
-  std::vector<T> phases;                   // max forward: col_max split by column phase,
-  std::vector<int32_t> phase_cells;        // the cells' offsets alike (window_maxima),
-  std::vector<T> win_max;                  // its maxima of whole vectors of windows
+  std::vector<int32_t> col_cell;           // max forward: that cell's offset,
+  std::vector<T> win_max;                  // window_maxima's runs of k_w columns,
   std::vector<int32_t> win_cell;
   std::vector<int32_t> row_cells;          // and one row of offsets when A is not kept
   std::vector<T> x_row, y_row, dy_row;   // float16 rows in float32
 
   Work(const PoolParams& P, const Geometry& g)
-      : Columns<S>(P, g), acc(g.W), share(g.OW), col_max(g.W + 8), col_row(g.W),
-        phases(P.is_max ? 2 * g.W + 16 : 0), phase_cells(phases.size()),
-        win_max(phases.size()), win_cell(phases.size()),
-        row_cells(P.is_max ? g.OW : 0),
+      : Columns<S>(P, g), acc(g.W), share(g.OW), col_max(g.W), col_row(g.W),
+        col_cell(P.is_max ? g.W : 0), win_max(P.is_max ? g.W : 0),
+        win_cell(P.is_max ? g.W : 0), row_cells(P.is_max ? g.OW : 0),
         x_row(sizeof(S) == sizeof(T) ? 0 : g.W), y_row(sizeof(S) == sizeof(T) ? 0 : g.OW),
         dy_row(sizeof(S) == sizeof(T) ? 0 : g.OW) {}
 };
@@ -462,65 +460,34 @@ inline bool comes_first(T v, int32_t cv, T m, int32_t cm) {
   return (v > m) | (v_nan & !m_nan) | (((v == m) | (v_nan & m_nan)) & (cv < cm));
 }
 
-// The first max of the windows [first + j s, first + j s + k_w) of work->col_max (from
-// column_maxima), j < count, into y[j], its plane offset into at[j]: k_w passes along the
-// output row, each a loop of selects over consecutive values that vectorizes (a loop over the
-// windows with their columns inside did not: 3-wide windows at stride 2 were 4x slower than
-// the forward that kept no offsets). With a stride s the columns are first split by phase
-// (column mod s: window j's column first + j s + t is phase (first + t) mod s's value
-// (first + t) div s + j), so that only the windows the stride keeps are computed (all W - k_w
-// + 1 were, and every s-th kept: (32, 16, 224, 224) 2 x 2 stride 2, one thread, 14.0 -> 10.6
-// ms; strided loads instead of the split made 3 x 3 stride 2 on 26 x 26 1.6x slower).
-// AVX2 copy: see column_maxima.
-template <int64_t Step, typename S>
+// The first max of every run of k_w columns of work->col_max (from column_maxima) into
+// win_max, its plane offset into win_cell: win_*[b] is the window of columns [b, b + k_w).
+// What it buys: k_w - 1 passes along the row, each a loop of selects that vectorizes; a
+// loop over the windows with their columns inside did not (3-wide windows at stride 2 were
+// 4x slower than the forward that kept no offsets). AVX2 copy: see column_maxima.
+template <typename S>
 __attribute__((target_clones("avx2", "default")))
-void window_maxima(const Geometry& g, int64_t k_w, int64_t step, int64_t first, int64_t count,
-                   typename Compute<S>::type* __restrict y, int32_t* __restrict at,
-                   Work<S>* work) {
+void window_maxima(const Geometry& g, int64_t k_w, Work<S>* work) {
   typedef typename Compute<S>::type T;
-  const int64_t s = Step > 0 ? Step : step, W = g.W, per_phase = (W + s - 1) / s;
-  const auto* __restrict crow = work->col_row.data();
   const T* __restrict cmax = work->col_max.data();
-  T* __restrict phases = Step == 1 ? nullptr : work->phases.data();
-  int32_t* __restrict cells = work->phase_cells.data();
-  for (int64_t q = 0; q < std::min(s, W); ++q)     // phase q's u-th value: column q + u s
-    for (int64_t u = 0; u < (W - q + s - 1) / s; ++u) {
-      if (Step != 1) phases[q * per_phase + u] = cmax[q + u * s];
-      cells[q * per_phase + u] = static_cast<int32_t>(crow[q + u * s] * W + q + u * s);
-    }
-  if (Step == 1) phases = work->col_max.data();   // one phase: the row as it is
-  // whole vectors: the windows up to a multiple of 8 in scratch (the extra ones read the
-  // buffers' spare values and are dropped), no scalar tail per pass
-  const int64_t whole = (count + 7) / 8 * 8;
+  const auto* __restrict crow = work->col_row.data();
+  int32_t* __restrict cell = work->col_cell.data();
   T* __restrict m = work->win_max.data();
-  int32_t* __restrict mc = work->win_cell.data();
-  for (int64_t t = 0; t < k_w; ++t) {
-    const int64_t from = ((first + t) % s) * per_phase + (first + t) / s;
-    const T* __restrict v = phases + from;
-    const int32_t* __restrict cv = cells + from;
-    if (t == 0) {
-      std::copy(v, v + whole, m);
-      std::copy(cv, cv + whole, mc);
-      continue;
-    }
-    for (int64_t j = 0; j < whole; ++j) {
-      const bool take = comes_first(v[j], cv[j], m[j], mc[j]);
-      m[j] = take ? v[j] : m[j];
-      mc[j] = take ? cv[j] : mc[j];
+  int32_t* __restrict at = work->win_cell.data();
+  const int32_t W = static_cast<int32_t>(g.W);
+  for (int32_t b = 0; b < W; ++b) cell[b] = static_cast<int32_t>(crow[b]) * W + b;
+  const int64_t runs = g.W - k_w + 1;
+  std::copy(cmax, cmax + runs, m);
+  std::copy(cell, cell + runs, at);
+  for (int64_t t = 1; t < k_w; ++t) {
+    const T* __restrict v = cmax + t;
+    const int32_t* __restrict cv = cell + t;
+    for (int64_t b = 0; b < runs; ++b) {
+      const bool take = comes_first(v[b], cv[b], m[b], at[b]);
+      m[b] = take ? v[b] : m[b];
+      at[b] = take ? cv[b] : at[b];
     }
   }
-  std::copy(m, m + count, y);
-  std::copy(mc, mc + count, at);
-}
-
-// window_maxima with the stride known to the compiler where it is 1 or 2 (the split by phase
-// then vectorizes; with a variable stride it made 3 x 3 stride 2 pools 15-30% slower).
-template <typename S>
-void window_maxima_of(const PoolParams& P, const Geometry& g, int64_t first, int64_t count,
-                      typename Compute<S>::type* y, int32_t* at, Work<S>* work) {
-  if (P.s_w == 1) return window_maxima<1>(g, P.k_w, 1, first, count, y, at, work);
-  if (P.s_w == 2) return window_maxima<2>(g, P.k_w, 2, first, count, y, at, work);
-  window_maxima<0>(g, P.k_w, P.s_w, first, count, y, at, work);
 }
 
 // Max pooling of one plane, separably: column_maxima for the window rows of output row i,
@@ -547,8 +514,11 @@ void max_forward_plane(const PoolParams& P, const Geometry& g, const S* x, S* y,
       continue;
     }
     column_maxima(g, x, r, work);
-    if (j0 < j1)
-      window_maxima_of(P, g, j0 * P.s_w - P.p_w, j1 - j0, yi + j0, ai + j0, work);
+    if (j0 < j1) window_maxima(g, P.k_w, work);
+    for (int64_t j = j0; j < j1; ++j) {
+      yi[j] = work->win_max[j * P.s_w - P.p_w];
+      ai[j] = work->win_cell[j * P.s_w - P.p_w];
+    }
     for (int64_t j = 0; j < g.OW; ++j) {
       if (j == j0 && j1 > j0) j = j1;              // the windows done above
       if (j >= g.OW) break;
@@ -711,7 +681,9 @@ void moved_across_avx2(const float* src, int64_t ss, float* dst, int64_t ds, int
 
 // dst[j ds + i] = src[i ss + j] (i < rows, j < columns) for float or int32 bits: the lanes'
 // transposes, in and out (lanes_of, planes_of, the argmax). What it buys: one value at a
-// time they were two thirds of max_forward_small's time ((32, 192, 12, 12) 3 x 3, argmax).
+// time they were two thirds of max_forward_small's time; one thread, forward with argmax,
+// (32, 192, 12, 12) 3 x 3 2.7 -> 1.6 ms, (32, 480, 6, 6) 1.26 -> 0.82; forward + backward after
+// a ReLU, (32, 192, 24, 24) 3 x 3 stride 2 0.95-1.0 -> 0.68-0.70 the built-in's.
 template <typename V>
 void moved_across(const V* src, int64_t ss, V* dst, int64_t ds, int64_t rows, int64_t columns) {
   static_assert(sizeof(V) == sizeof(float), "4-byte values");
