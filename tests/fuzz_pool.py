@@ -111,9 +111,12 @@ def random_case(rng, seed):
         if shape[2] + 2 * p[0] >= k[0] and shape[3] + 2 * p[1] >= k[1]:
             break
     if seed % 5 == 2:
-        # planes past 24 x 24, where max pooling leaves the side-by-side small-plane way
-        # for the separable loops; by the seed, so other seeds' cases stay as they were
+        # planes of 25 x 25 to 33 x 33, side by side in the lanes (up to 54 x 54); by the seed,
+        # so other seeds' cases stay as they were
         shape = shape[:2] + (shape[2] + 24, shape[3] + 24)
+    elif seed % 5 == 3:
+        # planes past 54 x 54, where pooling leaves the side-by-side way for the separable loops
+        shape = shape[:2] + (shape[2] + 54, shape[3] + 54)
     return Case(shape=shape, mode=str(rng.choice(["max", "avg"])), pool_size=k, strides=s,
                 padding=p, ceil_mode=bool(rng.rand() < 0.4),
                 count_include_pad=bool(rng.rand() < 0.5), dtype=str(rng.choice(DTYPES)),

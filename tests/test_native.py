@@ -48,15 +48,20 @@ POOL_TABLE = [
     # a window holding only padding cells
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="max", ceil_mode=True)),
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="avg", ceil_mode=True)),
-    # max pools of planes up to 24 x 24 run 64 planes side by side: 150 planes (the last
-    # block partial), a 12 x 12 plane, and 25 x 24 (the separable passes again)
+    # pools of planes up to 54 x 54 run 64 planes side by side: 150 planes (the last
+    # block partial), 12 x 12, 25 x 24 (the lanes' transposes with edges of 1 and 0 past 8),
+    # 54 x 54; 55 x 54 the separable passes again, and so does a window too large to list
     ((3, 50, 7, 5), dict(pool_size=3, strides=1, padding=1, mode="max")),
     ((2, 40, 12, 12), dict(pool_size=3, strides=2, padding=1, mode="max", ceil_mode=True)),
     ((1, 70, 25, 24), dict(pool_size=2, strides=2, mode="max")),
-    # average pools of planes up to 12 x 12 run side by side too; past it the separable loops
+    ((1, 9, 54, 54), dict(pool_size=3, strides=2, mode="max")),
+    ((1, 70, 55, 54), dict(pool_size=2, strides=2, mode="max")),
+    ((1, 2, 24, 24), dict(pool_size=12, strides=1, padding=6, mode="max")),
     # (without ceil_mode: Gluon's float32 average is wrong there, special_values.md)
     ((1, 70, 12, 12), dict(pool_size=3, strides=2, padding=1, mode="avg")),
     ((1, 3, 25, 26), dict(pool_size=3, strides=2, padding=1, mode="avg",
+                          count_include_pad=False)),
+    ((1, 3, 55, 56), dict(pool_size=3, strides=2, padding=1, mode="avg",
                           count_include_pad=False)),
 ]
 
@@ -157,11 +162,11 @@ def test_kernel_output_and_gradient_equal_mxnet_op_pooling_and_numpy(input_shape
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("input_shape", [(3, 50, 6, 6), (2, 40, 25, 24)])
+@pytest.mark.parametrize("input_shape", [(3, 50, 6, 6), (2, 10, 55, 54)])
 def test_kernel_max_pooling_of_ties_nan_and_signed_zeros_equals_numpy(input_shape, dtype):
     """Small values drawn from {-1, -0.0, 0, 1} (ties in every window) and some NaN: the value
     and the gradient go to the first maximal cell (the first NaN) in row-major order; the
-    forward on the side-by-side small-plane way (6 x 6) and the separable one (25 x 24)."""
+    forward on the side-by-side small-plane way (6 x 6) and the separable one (55 x 54)."""
     rng = np.random.default_rng(5)
     x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0]), size=input_shape)
     x[rng.random(input_shape) < 0.02] = np.nan
@@ -543,7 +548,7 @@ def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
 
 
 @needs_kernel
-@pytest.mark.parametrize("shape", [(2, 5, 9, 8), (1, 3, 26, 25)],
+@pytest.mark.parametrize("shape", [(2, 5, 9, 8), (1, 3, 56, 55)],
                          ids=["small-planes", "separable"])
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])

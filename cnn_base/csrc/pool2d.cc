@@ -598,25 +598,32 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
 // GoogLeNet's inception pools (480-832 channels on 6 x 6 and 3 x 3) cost more than the
 // maxima: Gluon's forward was 3.4-4.9x faster there (one thread; this way ours went from
 // 3.99 to 1.2-1.4 ms on (32, 480, 6, 6), 3.89 to 0.55-0.63 on (32, 832, 3, 3), 4.0 to 2.6
-// on (32, 192, 12, 12); up to 24 x 24 planes, whose blocks of 64 planes stay in L2 with their
-// outputs: 147 + 74 KB; (32, 192, 24, 24) 3 x 3 stride 2 went from 6.2 to 4.3 ms this way, where
-// the separable loops' short rows cost). Same results:
+// on (32, 192, 12, 12)). Same results:
 // nan_max in row-major order keeps the first of equal cells (+0.0 or -0.0). Its backward is
 // max_backward's (argmax=True) or backward_plane's. Compiled for AVX2 too (target_clones,
 // chosen when the process starts): (32, 528, 6, 6) 2.0 -> 1.6 ms with argmax, one thread.
-constexpr int64_t kSmallPlane = 24 * 24;
+//
+// Up to 54 x 54 planes, max and average alike, since the lanes move in and out by AVX2
+// transposes (moved_across): one thread, forward + backward after a ReLU, medians in turns,
+// ours / the built-in's, separable -> side by side: max (32, 64, 48, 48) 3 x 3 s2 0.96 -> 0.85,
+// (32, 96, 54, 54) 3 x 3 s2 0.92 -> 0.87, (32, 64, 32, 32) 3 x 3 s2 1.08 -> 0.74, (32, 128, 28,
+// 28) 2 x 2 0.89 -> 0.69; average (32, 96, 24, 24) 2 x 2 0.95 -> 0.82, (32, 64, 48, 48) 2 x 2 1.08
+// -> 0.97, (32, 64, 32, 32) 3 x 3 s1 2.2 -> 1.1; at 56 x 56 (2 x 2 max) the two ways are even.
+// (With the transposes a value at a time average pooling gained only to 12 x 12.) A block of
+// 64 planes of 54 x 54 is 746 KB, in L2 with its outputs.
+constexpr int64_t kSmallPlane = 54 * 54;
 constexpr int64_t kLanes = 64;
-// Average pooling takes the side-by-side way up to 12 x 12 planes only: one thread, best of 40,
-// forward + backward 2 x 2, ms, separable / side by side: (32, 120, 6, 6) 0.51 / 0.19-0.24 (Gluon
-// 0.18-0.24), (32, 112, 12, 12) 0.92 / 0.89, but (32, 96, 24, 24) 2.45 / 4.3-4.8 (the transpose of
-// a 24 x 24 block into lanes costs more than the sums it speeds up).
-constexpr int64_t kSmallAvgPlane = 12 * 12;
+// The most window cells max_forward_small lists (window_cells: outputs times their cells),
+// 512 KB of offsets: a large window on a small plane goes the separable way instead (54 x 54
+// by 3 x 3 lists 26244, by 5 x 5 72900).
+constexpr int64_t kMostListedCells = int64_t(1) << 16;
 
-// Pooling whose input and output planes are both small takes this way (a small input
-// padded into a large output would list up to kSmallPlane cells per output cell).
-// Average pooling only up to kSmallAvgPlane cells (measured there).
+// Pooling whose input and output planes are both small takes this way; max pooling also
+// needs its windows' cells listed (at most kMostListedCells of them).
 inline bool side_by_side(const PoolParams& P, const Geometry& g) {
-  return g.H * g.W <= (P.is_max ? kSmallPlane : kSmallAvgPlane) && g.OH * g.OW <= kSmallPlane;
+  return g.H * g.W <= kSmallPlane && g.OH * g.OW <= kSmallPlane &&
+         (!P.is_max || g.OH * g.OW * std::min(P.k_h, g.H) * std::min(P.k_w, g.W) <=
+                           kMostListedCells);
 }
 
 struct WindowCells {
@@ -802,7 +809,7 @@ inline double stored_as(const double*, double v) { return v; }
 // window's columns, then times 1 / rows and 1 / columns counted), so that the bits are
 // theirs and the NHWC loop's. What it buys: DenseNet's transition pools on 6 x 6 and 12 x 12
 // planes, where avg_forward_plane's setup per row of 3 or 6 outputs cost more than the sums
-// (see kSmallAvgPlane).
+// (see kSmallPlane).
 template <typename S>
 __attribute__((target_clones("avx2", "default")))
 void avg_forward_small(const PoolParams& P, const Geometry& g, const S* X, S* Y) {
