@@ -48,9 +48,10 @@ POOL_TABLE = [
     # a window holding only padding cells
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="max", ceil_mode=True)),
     ((1, 1, 4, 4), dict(pool_size=3, strides=3, padding=2, mode="avg", ceil_mode=True)),
-    # pools of planes up to 54 x 54 run 64 planes side by side: 150 planes (the last
-    # block partial), 12 x 12, 25 x 24 (the lanes' transposes with edges of 1 and 0 past 8),
-    # 54 x 54; 55 x 54 the separable passes again, and so does a window too large to list
+    # float32 pools of planes up to 54 x 54 run 64 planes side by side (float64: max to 24 x
+    # 24, average to 12 x 12): 150 planes (the last block partial), 12 x 12, 25 x 24 (the
+    # lanes' transposes with edges of 1 and 0 past 8), 54 x 54; 55 x 54 the separable passes
+    # again, and so does a window too large to list
     ((3, 50, 7, 5), dict(pool_size=3, strides=1, padding=1, mode="max")),
     ((2, 40, 12, 12), dict(pool_size=3, strides=2, padding=1, mode="max", ceil_mode=True)),
     ((1, 70, 25, 24), dict(pool_size=2, strides=2, mode="max")),

@@ -52,6 +52,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -609,19 +610,35 @@ void backward_plane(const PoolParams& P, const Geometry& g, const S* dy, const S
 // (32, 96, 54, 54) 3 x 3 s2 0.92 -> 0.87, (32, 64, 32, 32) 3 x 3 s2 1.08 -> 0.74, (32, 128, 28,
 // 28) 2 x 2 0.89 -> 0.69; average (32, 96, 24, 24) 2 x 2 0.95 -> 0.82, (32, 64, 48, 48) 2 x 2 1.08
 // -> 0.97, (32, 64, 32, 32) 3 x 3 s1 2.2 -> 1.1; at 56 x 56 (2 x 2 max) the two ways are even.
-// (With the transposes a value at a time average pooling gained only to 12 x 12.) A block of
-// 64 planes of 54 x 54 is 746 KB, in L2 with its outputs.
+// A block of 64 planes of 54 x 54 is 746 KB, in L2 with its outputs. Where the lanes move a
+// value at a time (float16, float64, no AVX2) the bounds measured for that stay: 24 x 24 for
+// max pooling, 12 x 12 for average, whose 24 x 24 planes took 4.3-4.8 ms that way against
+// the separable loops' 2.45 ((32, 96, 24, 24) 2 x 2, one thread).
 constexpr int64_t kSmallPlane = 54 * 54;
+constexpr int64_t kSmallPlaneMoved = 24 * 24, kSmallAvgPlaneMoved = 12 * 12;
 constexpr int64_t kLanes = 64;
 // The most window cells max_forward_small lists (window_cells: outputs times their cells),
 // 512 KB of offsets: a large window on a small plane goes the separable way instead (54 x 54
 // by 3 x 3 lists 26244, by 5 x 5 72900).
 constexpr int64_t kMostListedCells = int64_t(1) << 16;
 
+// Whether the lanes of storage type S move by AVX2 transposes (moved_across).
+template <typename S>
+inline bool lanes_move_fast() {
+#ifdef CNN_BASE_AVX2
+  return std::is_same<S, float>::value && cnn_base::has_avx2();
+#else
+  return false;
+#endif
+}
+
 // Pooling whose input and output planes are both small takes this way; max pooling also
 // needs its windows' cells listed (at most kMostListedCells of them).
+template <typename S>
 inline bool side_by_side(const PoolParams& P, const Geometry& g) {
-  return g.H * g.W <= kSmallPlane && g.OH * g.OW <= kSmallPlane &&
+  const bool fast = lanes_move_fast<S>();
+  const int64_t most = fast ? kSmallPlane : P.is_max ? kSmallPlaneMoved : kSmallAvgPlaneMoved;
+  return g.H * g.W <= most && g.OH * g.OW <= (fast ? kSmallPlane : kSmallPlaneMoved) &&
          (!P.is_max || g.OH * g.OW * std::min(P.k_h, g.H) * std::min(P.k_w, g.W) <=
                            kMostListedCells);
 }
@@ -895,7 +912,7 @@ void avg_backward_small(const PoolParams& P, const Geometry& g, const S* dY, S* 
 // A: each window's argmax (argmax=True), or nullptr.
 template <typename S>
 void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, int32_t* A) {
-  if (side_by_side(P, g)) {
+  if (side_by_side<S>(P, g)) {
     if (P.is_max) return max_forward_small<S>(P, g, X, Y, A);
     return avg_forward_small<S>(P, g, X, Y);
   }
@@ -914,7 +931,7 @@ void forward_planes(const PoolParams& P, const Geometry& g, const S* X, S* Y, in
 template <typename S>
 void backward_planes(const PoolParams& P, const Geometry& g, const S* dY, const S* X,
                      const S* Y, S* dX) {
-  if (!P.is_max && side_by_side(P, g)) return avg_backward_small<S>(P, g, dY, dX);
+  if (!P.is_max && side_by_side<S>(P, g)) return avg_backward_small<S>(P, g, dY, dX);
   const int threads = cnn_base::threads_for(g.planes, 2 * (g.H * g.W + g.OH * g.OW));
   std::vector<Work<S>> works(threads, Work<S>(P, g));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
