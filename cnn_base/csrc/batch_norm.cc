@@ -44,18 +44,8 @@ struct Shape {
 // backward, medians of 21 in turns, baseline / AVX2: (32, 64, 48, 48) 18.3 / 16.2 ms, (32, 160,
 // 24, 24) 11.3 / 9.6, (32, 64, 24, 24) 5.5 / 5.0, (32, 256, 6, 6) 2.5 / 2.4, (32, 512, 3, 3)
 // 2.0 / 2.2 (there the per-plane loop overheads, not the lanes, take the time).
-namespace base {
-#include "batch_norm_loops.h"
-}  // namespace base
-
-#ifdef CNN_BASE_AVX2     // operator_common.h: has_avx2, CNN_BASE_PICK
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace fast {
-#include "batch_norm_loops.h"
-}  // namespace fast
-#pragma GCC pop_options
-#endif
+#define CNN_BASE_LOOPS "batch_norm_loops.h"
+#include "compiled_twice.h"   // namespaces base and fast, CNN_BASE_PICK (operator_common.h)
 
 template <typename T>
 void forward(const Shape& s, const T* X, const T* gamma, const T* beta, T* running_mean,

@@ -1,8 +1,8 @@
 /*
- * The loops of batch_norm.cc. batch_norm.cc includes this file twice, into two namespaces:
- * ``fast``, compiled for AVX2 with FMA, and ``base``, for any x86-64 (or other) processor,
- * and asks the processor once which one it runs (as conv2d.cc does with conv2d_loops.h).
- * No include guard: it is meant to be included twice.
+ * The loops of batch_norm.cc, compiled twice by compiled_twice.h: into ``fast`` for AVX2 with
+ * FMA and ``base`` for any x86-64 (or other) processor; the processor is asked once which one
+ * it runs (as conv2d.cc does with conv2d_loops.h). No include guard: it is meant to be
+ * included twice.
  */
 
 // A channel's sums are kept in kSums partial sums side by side, each value added to the one of

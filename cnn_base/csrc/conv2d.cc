@@ -386,18 +386,8 @@ void pad_plane(const T* src, int64_t H, int64_t W, T* dst, const CorrShape& c, i
 }
 
 // The vector loops (conv2d_loops.h), compiled once per target; see there.
-namespace base {
-#include "conv2d_loops.h"
-}  // namespace base
-
-#ifdef CNN_BASE_AVX2     // operator_common.h: has_avx2, CNN_BASE_PICK
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace fast {
-#include "conv2d_loops.h"
-}  // namespace fast
-#pragma GCC pop_options
-#endif
+#define CNN_BASE_LOOPS "conv2d_loops.h"
+#include "compiled_twice.h"   // namespaces base and fast, CNN_BASE_PICK (operator_common.h)
 
 // The loop items, each running the loops compiled for this processor.
 template <typename T>

@@ -1,8 +1,8 @@
 /*
- * The loops of conv2d.cc that run on vectors. conv2d.cc includes this file
- * twice, into two namespaces: ``fast``, compiled for AVX2 with FMA (8 floats
- * per instruction), and ``base``, for any x86-64 (or other) processor; the
- * first call asks the processor which one it runs. Compiling the whole file
+ * The loops of conv2d.cc that run on vectors, compiled twice by compiled_twice.h:
+ * into ``fast`` for AVX2 with FMA (8 floats per instruction) and ``base`` for
+ * any x86-64 (or other) processor; the first call asks the processor which one
+ * it runs. Compiling the whole file
  * for one target is what gives the vectors their registers: templates inlined
  * from baseline code into an AVX2 function (the former ``flatten`` attribute)
  * built every broadcast lane by lane with inserts and spilled the sums.

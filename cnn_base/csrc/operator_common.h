@@ -85,7 +85,7 @@ mxnet::ext::MXReturnValue guarded(const char* op, const char* what, Body body) {
 }
 
 // Whether this processor runs the loops compiled for AVX2 with FMA, asked once. A file with
-// vector loops includes its loops header twice, into namespace ``base`` and, where
+// vector loops has them compiled twice (compiled_twice.h), into namespace ``base`` and, where
 // CNN_BASE_AVX2 is defined, into ``fast`` under `#pragma GCC target("avx2,fma")`; then
 // CNN_BASE_PICK(f(args)) calls fast::f where the processor has AVX2, else base::f.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
