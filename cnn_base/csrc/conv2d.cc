@@ -50,6 +50,7 @@
 
 #include "operator_common.h"   // parse_ints, kMaxAttr, guarded: shared by both operators
 #include "parallel.h"   // the threading policy shared by cnn_base's kernels
+#include "transpose.h"  // moved_across: the turned weight gradient's dY (conv2d_gemm.h)
 
 using mxnet::ext::MXReturnValue;
 using mxnet::ext::MXTensor;

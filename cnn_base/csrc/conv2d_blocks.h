@@ -267,7 +267,7 @@ void weight_grad_blocks(const ConvParams& P, const Geometry& g, const T* dY, con
     block_cols(P, g, X + (n0 * g.C + k.grp * g.Cg) * g.H * g.W, k, segs, count, ld, cols);
     planes_to_block(g, k, segs, count, dY + (n0 * g.O + k.grp * g.Og) * g.OH * g.OW, dy);
     T* dyT = dy + g.Og * ld;                 // dY laid out turned (turned_weight_grad)
-    if (turned) rows_transposed(g.Og, n, static_cast<const T*>(dy), n, dyT);
+    if (turned) cnn_base::moved_across(static_cast<const T*>(dy), n, dyT, g.Og, g.Og, n);
     for_tap_ranges(g, k, [&](int64_t first, int64_t depth) {
       if (turned) {
         call<T>(kNoTrans, kNoTrans, depth, g.Og, n, cols + first * ld, ld, dyT, g.Og, T(1),

@@ -632,17 +632,6 @@ inline bool weight_grad_turned(const Geometry& g) {
   return g.Og <= kTurnedGradMaxRows || columns_per_chunk(g) >= kTurnedGradMinColumns;
 }
 
-// At (columns x rows) = A (rows x columns, ``lda`` apart), 64 columns at a time so that the
-// block of At being written stays in L1/L2.
-template <typename T>
-void rows_transposed(int64_t rows, int64_t columns, const T* A, int64_t lda, T* At) {
-  for (int64_t l0 = 0; l0 < columns; l0 += 64) {
-    const int64_t l1 = std::min(columns, l0 + 64);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t l = l0; l < l1; ++l) At[l * rows + r] = A[r * lda + l];
-  }
-}
-
 // Turned weight gradient: part (K_g x O_g) = beta part + cols (K_g x L, ``ldc`` apart)
 // dY^T, dY's O_g rows of L values ``ldd`` apart. At most kDotMaxRows rows of cols (the stems,
 // 1 x 1 convs of few input channels) by our dot_rows; more by the BLAS on dY laid out turned
@@ -661,7 +650,7 @@ void turned_weight_grad(int64_t K, int64_t Og, int64_t L, const T* cols, int64_t
     dot_rows_item<T>(K, Og, L, cols, ldc, dy, ldd, beta, part, Og);
     return;
   }
-  rows_transposed(Og, L, dy, ldd, dyT);
+  cnn_base::moved_across(dy, ldd, dyT, Og, Og, L);
   call<T>(kNoTrans, kNoTrans, K, Og, L, cols, ldc, dyT, Og, beta, part, Og);
 }
 

@@ -57,11 +57,9 @@
 #include <vector>
 
 #include "mxnet/lib_api.h"
-#ifdef __x86_64__
-#include <immintrin.h>
-#endif
 #include "operator_common.h"   // parse_ints, kMaxAttr, guarded: shared by both operators
 #include "parallel.h"
+#include "transpose.h"         // moved_across: the lanes' transposes
 
 using mxnet::ext::MXReturnValue;
 using mxnet::ext::MXTensor;
@@ -666,61 +664,11 @@ inline void store(float* p, int64_t i, float v) { p[i] = v; }
 inline void store(double* p, int64_t i, double v) { p[i] = v; }
 inline void store(uint16_t* p, int64_t i, float v) { p[i] = float_to_half(v); }
 
-#ifdef CNN_BASE_AVX2
-// dst[j ds + i] = src[i ss + j] for the i < rows, j < columns of 4-byte values, the 8 x 8
-// tiles through AVX2 registers (eight loads, three rounds of shuffles, eight stores), the
-// edges a value at a time. Only called where the processor has AVX2 (moved_across).
-__attribute__((target("avx2"), noinline))
-void moved_across_avx2(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows,
-                       int64_t columns) {
-  const int64_t rows8 = rows / 8 * 8, columns8 = columns / 8 * 8;
-  for (int64_t i = 0; i < rows8; i += 8) {
-    for (int64_t j = 0; j < columns8; j += 8) {
-      const float* a = src + i * ss + j;
-      __m256 r[8], t[8];
-      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(a + k * ss);
-      for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-      }
-      for (int k = 0; k < 8; k += 4) {
-        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
-        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
-        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
-        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-      }
-      float* b = dst + j * ds + i;
-      for (int k = 0; k < 4; ++k) {
-        _mm256_storeu_ps(b + k * ds, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-        _mm256_storeu_ps(b + (k + 4) * ds, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-      }
-    }
-    for (int64_t ii = i; ii < i + 8; ++ii)
-      for (int64_t j = columns8; j < columns; ++j) dst[j * ds + ii] = src[ii * ss + j];
-  }
-  for (int64_t i = rows8; i < rows; ++i)
-    for (int64_t j = 0; j < columns; ++j) dst[j * ds + i] = src[i * ss + j];
-}
-#endif
-
-// dst[j ds + i] = src[i ss + j] (i < rows, j < columns) for float or int32 bits: the lanes'
-// transposes, in and out (lanes_of, planes_of, the argmax). What it buys: one value at a
-// time they were two thirds of max_forward_small's time; one thread, forward with argmax,
-// (32, 192, 12, 12) 3 x 3 2.7 -> 1.6 ms, (32, 480, 6, 6) 1.26 -> 0.82; forward + backward after
-// a ReLU, (32, 192, 24, 24) 3 x 3 stride 2 0.95-1.0 -> 0.68-0.70 the built-in's.
-template <typename V>
-void moved_across(const V* src, int64_t ss, V* dst, int64_t ds, int64_t rows, int64_t columns) {
-  static_assert(sizeof(V) == sizeof(float), "4-byte values");
-#ifdef CNN_BASE_AVX2
-  if (cnn_base::has_avx2()) {
-    moved_across_avx2(reinterpret_cast<const float*>(src), ss, reinterpret_cast<float*>(dst),
-                      ds, rows, columns);
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < columns; ++j) dst[j * ds + i] = src[i * ss + j];
-}
+using cnn_base::moved_across;   // the lanes' transposes, in and out (lanes_of, planes_of, the
+                                // argmax). What it buys: one value at a time they were two
+// thirds of max_forward_small's time; one thread, forward with argmax, (32, 192, 12, 12) 3 x 3
+// 2.7 -> 1.6 ms, (32, 480, 6, 6) 1.26 -> 0.82; forward + backward after a ReLU, (32, 192, 24,
+// 24) 3 x 3 stride 2 0.95-1.0 -> 0.68-0.70 the built-in's.
 
 // block[cell * kLanes + l] = plane c0 + l's cell, for the n <= kLanes planes from c0.
 template <typename S, typename T>
