@@ -57,8 +57,12 @@ def _assert_close(got, want, rtol, what=("output", "dX", "dgamma", "dbeta", "run
         assert err <= rtol, f"{name}: relative error {err:.2e} > {rtol:.0e}"
 
 
+# Segments (a channel's values of one outer index) of 35, 16, 9, 1, 6 values; of 47 (a block of
+# kSums = 32, a whole vector, then single values); of 2050 (the partial sums flushed into
+# their double total after two segments, kFlushValues).
 SHAPES = [((4, 16, 5, 7), 1), ((3, 5, 4, 4), 1), ((2, 3, 9), 1), ((6, 10), 1),
-          ((2, 4, 3, 6), -1), ((2, 4, 3, 6), 2), ((1, 2, 1, 1), 1)]
+          ((2, 4, 3, 6), -1), ((2, 4, 3, 6), 2), ((1, 2, 1, 1), 1), ((2, 3, 47), 1),
+          ((3, 2, 41, 50), 1)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
