@@ -273,6 +273,21 @@ def test_kernel_float64_gradients_match_central_differences():
         np.testing.assert_allclose(a.grad.asnumpy(), expected, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bias_gradient_on_planes_enough_for_two_threads_is_numpys_sum(dtype):
+    # 33 channels over 8 planes of 64 x 64: bias_grad shares the channels among two threads
+    # (parallel.h's threshold) where two cores are idle; on one thread the same sums
+    kw = dict(channels=33, kernel_size=3, padding=1)
+    X, W, B = _inputs((8, 2, 64, 64), kw, dtype)
+    B.attach_grad()
+    dY = nd.array(np.random.RandomState(4).randn(8, 33, 64, 64), dtype=dtype)
+    with autograd.record():
+        Y = conv2d_native(nd, X, W, B, **kw)
+    Y.backward(dY)
+    want = dY.asnumpy().astype(np.float64).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(B.grad.asnumpy(), want, **TOL[dtype])
+
+
 @pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
 def test_kernel_gradients_accumulate_with_grad_req_add(hybridize):
     kw = dict(channels=3, kernel_size=3, padding=1)

@@ -692,28 +692,41 @@ void weight_grad(const ConvParams& P, const Geometry& g, const T* dY, const T* X
   }
 }
 
-// db[o]: the sum of dY[n, o] over the batch and the cells, in kBiasLanes partial sums
-// (lane l: every plane's cells l, l + kBiasLanes, ...; a plane's last cells each in its own
-// lane from 0), then the lanes in order: the bits do not depend on the load. What it buys:
-// one running sum waited on every add's latency, 4 cycles a value: 4 ms of the 25 ms backward
-// of d2l's stem (1 -> 64 k7 s2, batch 32, 48 x 48 outputs), ~2% of a DenseNet step.
+// db[o]: the sum of dY[n, o] over the batch and the cells: each plane's in kBiasLanes partial
+// sums (lane l: cells l, l + kBiasLanes, ...; its last cells each in its own lane from 0), the
+// lanes added in order into a double per channel, image after image. What it buys: one running
+// sum waited on every add's latency, 4 cycles a value: 4 ms of the 25 ms backward of d2l's stem
+// (1 -> 64 k7 s2, batch 32, 48 x 48 outputs), ~2% of a DenseNet step. The planes are read in
+// memory order (each thread its channels of every image in turn): a channel's planes lie O
+// planes apart and the prefetchers started over at each (the stem's backward, one thread:
+// bias_grad 7% of it, perf). The bits depend neither on the threads nor the load.
 constexpr int kBiasLanes = 16;
 
 template <typename T>
+T plane_total(const T* plane, int64_t cells) {
+  const int64_t whole = cells / kBiasLanes * kBiasLanes;
+  T lanes[kBiasLanes] = {};
+  for (int64_t cell = 0; cell < whole; cell += kBiasLanes)
+    for (int l = 0; l < kBiasLanes; ++l) lanes[l] += plane[cell + l];
+  for (int64_t cell = whole; cell < cells; ++cell) lanes[cell - whole] += plane[cell];
+  T total = 0;
+  for (int l = 0; l < kBiasLanes; ++l) total += lanes[l];
+  return total;
+}
+
+template <typename T>
 void bias_grad(const Geometry& g, const T* dY, T* dB) {
-  const int64_t cells = g.OH * g.OW, whole = cells / kBiasLanes * kBiasLanes;
-  for (int64_t o = 0; o < g.O; ++o) {
-    T lanes[kBiasLanes] = {};
-    for (int64_t n = 0; n < g.N; ++n) {
-      const T* plane = dY + (n * g.O + o) * cells;
-      for (int64_t cell = 0; cell < whole; cell += kBiasLanes)
-        for (int l = 0; l < kBiasLanes; ++l) lanes[l] += plane[cell + l];
-      for (int64_t cell = whole; cell < cells; ++cell) lanes[cell - whole] += plane[cell];
-    }
-    T total = 0;
-    for (int l = 0; l < kBiasLanes; ++l) total += lanes[l];
-    dB[o] = total;
+  const int64_t cells = g.OH * g.OW;
+  std::vector<double> sums(g.O, 0.0);
+  const int n_threads = cnn_base::threads_for(g.O, g.N * cells);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t o0 = g.O * t / threads, o1 = g.O * (t + 1) / threads;
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t o = o0; o < o1; ++o) sums[o] += plane_total(dY + (n * g.O + o) * cells, cells);
   }
+  for (int64_t o = 0; o < g.O; ++o) dB[o] = static_cast<T>(sums[o]);
 }
 
 #include "conv2d_gemm.h"    // im2col + the BLAS's matrix multiply: namespace gemm
