@@ -857,27 +857,50 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* W, con
   forward_any(P, g, X, W, B, Y, space, K * g.Og);
 }
 
-// dW[o][k] = the chunks' partial sums of (o, k) added in chunk order (each group's turned back
-// when weight_grad_turned, K read tap-major when ``tap_major``), the output channels shared
-// among the threads. What it buys: a 512 -> 512 k3 layer has 2.4 million sums per chunk,
-// which one thread added up (with three integer divisions per sum) while the other waited.
+// dW[o][k] = the chunks' partial sums of (o, k) added in chunk order: the chunks added into
+// the first in place, element by element, then laid out as dW is: each group's turned back
+// (K_g x O_g to O_g x K_g) when weight_grad_turned, each row's K from tap-major (tap C_g + c)
+// to W's order (c taps + tap) when ``tap_major``, both by moved_across, the rows shared among
+// the threads. What it buys: a 512 -> 512 k3 layer has 2.4 million sums per chunk, which one
+// thread added up while the other waited; and the sums read where the turned or tap-major
+// parts hold them, a value at a time O_g or C_g apart, cost 10 ms of a 690 ms GoogLeNet step
+// (perf, one thread; most of them its blocks' tap-major parts).
 template <typename T>
-void sum_chunks(const Geometry& g, int64_t K, int64_t chunks, const T* parts, T* dW,
+void sum_chunks(const Geometry& g, int64_t K, int64_t chunks, T* parts, T* dW,
                 bool tap_major) {
   const int64_t sums = g.O * K, taps = g.KH * g.KW;
   const bool turned = weight_grad_turned(g);
-  const int n_threads = cnn_base::threads_for(g.O, K * chunks);
-#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
-  for (int64_t row = 0; row < g.O; ++row) {
-    const int64_t grp = row / g.Og, o = row % g.Og;
-    for (int64_t c = 0; c < g.Cg; ++c)           // k = c taps + tap, tap-major kk = tap C_g + c
-      for (int64_t tap = 0; tap < taps; ++tap) {
-        const int64_t k = c * taps + tap, kk = tap_major ? tap * g.Cg + c : k;
-        const int64_t at = turned ? (grp * K + kk) * g.Og + o : row * K + kk;
-        T total = 0;
-        for (int64_t chunk = 0; chunk < chunks; ++chunk) total += parts[chunk * sums + at];
-        dW[row * K + k] = total;
+  const int n_threads = cnn_base::threads_for(g.O, K * (chunks + 1));
+  std::vector<T> rows(tap_major && turned ? n_threads * K : 0);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    if (chunks > 1) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < sums; ++i) {
+        T total = T(0) + parts[i];
+        for (int64_t chunk = 1; chunk < chunks; ++chunk) total += parts[chunk * sums + i];
+        parts[i] = total;
       }
+    }
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    if (turned) {        // rows k0 .. k1 of each group's K_g x O_g, into dW's columns k0 .. k1
+      const int64_t k0 = K * t / threads, k1 = K * (t + 1) / threads;
+      for (int64_t grp = 0; grp < g.G; ++grp)
+        cnn_base::moved_across(parts + (grp * K + k0) * g.Og, g.Og, dW + grp * g.Og * K + k0,
+                               K, k1 - k0, g.Og);
+    }
+#pragma omp barrier
+    T* row_copy = rows.empty() ? nullptr : rows.data() + t * K;
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < g.O; ++row) {
+      const T* from = turned ? dW + row * K : parts + row * K;
+      if (!tap_major) {
+        if (!turned) std::copy(from, from + K, dW + row * K);
+        continue;
+      }
+      if (turned) from = std::copy(from, from + K, row_copy) - K;   // dW's row, tap-major
+      cnn_base::moved_across(from, g.Cg, dW + row * K, taps, taps, g.Cg);
+    }
   }
 }
 
@@ -906,7 +929,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
     forward_any(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
                 buffers, sums / g.G);
   }
-  sum_chunks(g, K, chunks, static_cast<const T*>(parts), dW, by_blocks);
+  sum_chunks(g, K, chunks, parts, dW, by_blocks);
 }
 
 }  // namespace gemm
