@@ -115,6 +115,14 @@ class _ConvWeight(Parameter):
         Parameter.shape.fset(self, new_shape)
 
 
+def _grads_written(F, *params):
+    """Whether our kernel may write the gradients of ``params`` (Gluon Parameters, None
+    skipped) directly, in this imperative call: none accumulates (``grad_req='add'``). A graph
+    (``F`` is ``sym``) keeps the ``identity`` copies: it is built once, and a ``grad_req`` set to
+    'add' after hybridizing must still add (:func:`~cnn_base.functional._kernel._kernel_input`)."""
+    return F is nd and all(p is None or p.grad_req != "add" for p in params)
+
+
 def _holds_a_window(conv, input_shape):
     """Whether an input of ``input_shape`` (or None: unknown) holds at least one window."""
     if input_shape is None or len(input_shape) != 4 or 0 in input_shape:
@@ -279,7 +287,8 @@ class Conv2D(_PathChoosing):
         if self._use_native:
             Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
                               self._padding, self._dilation, self._groups,
-                              channels=self._channels, layout=self._layout)
+                              channels=self._channels, layout=self._layout,
+                              grads_written=_grads_written(F, self.weight, self.bias))
         else:
             Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
                        self._dilation, self._groups, channels=self._channels,
@@ -631,4 +640,5 @@ class BatchNorm(_PathChoosing, nn.BatchNorm):
         if not self._use_native:
             return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
         return batch_norm(F, x, gamma, beta, running_mean, running_var, dtype=self.gamma.dtype,
+                          grads_written=_grads_written(F, self.gamma, self.beta),
                           **dict(self._kwargs, axis=self._axis))

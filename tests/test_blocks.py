@@ -614,6 +614,39 @@ def test_input_gradient_accumulates_with_grad_req_add(make, layout, hybridize):
     np.testing.assert_allclose(X.grad.asnumpy(), 2 * once, **GRAD)
 
 
+@pytest.mark.parametrize("make", [lambda: cb.Conv2D(3, 3, padding=1, in_channels=2),
+                                  lambda: cb.BatchNorm(in_channels=2)], ids=["conv", "batchnorm"])
+@pytest.mark.parametrize("hybridize", [False, True], ids=["imperative", "hybridized"])
+def test_parameter_gradients_follow_a_grad_req_changed_after_the_first_call(make, hybridize):
+    # imperatively the kernel writes the parameters' gradients straight in unless grad_req is
+    # 'add' at that call; a graph keeps the identity copies, so 'add' set after it is built adds
+    block = make()
+    block.initialize(init.Normal(0.5))
+    if hybridize:
+        block.hybridize()
+    X = nd.random.normal(shape=(2, 2, 5, 6))
+    dY = nd.random.normal(shape=block(X).shape)
+    learnt = [p for p in block.collect_params().values() if p.grad_req != "null"]
+
+    def step():
+        with autograd.record():
+            Y = block(X)
+        Y.backward(dY)
+        return [p.grad().asnumpy().copy() for p in learnt]
+
+    once = step()
+    for p in learnt:
+        p.grad_req = "add"
+    step()
+    for got, single in zip(step(), once):
+        np.testing.assert_allclose(got, 2 * single, **GRAD)
+    for p in learnt:
+        p.grad_req = "write"
+    step()
+    for got, single in zip(step(), once):
+        np.testing.assert_allclose(got, single, **GRAD)
+
+
 # --- composing into a network ----------------------------------------------------------------
 
 

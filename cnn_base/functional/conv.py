@@ -274,7 +274,7 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
                   kernel_size: Optional[Size2] = None, strides: Size2 = 1,
                   padding: Size2 = 0, dilation: Size2 = 1, groups: int = 1,
                   channels: Optional[int] = None, layout: Layout = "NCHW",
-                  algo: str = "auto") -> Array:
+                  algo: str = "auto", grads_written: bool = False) -> Array:
     """:func:`conv2d` by the C++ kernel of :mod:`cnn_base.native`: the same results.
 
     The arguments, rules and output are :func:`conv2d`'s; the input must be
@@ -297,6 +297,9 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     implicit: for stride 1, one multiply per window cell over the padded planes shifted
     by it, ``use_taps`` in ``csrc/conv2d_gemm.h``; im2col where that does not fit). All
     four give the same numbers to rounding; the tests and the fuzzer run each.
+    ``grads_written``: the caller knows that ``weight``'s and ``bias``'s gradients, if any,
+    are written, never added to (Gluon Parameters whose ``grad_req`` is not 'add', asked at
+    this call; NDArrays only): they then skip ``identity`` (:func:`_kernel_input`).
 
     Examples
     --------
@@ -320,8 +323,8 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     settings = dict(kernel=k, stride=s, pad=p, dilate=d, num_filter=c_o, num_group=groups,
                     no_bias=bias is None, algo=algo)
     op = getattr(F, native.CONV_OP_NAME)
-    bias = [] if bias is None else [_kernel_input(F, bias)]
+    bias = [] if bias is None else [_kernel_input(F, bias, grads_written)]
     if layout == "NHWC":    # Gluon's NHWC weight (c_o, k_h, k_w, c_i / groups) too
         return _native_channel_last(F, op, X, F.transpose(weight, axes=(0, 3, 1, 2)), *bias,
                                     **settings)
-    return op(_kernel_input(F, X), _kernel_input(F, weight), *bias, **settings)
+    return op(_kernel_input(F, X), _kernel_input(F, weight, grads_written), *bias, **settings)
