@@ -7,11 +7,10 @@
 
 // A channel's sums are kept in kSums partial sums side by side, each value added to the one of
 // its position modulo kSums in its segment (none waiting on another's add; a segment's last
-// values less than kSums go to the first vector's lanes and, past them, one by one into a
-// few more), and moved into a
-// double every kFlushValues values. What it buys: one running sum per segment (omp simd's one
-// vector, then the segment's total) waited on each add's latency, and on 3 x 3 and 6 x 6
-// planes on a total per 9-36 values. One thread, forward + backward, medians of 15: (32, 64,
+// values, fewer than kSums, go to the first vector's lanes and past them one by one into a
+// few more), and moved into a double every kFlushValues values. What it buys: one running sum
+// per segment (omp simd's one vector, then the segment's total) waited on each add's latency,
+// and on 3 x 3 and 6 x 6 planes on a total per 9-36 values. One thread, forward + backward, medians of 15: (32, 64,
 // 48, 48) 21.2 -> 15.3 ms, (32, 64, 24, 24) 5.3 -> 4.4, (32, 256, 6, 6) 3.3 -> 2.2, (32, 1024,
 // 6, 6) 8.4 -> 6.1 (MXNet's on the same plain arrays: 27.7, 7.6, 2.6, 10.8).
 constexpr int kSums = 32;
