@@ -234,6 +234,7 @@ class Conv2D(_PathChoosing):
         use_bias = as_bool("use_bias", use_bias)
         if activation is not None:
             check_choice("activation", activation, ACTIVATIONS)
+        self._activation = activation
         with self.name_scope():
             self.weight = self.params.get(
                 "weight", shape=self._weight_shape(in_channels),
@@ -285,10 +286,14 @@ class Conv2D(_PathChoosing):
     def hybrid_forward(self, F: ArrayModule, x: Array, weight: Array,
                        bias: Optional[Array] = None) -> Array:
         if self._use_native:
+            relu = self._activation == "relu"
             Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
                               self._padding, self._dilation, self._groups,
                               channels=self._channels, layout=self._layout,
-                              grads_written=_grads_written(F, self.weight, self.bias))
+                              grads_written=_grads_written(F, self.weight, self.bias),
+                              relu=relu)
+            if relu:
+                return Y
         else:
             Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
                        self._dilation, self._groups, channels=self._channels,

@@ -84,6 +84,11 @@ class _Conv(HybridBlock):
     def hybrid_forward(self, F, x, weight, bias=None):
         kw = dict(self._kw)
         kw.pop("use_bias", None)
+        if kw.pop("relu", False):       # the built-in's Activation after it; ours fused
+            if self._conv != "builtin":
+                return self._conv(F, x, weight, bias, relu=True, **kw)
+            Y = _Conv("builtin", kw).hybrid_forward(F, x, weight, bias)
+            return F.Activation(Y, act_type="relu")
         if self._conv == "builtin":
             c_o = kw.pop("channels")
             args = dict(kernel=kw.pop("kernel_size"), stride=kw.pop("strides", 1),
@@ -217,6 +222,38 @@ def test_every_way_of_multiplying_equals_gluons_convolution(input_shape, kw, dty
         # tolerance follows the array's largest value, as their rounding does
         tol = dict(TOL[dtype], atol=TOL[dtype]["atol"] * max(1.0, float(np.abs(b).max())))
         np.testing.assert_allclose(a, b, err_msg=name, **tol)
+
+
+# The fused ReLU (relu_in_place, relu_masked in csrc/conv2d.cc) after every way of
+# multiplying: depthwise, strided, the tiles' small planes and the BLAS's wide layers.
+RELU_TABLE = [c for c in CONV_TABLE if c[0] in ((2, 3, 7, 9), (2, 5, 6, 6), (1, 3, 7, 9),
+                                               (2, 12, 6, 7), (6, 20, 3, 3))] + WIDE_TABLE[:2]
+
+
+@pytest.mark.parametrize("algo", ["auto", "tiles", "gemm", "taps"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_shape, kw", RELU_TABLE, ids=[_case_id(c) for c in RELU_TABLE])
+def test_fused_relu_equals_gluons_convolution_then_activation(input_shape, kw, dtype, algo):
+    if algo in ("gemm", "taps") and not native.multiplies_with_blas():
+        pytest.skip("no BLAS found in the process: the kernel multiplies in its tiles only")
+    kw = dict(kw, relu=True)
+    X, W, B = _inputs(input_shape, kw, dtype)
+    ours, _ = _run(_op_with(algo), kw, X, W, B, hybridize=algo == "auto")
+    theirs, _ = _run("builtin", kw, X, W, B, hybridize=algo == "auto")
+    assert 0.2 < (theirs[0] == 0).mean() < 0.8        # both sides of the ReLU are tested
+    for name, a, b in zip(["Y", "dX", "dW", "dB"], ours, theirs):
+        tol = dict(TOL[dtype], atol=TOL[dtype]["atol"] * max(1.0, float(np.abs(b).max())))
+        np.testing.assert_allclose(a, b, err_msg=name, **tol)
+
+
+def test_fused_relu_sends_nan_to_zero_as_gluons_activation_does():
+    kw = dict(channels=3, kernel_size=3, padding=1, relu=True)
+    X, W, B = _inputs((1, 2, 6, 6), kw, "float32")
+    X[0, 0, 2, 2] = np.nan
+    ours, _ = _run(_op_with("auto"), kw, X, W, B, hybridize=False)
+    theirs, _ = _run("builtin", kw, X, W, B, hybridize=False)
+    assert not np.isnan(theirs[0]).any()
+    np.testing.assert_allclose(ours[0], theirs[0], **TOL["float32"])
 
 
 # Depthwise layers the kernel lays side by side (csrc/conv2d_depthwise.h): with a stride, and

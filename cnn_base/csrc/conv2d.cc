@@ -35,7 +35,8 @@
  * cnn_base.functional.conv2d_native does.
  *
  * Attributes: kernel, stride, pad, dilate as "(a, b)"; num_filter, num_group
- * as integers; no_bias "True"/"False". Inputs X (N, C, H, W), weight
+ * as integers; no_bias "True"/"False"; relu "True"/"False" (default False: the output
+ * is max(conv, 0), fused_relu below). Inputs X (N, C, H, W), weight
  * (num_filter, C / num_group, k_h, k_w) and, without no_bias, bias (num_filter,).
  */
 #include <algorithm>
@@ -70,7 +71,7 @@ enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm, kAlgoTaps };
 
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
-  bool no_bias;
+  bool no_bias, relu;
   Algo algo;
 };
 
@@ -115,6 +116,9 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
   auto it = attrs.find("no_bias");
   P->no_bias = it != attrs.end() && (it->second == "True" || it->second == "1" ||
                                      it->second == "true");
+  it = attrs.find("relu");
+  P->relu = it != attrs.end() && (it->second == "True" || it->second == "1" ||
+                                  it->second == "true");
   it = attrs.find("algo");
   const std::string algo = it == attrs.end() ? "auto" : it->second;
   if (algo != "auto" && algo != "tiles" && algo != "gemm" && algo != "taps") {
@@ -736,11 +740,16 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 // register tiles (corr_tiles). Measured on the real networks' layers (forward and backward
 // apart, against the built-in; AMD EPYC, AVX-512, 2 cores, docs/engineering/speed.md):
 // - the tiles for fewer than kGemmMinChannels output channels per group (depthwise,
-//   LeNet's first layer), and for fewer than that many input channels per group under a
-//   window of stride 1 (LeNet's second, 6 -> 16 k5; a 3 -> 64 k3 stem): the BLAS's rows or
-//   inner loops run short there. Measured, forward + backward, one thread / two, tiles
-//   against the BLAS: (256, 6, 12, 12) -> 16 k5 9.4 / 3.9 ms against 10.6 / 4.5, (32, 3, 32, 32)
-//   -> 64 k3 8.4 / 7.8 against 9.0 / 8.4; but with stride 2 MobileNetV2's 3 -> 32 k3 stem 33.6 /
+//   LeNet's first layer), and for the forward of fewer than that many input channels per
+//   group under a window of stride 1 (LeNet's second, 6 -> 16 k5; a 3 -> 64 k3 stem): the
+//   BLAS's rows or inner loops run short there. Measured, forward, one thread / two, tiles
+//   against the BLAS: (256, 6, 12, 12) -> 16 k5 1.44 / 0.81 ms against 2.49 / 1.30, (32, 3,
+//   32, 32) -> 64 k3 2.07 / 1.21 against 2.81 / 1.63. Their backward by the tiles on output
+//   planes of fewer than kTilesMinPlane cells (LeNet's 8 x 8: 4.46 / 2.65 against the BLAS's
+//   4.72 / 2.58), else by the BLAS: 3.96 / 3.05 against 4.95 / 3.13 on 32 x 32, and on large
+//   planes by far: VGG-11's first layer, (32, 1, 224, 224) -> 16 k3, 26.9 / 15.4 against 40.9 / 31.9
+//   (the built-in 38.9 / 28.6), (32, 3, 224, 224) -> 64 k3 186 / 106 against 385 / 243; but
+//   with stride 2 MobileNetV2's 3 -> 32 k3 stem 33.6 /
 //   16.9 against 28.9 / 13.4, and 1x1 convs of 16-32 input channels to the BLAS by far (16 -> 96
 //   on 112 x 112: 71.8 / 44.5 against 51.6 / 32.8; 24 -> 144: 18.4 / 10.9 against 11.2 / 7.2);
 // - the tiles for up to kTilesMaxOutChannels output channels on output planes of at least
@@ -789,10 +798,44 @@ bool use_gemm(const ConvParams& P, const Geometry& g, bool forward) {
   if (g.Og < kGemmMinChannels) return false;
   const bool narrow_window = g.Cg < kGemmMinChannels && g.KH * g.KW > 1;
   const int64_t stride = std::max(P.s_h, P.s_w);
-  if (narrow_window && (stride == 1 || (forward && stride <= kTilesMaxStemStride))) return false;
+  if (narrow_window) {
+    const bool small_plane = stride == 1 && g.OH * g.OW < kTilesMinPlane;
+    return !(forward ? stride <= kTilesMaxStemStride : small_plane);
+  }
   if (gemm::use_taps(P, g) || gemm::is_pointwise(P)) return true;
   const bool stride_1 = P.s_h == 1 && P.s_w == 1;
   return !(stride_1 && g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
+}
+
+// The ReLU fused into the conv (attribute relu): Gluon's Conv2D(activation='relu') as one
+// operator. The forward applies y > 0 ? y : 0 to the output in place (NaN to 0, as MXNet's
+// Activation(act_type='relu'), which Gluon's Conv2D runs); the backward multiplies dY by
+// relu's gradient read from the output it is handed anyway, Y > 0, into a buffer the rest of
+// the backward reads as dY. What it buys: an extension operator's backward holds its
+// output, so MXNet cannot run the Activation after it in place; in a hybridized graph that
+// Activation's output was fresh memory every step, and page faults: VGG-11's ReLUs (one
+// thread, batch 32) 127 ms forward + 78 backward a step after our conv, 12 + 52 after the
+// built-in's.
+template <typename T>
+void relu_in_place(T* Y, int64_t count) {
+  const int n_threads = cnn_base::threads_for(count, 2);
+#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
+  for (int64_t i = 0; i < count; ++i) Y[i] = Y[i] > T(0) ? Y[i] : T(0);
+}
+
+// dY times relu's gradient at Y (1 where Y > 0, else 0), into a buffer of this thread's that
+// grows to the largest gradient it has held and stays: MXNet's workspace is one request per
+// call, which the backward's own paths take, and a fresh allocation of this size every call
+// would be the page faults the fusion removes.
+template <typename T>
+const T* relu_masked(const T* dY, const T* Y, int64_t count) {
+  thread_local std::vector<T> masked;
+  if (static_cast<int64_t>(masked.size()) < count) masked.resize(count);
+  T* out = masked.data();
+  const int n_threads = cnn_base::threads_for(count, 3);
+#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
+  for (int64_t i = 0; i < count; ++i) out[i] = dY[i] * (Y[i] > T(0) ? T(1) : T(0));
+  return out;
 }
 
 template <typename T>
@@ -805,11 +848,13 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
   } else {
     tiles_forward(P, g, X, K, B, Y);
   }
+  if (P.relu) relu_in_place(Y, g.N * g.O * g.OH * g.OW);
 }
 
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
-              T* dX, T* dK, T* dB, const OpResource& res) {
+              const T* Y, T* dX, T* dK, T* dB, const OpResource& res) {
+  if (P.relu) dY = relu_masked(dY, Y, g.N * g.O * g.OH * g.OW);
   if (depthwise::applies(P, g)) {
     depthwise::backward(P, g, dY, X, K, dX, dK, res);
   } else if (use_gemm(P, g, false)) {
@@ -874,16 +919,17 @@ MXReturnValue conv2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   MXTensor& dY = (*inputs)[0];
   MXTensor& X = (*inputs)[1];
   MXTensor& K = (*inputs)[2];
+  MXTensor& Y = inputs->back();
   MXTensor& dX = (*outputs)[0];
   MXTensor& dK = (*outputs)[1];
   MXTensor* dB = P.no_bias ? nullptr : &(*outputs)[2];
   return cnn_base::guarded(kOp, "backward", [&] {
     if (X.dtype == mxnet::ext::kFloat64) {
-      backward(P, g, dY.data<double>(), X.data<double>(), K.data<double>(), dX.data<double>(),
-               dK.data<double>(), dB ? dB->data<double>() : nullptr, res);
+      backward(P, g, dY.data<double>(), X.data<double>(), K.data<double>(), Y.data<double>(),
+               dX.data<double>(), dK.data<double>(), dB ? dB->data<double>() : nullptr, res);
     } else {
-      backward(P, g, dY.data<float>(), X.data<float>(), K.data<float>(), dX.data<float>(),
-               dK.data<float>(), dB ? dB->data<float>() : nullptr, res);
+      backward(P, g, dY.data<float>(), X.data<float>(), K.data<float>(), Y.data<float>(),
+               dX.data<float>(), dK.data<float>(), dB ? dB->data<float>() : nullptr, res);
     }
     return MX_SUCCESS;
   });

@@ -274,7 +274,7 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
                   kernel_size: Optional[Size2] = None, strides: Size2 = 1,
                   padding: Size2 = 0, dilation: Size2 = 1, groups: int = 1,
                   channels: Optional[int] = None, layout: Layout = "NCHW",
-                  algo: str = "auto", grads_written: bool = False) -> Array:
+                  algo: str = "auto", grads_written: bool = False, relu: bool = False) -> Array:
     """:func:`conv2d` by the C++ kernel of :mod:`cnn_base.native`: the same results.
 
     The arguments, rules and output are :func:`conv2d`'s; the input must be
@@ -300,6 +300,9 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     ``grads_written``: the caller knows that ``weight``'s and ``bias``'s gradients, if any,
     are written, never added to (Gluon Parameters whose ``grad_req`` is not 'add', asked at
     this call; NDArrays only): they then skip ``identity`` (:func:`_kernel_input`).
+    ``relu``: the output is ``relu(conv)``, as ``F.Activation(conv, act_type='relu')``, in
+    the one operator (``relu_in_place`` and ``relu_masked`` in ``csrc/conv2d.cc``: MXNet cannot run an
+    Activation in place after our operator, whose backward holds its output).
 
     Examples
     --------
@@ -322,6 +325,8 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     check_choice("algo", algo, ("auto", "tiles", "gemm", "taps"))
     settings = dict(kernel=k, stride=s, pad=p, dilate=d, num_filter=c_o, num_group=groups,
                     no_bias=bias is None, algo=algo)
+    if relu:
+        settings["relu"] = True
     op = getattr(F, native.CONV_OP_NAME)
     bias = [] if bias is None else [_kernel_input(F, bias, grads_written)]
     if layout == "NHWC":    # Gluon's NHWC weight (c_o, k_h, k_w, c_i / groups) too
