@@ -201,7 +201,7 @@ WIDE_TABLE = [
 
 def _op_with(algo):
     """conv2d_native with ``algo``: its rule ('auto') or one way forced: 'tiles', 'gemm'
-    (im2col + BLAS) or 'taps'."""
+    (im2col + BLAS), 'taps' or 'lanes'."""
     def conv(F, *args, **kwargs):
         return conv2d_native(F, *args, algo=algo, **kwargs)
     return conv
@@ -224,13 +224,39 @@ def test_every_way_of_multiplying_equals_gluons_convolution(input_shape, kw, dty
         np.testing.assert_allclose(a, b, err_msg=name, **tol)
 
 
+# Small planes with the images in the vector lanes (csrc/conv2d_lanes.h: float32, AVX-512,
+# stride 1, a batch of a multiple of 16): output channels not a multiple of its tile of 12,
+# 5 x 5 and 2 x 3 windows, no padding, 48 images (two vectors and one), no bias; the input
+# gradient by the same loop (the transposed conv) when there are 16 output channels or more.
+LANES_TABLE = [
+    ((16, 16, 6, 6), dict(channels=20, kernel_size=3, padding=1)),
+    ((32, 24, 5, 7), dict(channels=40, kernel_size=5, padding=2)),
+    ((48, 17, 3, 3), dict(channels=16, kernel_size=3, padding=1, use_bias=False)),
+    ((16, 20, 8, 6), dict(channels=33, kernel_size=(2, 3), padding=(1, 0))),
+    ((32, 16, 12, 12), dict(channels=16, kernel_size=5)),
+]
+
+
+@pytest.mark.parametrize("algo", ["auto", "lanes"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_shape, kw", LANES_TABLE, ids=[_case_id(c) for c in LANES_TABLE])
+def test_images_in_the_lanes_equal_gluons_convolution(input_shape, kw, dtype, algo):
+    X, W, B = _inputs(input_shape, kw, dtype)
+    ours, _ = _run(_op_with(algo), kw, X, W, B, hybridize=algo == "auto")
+    theirs, _ = _run("builtin", kw, X, W, B, hybridize=algo == "auto")
+    for name, a, b in zip(["Y", "dX", "dW", "dB"], ours, theirs):
+        tol = dict(TOL[dtype], atol=TOL[dtype]["atol"] * max(1.0, float(np.abs(b).max())))
+        np.testing.assert_allclose(a, b, err_msg=name, **tol)
+
+
 # The fused ReLU (relu_in_place, relu_masked in csrc/conv2d.cc) after every way of
 # multiplying: depthwise, strided, the tiles' small planes and the BLAS's wide layers.
 RELU_TABLE = [c for c in CONV_TABLE if c[0] in ((2, 3, 7, 9), (2, 5, 6, 6), (1, 3, 7, 9),
-                                               (2, 12, 6, 7), (6, 20, 3, 3))] + WIDE_TABLE[:2]
+                                               (2, 12, 6, 7), (6, 20, 3, 3))] + \
+    WIDE_TABLE[:2] + LANES_TABLE[:1]
 
 
-@pytest.mark.parametrize("algo", ["auto", "tiles", "gemm", "taps"])
+@pytest.mark.parametrize("algo", ["auto", "tiles", "gemm", "taps", "lanes"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("input_shape, kw", RELU_TABLE, ids=[_case_id(c) for c in RELU_TABLE])
 def test_fused_relu_equals_gluons_convolution_then_activation(input_shape, kw, dtype, algo):

@@ -67,7 +67,7 @@ namespace {
 // force one way (tests check each against the references whatever the rule picks): the
 // tiles, im2col + the BLAS, or the BLAS over shifted padded planes wherever they fit
 // (gemm::taps_fit; im2col elsewhere).
-enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm, kAlgoTaps };
+enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm, kAlgoTaps, kAlgoLanes };
 
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
@@ -121,14 +121,15 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
                                   it->second == "true");
   it = attrs.find("algo");
   const std::string algo = it == attrs.end() ? "auto" : it->second;
-  if (algo != "auto" && algo != "tiles" && algo != "gemm" && algo != "taps") {
-    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles', 'gemm' or 'taps', got '" << algo
-                 << "'";
+  if (algo != "auto" && algo != "tiles" && algo != "gemm" && algo != "taps" && algo != "lanes") {
+    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles', 'gemm', 'taps' or 'lanes', got '"
+                 << algo << "'";
     return false;
   }
   P->algo = algo == "tiles"  ? kAlgoTiles
             : algo == "gemm" ? kAlgoGemm
             : algo == "taps" ? kAlgoTaps
+            : algo == "lanes" ? kAlgoLanes
                              : kAlgoAuto;
   if (P->num_filter % P->groups) {
     MX_ERROR_MSG << "cnn_base_conv2d: num_group " << P->groups << " must divide num_filter "
@@ -733,6 +734,7 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
   for (int64_t o = 0; o < g.O; ++o) dB[o] = static_cast<T>(sums[o]);
 }
 
+#include "conv2d_lanes.h"   // small planes with the images in the vector lanes: namespace lanes
 #include "conv2d_gemm.h"    // im2col + the BLAS's matrix multiply: namespace gemm
 #include "conv2d_depthwise.h"    // depthwise convs of small planes side by side: namespace depthwise
 
@@ -843,6 +845,8 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
              const OpResource& res) {
   if (depthwise::applies(P, g)) {
     depthwise::forward(P, g, X, K, B, Y, res);
+  } else if (lanes::applies<T>(P, g)) {
+    lanes::forward(P, g, X, K, B, Y, res);
   } else if (use_gemm(P, g, true)) {
     gemm::forward(P, g, X, K, B, Y, res);
   } else {

@@ -447,7 +447,9 @@ inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
   const int64_t per_thread = std::max({(2 * K + 2 * g.Og) * tiling(g).columns,
                                        (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns,
                                        taps_buffer(P, g), taps_buffer(transposed(P, g), h)});
-  return (std::min(threads, g.N) + 2) * g.O * K + threads * per_thread;
+  const ConvParams Q = transposed(P, g);
+  const int64_t dX_lanes = lanes::fits(Q, h) ? lanes::values(h) : 0;
+  return (std::min(threads, g.N) + 2) * g.O * K + std::max(threads * per_thread, dX_lanes);
 }
 
 // Whether every size the BLAS is given fits its int arguments, and the workspace (in
@@ -926,8 +928,12 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads, by_blocks);
   if (turned) {
     turn_kernels(g, W, Wt);
-    forward_any(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
-                buffers, sums / g.G);
+    if (lanes::applies<T>(Q, h)) {
+      if constexpr (std::is_same<T, float>::value) lanes::forward_in(Q, h, dY, Wt, nullptr, dX, buffers);
+    } else {
+      forward_any(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
+                  buffers, sums / g.G);
+    }
   }
   sum_chunks(g, K, chunks, parts, dW, by_blocks);
 }

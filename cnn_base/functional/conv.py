@@ -295,8 +295,11 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     padding when a tile holds several images' small planes, ``csrc/conv2d_blocks.h``; the
     tiles when no BLAS was found, :func:`cnn_base.native.multiplies_with_blas`) or ``'taps'`` (im2col left
     implicit: for stride 1, one multiply per window cell over the padded planes shifted
-    by it, ``use_taps`` in ``csrc/conv2d_gemm.h``; im2col where that does not fit). All
-    four give the same numbers to rounding; the tests and the fuzzer run each.
+    by it, ``use_taps`` in ``csrc/conv2d_gemm.h``; im2col where that does not fit) or
+    ``'lanes'`` (float32 on AVX-512, stride 1, a batch of a multiple of 16: the images in the
+    vector lanes, ``csrc/conv2d_lanes.h``, which 'auto' takes for output planes of up to 12 x 12;
+    'auto''s rule where that does not fit). All give the same numbers to rounding; the tests
+    run each, the fuzzer all but 'lanes' (its batches are of 1-3 images).
     ``grads_written``: the caller knows that ``weight``'s and ``bias``'s gradients, if any,
     are written, never added to (Gluon Parameters whose ``grad_req`` is not 'add', asked at
     this call; NDArrays only): they then skip ``identity`` (:func:`_kernel_input`).
@@ -322,7 +325,7 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
         if not native_conv_applies(X):
             raise ValueError(f"the C++ convolution kernel takes float32 or float64 input on a "
                              f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
-    check_choice("algo", algo, ("auto", "tiles", "gemm", "taps"))
+    check_choice("algo", algo, ("auto", "tiles", "gemm", "taps", "lanes"))
     settings = dict(kernel=k, stride=s, pad=p, dilate=d, num_filter=c_o, num_group=groups,
                     no_bias=bias is None, algo=algo)
     if relu:
