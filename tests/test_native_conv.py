@@ -393,7 +393,7 @@ def test_kernel_refuses_other_dtypes_naming_what_it_takes(dtype):
     (dict(kernel=(5, 5), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1),
      r"input of height and width \(4, 4\) is too small for the kernel \(5, 5\)"),
     (dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0), dilate=(1, 1), num_filter=1, num_group=1,
-          algo="fast"), "algo must be 'auto', 'tiles', 'gemm' or 'taps', got 'fast'"),
+          algo="fast"), "algo must be 'auto', 'tiles', 'gemm', 'taps' or 'lanes', got 'fast'"),
 ])
 def test_operator_refuses_bad_attributes_with_a_message(attrs, message):
     with pytest.raises(mx.base.MXNetError, match=message):

@@ -449,7 +449,9 @@ inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
                                        taps_buffer(P, g), taps_buffer(transposed(P, g), h)});
   const ConvParams Q = transposed(P, g);
   const int64_t dX_lanes = lanes::fits(Q, h) ? lanes::values(h) : 0;
-  return (std::min(threads, g.N) + 2) * g.O * K + std::max(threads * per_thread, dX_lanes);
+  const int64_t dW_lanes = lanes::fits(P, g) ? lanes::weight_grad_values(g) : 0;
+  return (std::min(threads, g.N) + 2) * g.O * K +
+         std::max({threads * per_thread, dX_lanes, dW_lanes});
 }
 
 // Whether every size the BLAS is given fits its int arguments, and the workspace (in
@@ -925,7 +927,12 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   T* const buffers = Wt + sums;
   Sequential one_thread_blas;
   const bool by_blocks = turned && use_blocks(P, g);
-  grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads, by_blocks);
+  const bool dW_by_lanes = turned && lanes::applies<T>(P, g);
+  if (dW_by_lanes) {
+    if constexpr (std::is_same<T, float>::value) lanes::weight_grad(P, g, dY, X, dW, buffers);
+  } else {
+    grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads, by_blocks);
+  }
   if (turned) {
     turn_kernels(g, W, Wt);
     if (lanes::applies<T>(Q, h)) {
@@ -935,7 +942,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
                   buffers, sums / g.G);
     }
   }
-  sum_chunks(g, K, chunks, parts, dW, by_blocks);
+  if (!dW_by_lanes) sum_chunks(g, K, chunks, parts, dW, by_blocks);
 }
 
 }  // namespace gemm
