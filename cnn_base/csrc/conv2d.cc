@@ -35,8 +35,8 @@
  * cnn_base.functional.conv2d_native does.
  *
  * Attributes: kernel, stride, pad, dilate as "(a, b)"; num_filter, num_group
- * as integers; no_bias "True"/"False"; relu "True"/"False" (default False: the output
- * is max(conv, 0), fused_relu below). Inputs X (N, C, H, W), weight
+ * as integers; no_bias "True"/"False"; relu "True"/"False" (default False; True: the
+ * output is relu(conv), relu_in_place and relu_masked below). Inputs X (N, C, H, W), weight
  * (num_filter, C / num_group, k_h, k_w) and, without no_bias, bias (num_filter,).
  */
 #include <algorithm>
@@ -122,8 +122,8 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
   it = attrs.find("algo");
   const std::string algo = it == attrs.end() ? "auto" : it->second;
   if (algo != "auto" && algo != "tiles" && algo != "gemm" && algo != "taps" && algo != "lanes") {
-    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles', 'gemm', 'taps' or 'lanes', got '"
-                 << algo << "'";
+    MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles', 'gemm', 'taps' or 'lanes', "
+                 << "got '" << algo << "'";
     return false;
   }
   P->algo = algo == "tiles"  ? kAlgoTiles
@@ -749,10 +749,10 @@ void bias_grad(const Geometry& g, const T* dY, T* dB) {
 //   32, 32) -> 64 k3 2.07 / 1.21 against 2.81 / 1.63. Their backward by the tiles on output
 //   planes of fewer than kTilesMinPlane cells (LeNet's 8 x 8: 4.46 / 2.65 against the BLAS's
 //   4.72 / 2.58), else by the BLAS: 3.96 / 3.05 against 4.95 / 3.13 on 32 x 32, and on large
-//   planes by far: VGG-11's first layer, (32, 1, 224, 224) -> 16 k3, 26.9 / 15.4 against 40.9 / 31.9
-//   (the built-in 38.9 / 28.6), (32, 3, 224, 224) -> 64 k3 186 / 106 against 385 / 243; but
-//   with stride 2 MobileNetV2's 3 -> 32 k3 stem 33.6 /
-//   16.9 against 28.9 / 13.4, and 1x1 convs of 16-32 input channels to the BLAS by far (16 -> 96
+//   planes by far: VGG-11's first layer, (32, 1, 224, 224) -> 16 k3, 26.9 / 15.4 against
+//   40.9 / 31.9 (the built-in 38.9 / 28.6), (32, 3, 224, 224) -> 64 k3 186 / 106 against
+//   385 / 243; but with stride 2 MobileNetV2's 3 -> 32 k3 stem 33.6 / 16.9 against 28.9 /
+//   13.4, and 1x1 convs of 16-32 input channels to the BLAS by far (16 -> 96
 //   on 112 x 112: 71.8 / 44.5 against 51.6 / 32.8; 24 -> 144: 18.4 / 10.9 against 11.2 / 7.2);
 // - the tiles for up to kTilesMaxOutChannels output channels on output planes of at least
 //   kTilesMinPlane cells (DenseNet's 3x3 layers to 32 on 24 x 24): with 32 rows the BLAS

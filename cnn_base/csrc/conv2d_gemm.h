@@ -909,9 +909,9 @@ void sum_chunks(const Geometry& g, int64_t K, int64_t chunks, T* parts, T* dW,
 }
 
 // dX, dW (db by the caller): dW summed per fixed chunk of images (each chunk's tiles on one
-// thread), then dX by the transposed conv (above; by taps or im2col, forward_any), or, when
-// that does not apply, in the same loop by dcols = W^T dY and col2im (an image's planes stay
-// on one thread).
+// thread), or with the images in the vector lanes where they fit (lanes::weight_grad), then dX
+// by the transposed conv (above; by the lanes, taps or im2col), or, when that does not apply,
+// in the same loop by dcols = W^T dY and col2im (an image's planes stay on one thread).
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* W,
               T* dX, T* dW, const OpResource& res) {
@@ -936,7 +936,8 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   if (turned) {
     turn_kernels(g, W, Wt);
     if (lanes::applies<T>(Q, h)) {
-      if constexpr (std::is_same<T, float>::value) lanes::forward_in(Q, h, dY, Wt, nullptr, dX, buffers);
+      if constexpr (std::is_same<T, float>::value)
+        lanes::forward_in(Q, h, dY, Wt, nullptr, dX, buffers);
     } else {
       forward_any(Q, h, dY, static_cast<const T*>(Wt), static_cast<const T*>(nullptr), dX,
                   buffers, sums / g.G);
