@@ -3,7 +3,9 @@
 Every case is drawn from a seed: batch, groups, input and output channels per
 group (up to 13 output channels, past every register tile's width; one case in six
 depthwise, one input and one output channel in each of 2-19 groups; one in six 16-39
-input channels per group, where dX is the transposed conv's forward), kernel,
+input channels per group, where dX is the transposed conv's forward; one in eight of
+the others 16 float32 images of 16-24 channels each way, stride 1 and no dilation, which
+on small planes run with the images in the vector lanes, csrc/conv2d_lanes.h), kernel,
 stride, padding, dilation, input height and width (now and then a tall, narrow
 input, so that the kernel gradient's bands of rows end inside the output, or a
 row wider than four vectors), float32 or float64, bias or not, NCHW or (one
@@ -98,9 +100,16 @@ def random_case(rng, seed):
                 dtype=str(rng.choice(DTYPES, p=[0.6, 0.4])), bias=bool(rng.rand() < 0.8),
                 special=bool(rng.rand() < 0.25), layout=str(rng.choice(["NCHW", "NHWC"], p=[0.75, 0.25])))
     if rng.rand() < 1 / 6:      # depthwise: the kernel's side-by-side way on small planes
-        case = dataclasses.replace(case, c_i=1, c_o=1, groups=int(rng.randint(2, 20)))
-    elif rng.rand() < 1 / 5:    # wide inputs: dX by the transposed conv, dW by blocks
+        return dataclasses.replace(case, c_i=1, c_o=1, groups=int(rng.randint(2, 20)))
+    if rng.rand() < 1 / 5:      # wide inputs: dX by the transposed conv, dW by blocks
         case = dataclasses.replace(case, c_i=int(rng.randint(16, 40)))
+    # 16 float32 images of 16 channels and more, stride 1: the lanes (csrc/conv2d_lanes.h) on
+    # planes of up to 16 x 16; drawn from the case's own seed, so the other cases stay the same
+    lanes = np.random.RandomState(seed % 2**32)
+    if lanes.rand() < 1 / 8:
+        case = dataclasses.replace(case, N=16, groups=1, c_i=int(lanes.randint(16, 25)),
+                                   c_o=int(lanes.randint(16, 25)), strides=(1, 1),
+                                   dilation=(1, 1), dtype="float32")
     return case
 
 
