@@ -299,7 +299,7 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     ``'lanes'`` (float32 on AVX-512, stride 1, a batch of a multiple of 16: the images in the
     vector lanes, ``csrc/conv2d_lanes.h``, which 'auto' takes for output planes of up to 12 x 12;
     'auto''s rule where that does not fit). All give the same numbers to rounding; the tests
-    run each, the fuzzer all but 'lanes' (its batches are of 1-3 images).
+    and the fuzzer run each.
     ``grads_written``: the caller knows that ``weight``'s and ``bias``'s gradients, if any,
     are written, never added to (Gluon Parameters whose ``grad_req`` is not 'add', asked at
     this call; NDArrays only): they then skip ``identity`` (:func:`_kernel_input`).
