@@ -291,8 +291,8 @@ def test_a_results_dict_holds_null_for_a_non_finite_number():
 # An NDArray left without its handle, as a Ctrl-C inside its constructor leaves one, alive until
 # the interpreter exits (seen once in CI: its __del__'s AttributeError printed under the line).
 _HALF_BUILT_ARRAY_AT_EXIT = """
+from cnn_base.cli._args import interruptible   # first: cnn_base readies NumPy for MXNet (3.12)
 from mxnet import nd
-from cnn_base.cli._args import interruptible
 kept = []
 
 @interruptible
