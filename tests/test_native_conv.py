@@ -282,6 +282,59 @@ def test_fused_relu_sends_nan_to_zero_as_gluons_activation_does():
     np.testing.assert_allclose(ours[0], theirs[0], **TOL["float32"])
 
 
+# The input's gradient skipped where autograd does not ask for it (attribute input_grad; the
+# data at a network's first layer, imperatively: functional._kernel._needs_grad): every way
+# of multiplying, a stem-like strided window over 3 channels, the depthwise layers (which
+# write dX anyway) and the lanes.
+SKIP_DX_TABLE = [CONV_TABLE[1], CONV_TABLE[2], CONV_TABLE[6], WIDE_TABLE[0], LANES_TABLE[0],
+                 ((4, 3, 20, 20), dict(channels=16, kernel_size=7, strides=2, padding=3))]
+
+
+def _weight_grads_from_data(conv, kw, X, W, B, X_is):
+    """dW (and dB) of one imperative call whose input is the data ``X`` as ``X_is`` says:
+    'fresh' (outside the recording), 'attached' (a gradient attached) or 'recorded' (an
+    operator's output inside the recording); and the data's gradient where it has one."""
+    block = _Conv(conv, kw)
+    params = [a.copy() for a in (W, B) if a is not None]
+    for a in params:
+        a.attach_grad()
+    X = X.copy()
+    if X_is != "fresh":
+        X.attach_grad()
+    with autograd.record():
+        Y = block(X * 2 if X_is == "recorded" else X, *params)
+    Y.backward(nd.array(np.random.RandomState(1).normal(size=Y.shape), dtype=Y.dtype))
+    return [a.grad.asnumpy() for a in params] + ([] if X_is == "fresh" else [X.grad.asnumpy()])
+
+
+@pytest.mark.parametrize("X_is", ["fresh", "attached", "recorded"])
+@pytest.mark.parametrize("algo", ["auto", "tiles", "gemm", "taps", "lanes"])
+@pytest.mark.parametrize("input_shape, kw", SKIP_DX_TABLE, ids=[_case_id(c) for c in SKIP_DX_TABLE])
+def test_the_data_gradient_is_skipped_only_where_nobody_asks_for_it(input_shape, kw, algo, X_is):
+    if algo in ("gemm", "taps") and not native.multiplies_with_blas():
+        pytest.skip("no BLAS found in the process: the kernel multiplies in its tiles only")
+    X, W, B = _inputs(input_shape, kw, "float32")
+    ours = _weight_grads_from_data(_op_with(algo), kw, X, W, B, X_is)
+    theirs = _weight_grads_from_data("builtin", kw, X, W, B, X_is)
+    assert len(ours) == len(theirs) == (B is not None) + 1 + (X_is != "fresh")
+    for a, b in zip(ours, theirs):
+        tol = dict(TOL["float32"], atol=TOL["float32"]["atol"] * max(1.0, float(np.abs(b).max())))
+        np.testing.assert_allclose(a, b, **tol)
+
+
+def test_needs_grad_tells_the_data_from_what_autograd_differentiates():
+    from cnn_base.functional._kernel import _needs_grad
+    fresh, leaf, used = nd.ones((2, 3)), nd.ones((2, 3)), nd.ones((2, 3))
+    leaf.attach_grad()
+    assert _needs_grad(fresh)                        # nothing records: no decision to make
+    with autograd.record():
+        assert not _needs_grad(fresh) and _needs_grad(leaf)
+        made = leaf * used                           # ``used`` is now a variable of the record
+        assert _needs_grad(made) and not _needs_grad(used)
+        assert not _needs_grad(fresh * 2)            # made from data only: not recorded
+    assert _needs_grad(mx.sym.var("data"))           # a graph is built for either case
+
+
 # Depthwise layers the kernel lays side by side (csrc/conv2d_depthwise.h): with a stride, and
 # with rows under 8 cells.
 SIDE_BY_SIDE = [

@@ -36,7 +36,10 @@
  *
  * Attributes: kernel, stride, pad, dilate as "(a, b)"; num_filter, num_group
  * as integers; no_bias "True"/"False"; relu "True"/"False" (default False; True: the
- * output is relu(conv), relu_in_place and relu_masked below). Inputs X (N, C, H, W), weight
+ * output is relu(conv), relu_in_place and relu_masked below); input_grad "True"/"False"
+ * (default True; False: the backward leaves dX unwritten, for an input whose gradient
+ * nobody asks for: autograd's req for it is then null, which the extension API does not
+ * pass either; backward below). Inputs X (N, C, H, W), weight
  * (num_filter, C / num_group, k_h, k_w) and, without no_bias, bias (num_filter,).
  */
 #include <algorithm>
@@ -71,7 +74,7 @@ enum Algo { kAlgoAuto, kAlgoTiles, kAlgoGemm, kAlgoTaps, kAlgoLanes };
 
 struct ConvParams {
   int64_t k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w, num_filter, groups;
-  bool no_bias, relu;
+  bool no_bias, relu, input_grad;
   Algo algo;
 };
 
@@ -101,6 +104,13 @@ bool read_ints(const Attrs& attrs, const char* name, size_t count, int64_t minim
   return true;
 }
 
+// A yes/no attribute as Python writes it (True/False, 1/0); ``missing`` when absent.
+bool read_bool(const Attrs& attrs, const char* name, bool missing) {
+  auto it = attrs.find(name);
+  if (it == attrs.end()) return missing;
+  return it->second == "True" || it->second == "1" || it->second == "true";
+}
+
 bool read_params(const Attrs& attrs, ConvParams* P) {
   int64_t pair[2];
   if (!read_ints(attrs, "kernel", 2, 1, pair)) return false;
@@ -113,13 +123,10 @@ bool read_params(const Attrs& attrs, ConvParams* P) {
   P->d_h = pair[0], P->d_w = pair[1];
   if (!read_ints(attrs, "num_filter", 1, 1, &P->num_filter)) return false;
   if (!read_ints(attrs, "num_group", 1, 1, &P->groups)) return false;
-  auto it = attrs.find("no_bias");
-  P->no_bias = it != attrs.end() && (it->second == "True" || it->second == "1" ||
-                                     it->second == "true");
-  it = attrs.find("relu");
-  P->relu = it != attrs.end() && (it->second == "True" || it->second == "1" ||
-                                  it->second == "true");
-  it = attrs.find("algo");
+  P->no_bias = read_bool(attrs, "no_bias", false);
+  P->relu = read_bool(attrs, "relu", false);
+  P->input_grad = read_bool(attrs, "input_grad", true);
+  auto it = attrs.find("algo");
   const std::string algo = it == attrs.end() ? "auto" : it->second;
   if (algo != "auto" && algo != "tiles" && algo != "gemm" && algo != "taps" && algo != "lanes") {
     MX_ERROR_MSG << "cnn_base_conv2d: algo must be 'auto', 'tiles', 'gemm', 'taps' or 'lanes', "
@@ -855,16 +862,20 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
   if (P.relu) relu_in_place(Y, g.N * g.O * g.OH * g.OW);
 }
 
+// dX (unless !P.input_grad), dK, dB. What skipping dX buys: a network's first conv reads the
+// data, whose gradient autograd does not ask for; the built-in skips it (it is told req),
+// ours computed it anyway: model zoo resnet18_v1's 3 -> 64 k7 s2 stem, batch 8, one thread,
+// backward 56 ms against the built-in's 22 without dX (28 for dX alone).
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
               const T* Y, T* dX, T* dK, T* dB, const OpResource& res) {
   if (P.relu) dY = relu_masked(dY, Y, g.N * g.O * g.OH * g.OW);
-  if (depthwise::applies(P, g)) {
+  if (depthwise::applies(P, g)) {             // dX comes with dW's sums there: always written
     depthwise::backward(P, g, dY, X, K, dX, dK, res);
   } else if (use_gemm(P, g, false)) {
-    gemm::backward(P, g, dY, X, K, dX, dK, res);
+    gemm::backward(P, g, dY, X, K, P.input_grad ? dX : nullptr, dK, res);
   } else {
-    input_grad<T>(P, g, dY, K, dX, res);
+    if (P.input_grad) input_grad<T>(P, g, dY, K, dX, res);
     weight_grad<T>(P, g, dY, X, dK);
   }
   if (dB != nullptr) bias_grad(g, dY, dB);

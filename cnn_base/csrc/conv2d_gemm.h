@@ -911,7 +911,8 @@ void sum_chunks(const Geometry& g, int64_t K, int64_t chunks, T* parts, T* dW,
 // dX, dW (db by the caller): dW summed per fixed chunk of images (each chunk's tiles on one
 // thread), or with the images in the vector lanes where they fit (lanes::weight_grad), then dX
 // by the transposed conv (above; by the lanes, taps or im2col), or, when that does not apply,
-// in the same loop by dcols = W^T dY and col2im (an image's planes stay on one thread).
+// in the same loop by dcols = W^T dY and col2im (an image's planes stay on one thread). dX
+// null: dW alone (the input needs no gradient).
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* W,
               T* dX, T* dW, const OpResource& res) {
@@ -933,7 +934,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   } else {
     grads_by_chunk(P, g, dY, X, W, turned ? nullptr : dX, parts, buffers, n_threads, by_blocks);
   }
-  if (turned) {
+  if (turned && dX != nullptr) {
     turn_kernels(g, W, Wt);
     if (lanes::applies<T>(Q, h)) {
       if constexpr (std::is_same<T, float>::value)

@@ -2,6 +2,7 @@
 import os
 
 from mxnet import autograd, nd
+from mxnet.base import MXNetError
 
 def _kernel_input(F, A, grads_written=False):
     """``A`` as an input of one of our C++ operators, whose backward overwrites gradients.
@@ -24,6 +25,23 @@ def _kernel_input(F, A, grads_written=False):
                                       (grads_written and not _adds_in_place())):
         return A
     return A if _is_intermediate(A) else F.identity(A)
+
+
+def _needs_grad(A):
+    """Whether autograd may ask for the NDArray ``A``'s gradient in the recording going on:
+    it has one attached, or a recorded operator made it. False for an array the recording
+    has not taken in (the data at a network's first layer): MXNet then tells an operator's
+    backward that the gradient is not wanted (req null), which our C++ operators are not
+    told; they get ``input_grad=False`` instead and skip it. True for a Symbol (a graph is
+    built once, for inputs with and without gradients) and when nothing records.
+    """
+    if not isinstance(A, nd.NDArray) or not autograd.is_recording() or A.grad is not None:
+        return True
+    try:
+        history = autograd.get_symbol(A)      # raises for an array outside the recording
+    except MXNetError:
+        return False
+    return history.get_children() is not None    # an operator's output, not a variable
 
 
 def _adds_in_place():

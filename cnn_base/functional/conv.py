@@ -32,7 +32,7 @@ from ._checks import _conv_args
 from .._checks import check_choice
 from ._dispatch import conv_route, native_conv_applies
 from .._types import Array, ArrayModule, Layout, Size2
-from ._kernel import _kernel_input, _native_channel_last
+from ._kernel import _kernel_input, _native_channel_last, _needs_grad
 
 __all__ = ["conv2d", "conv2d_native"]
 
@@ -306,6 +306,9 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     ``relu``: the output is ``relu(conv)``, as ``F.Activation(conv, act_type='relu')``, in
     the one operator (``relu_in_place`` and ``relu_masked`` in ``csrc/conv2d.cc``: MXNet cannot run an
     Activation in place after our operator, whose backward holds its output).
+    An NDArray ``X`` that autograd's recording has not taken in (the data at a network's
+    first layer, imperatively) gets no gradient computed: the backward skips dX, as the
+    built-in does (:func:`_needs_grad`).
 
     Examples
     --------
@@ -330,6 +333,8 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
                     no_bias=bias is None, algo=algo)
     if relu:
         settings["relu"] = True
+    if not _needs_grad(X):
+        settings["input_grad"] = False
     op = getattr(F, native.CONV_OP_NAME)
     bias = [] if bias is None else [_kernel_input(F, bias, grads_written)]
     if layout == "NHWC":    # Gluon's NHWC weight (c_o, k_h, k_w, c_i / groups) too
