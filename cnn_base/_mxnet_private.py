@@ -88,3 +88,34 @@ def hybridize_state(block):
     (a list of ``hybridize`` keyword items) and has no public getter.
     """
     return bool(getattr(block, "_active", False)), dict(getattr(block, "_flags", []) or [])
+
+
+def is_relu_activation(block):
+    """Whether ``block`` is exactly ``gluon.nn.Activation('relu')`` (not a subclass).
+
+    Why private: Gluon 1.x keeps an Activation's type only in ``_act_type``;
+    :class:`cnn_base.blocks.HybridSequential` runs such a block inside the operator before it.
+    """
+    from mxnet.gluon import nn
+
+    return type(block) is nn.Activation and block._act_type == "relu"
+
+
+def has_hooks(block):
+    """Whether ``block`` has forward hooks or forward pre-hooks registered.
+
+    Why private: Gluon 1.x has no public way to list a Block's hooks (``_forward_hooks``,
+    ``_forward_pre_hooks``); :class:`cnn_base.blocks.HybridSequential` leaves a block with
+    hooks as it is, since running it inside its neighbour would skip or change what they see.
+    """
+    return bool(getattr(block, "_forward_hooks", None) or
+                getattr(block, "_forward_pre_hooks", None))
+
+
+def is_hybridized(block):
+    """Whether ``block`` runs its own cached graph when called with NDArrays.
+
+    Why private: Gluon 1.x has no public flag for it (``_active``); a block that runs its own
+    graph built before would not see :class:`cnn_base.blocks.HybridSequential`'s fusion.
+    """
+    return bool(getattr(block, "_active", False))

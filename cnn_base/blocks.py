@@ -22,8 +22,9 @@ of MXNet's shape-inference dump).
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 from mxnet import nd, sym
@@ -34,7 +35,8 @@ from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
 from ._checks import as_bool, as_int, as_pair, check_choice, check_divides
 from ._choices import ACTIVATIONS
-from ._mxnet_private import rebuild_graph, shape_seen_by_parent
+from ._mxnet_private import (has_hooks, is_hybridized, is_relu_activation, rebuild_graph,
+                             shape_seen_by_parent)
 from ._types import Activation, Array, ArrayModule, Layout, PoolMode, Size2
 from .functional import (LAYOUTS, check_conv2d_input, check_pool2d_input, check_pool_args,
                          check_size_args, conv2d, conv2d_native, global_pool2d, pool2d_native,
@@ -45,7 +47,7 @@ from .functional.batch_norm import batch_norm
 from .ops import POOL_MODES
 
 __all__ = ["Conv2D", "Pool2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D",
-           "BatchNorm"]
+           "BatchNorm", "HybridSequential"]
 
 # The pools' inputs and outputs, written once and filled into each pool's docstring.
 _POOL_SHAPES = """Inputs:
@@ -80,6 +82,7 @@ class _PathChoosing(HybridBlock):
     """
 
     _use_native = False
+    _relu_after = False      # HybridSequential runs the relu after this block inside it
 
     def _choose_path(self, use_native):
         if use_native != self._use_native:
@@ -286,7 +289,7 @@ class Conv2D(_PathChoosing):
     def hybrid_forward(self, F: ArrayModule, x: Array, weight: Array,
                        bias: Optional[Array] = None) -> Array:
         if self._use_native:
-            relu = self._activation == "relu"
+            relu = self._activation == "relu" or self._relu_after
             Y = conv2d_native(F, x, weight, bias, self._kernel_size, self._strides,
                               self._padding, self._dilation, self._groups,
                               channels=self._channels, layout=self._layout,
@@ -298,7 +301,8 @@ class Conv2D(_PathChoosing):
             Y = conv2d(F, x, weight, bias, self._kernel_size, self._strides, self._padding,
                        self._dilation, self._groups, channels=self._channels,
                        in_channels=self.in_channels or None, layout=self._layout)
-        return self.act(Y) if self.act is not None else Y
+        Y = self.act(Y) if self.act is not None else Y
+        return F.Activation(Y, act_type="relu") if self._relu_after else Y
 
     def __repr__(self):
         # As Gluon's: the left of the arrow is the weight's input-channel size,
@@ -643,7 +647,59 @@ class BatchNorm(_PathChoosing, nn.BatchNorm):
     def hybrid_forward(self, F: ArrayModule, x: Array, gamma: Array, beta: Array,
                        running_mean: Array, running_var: Array) -> Array:
         if not self._use_native:
-            return super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
+            Y = super().hybrid_forward(F, x, gamma, beta, running_mean, running_var)
+            return F.Activation(Y, act_type="relu") if self._relu_after else Y
         return batch_norm(F, x, gamma, beta, running_mean, running_var, dtype=self.gamma.dtype,
                           grads_written=_grads_written(F, self.gamma, self.beta),
-                          **dict(self._kwargs, axis=self._axis))
+                          relu=self._relu_after, **dict(self._kwargs, axis=self._axis))
+
+
+class HybridSequential(nn.HybridSequential):
+    """``gluon.nn.HybridSequential`` that runs our BatchNorm or Conv2D followed by
+    ``nn.Activation('relu')`` as one operator: the same numbers, and the ReLU in place.
+
+    Why it exists: our operators' backward holds their output (MXNet's extension API hands
+    it every output), so MXNet cannot run the Activation after them in place as it does after
+    its own; in a hybridized graph that Activation writes fresh memory every step (MXNet 1.9.1
+    has no CPU memory pool). ``csrc/relu.h``: the relu applied to the output in place, its
+    gradient masked inside our backward. A pair is fused only when both blocks are in this
+    sequence next to each other, the Activation is exactly ``nn.Activation('relu')``, neither has
+    hooks, and the first is not hybridized on its own while the sequence runs imperatively (its
+    own graph, built before, would not see it); otherwise each block runs as Gluon's would.
+
+    >>> from mxnet import nd
+    >>> net = HybridSequential(); net.add(BatchNorm(in_channels=1), nn.Activation("relu"))
+    >>> net.initialize(); net(nd.array([[[[-1.0]]]])).asnumpy().ravel()
+    array([0.], dtype=float32)
+    """
+
+    def hybrid_forward(self, F: ArrayModule, x: Array) -> Array:
+        layers = [self[i] for i in range(len(self))]
+        i = 0
+        while i < len(layers):
+            fused = i + 1 < len(layers) and _fuses_relu(F, layers[i], layers[i + 1])
+            with _relu_after(layers[i], fused):
+                x = layers[i](x)
+            i += 2 if fused else 1
+        return x
+
+
+def _fuses_relu(F: ArrayModule, block: HybridBlock, after: HybridBlock) -> bool:
+    """Whether ``block`` can run the ReLU of ``after`` inside it (HybridSequential)."""
+    takes_it = isinstance(block, BatchNorm) or (isinstance(block, Conv2D) and
+                                                block._activation is None)
+    return (takes_it and is_relu_activation(after) and not has_hooks(block) and
+            not has_hooks(after) and (F is sym or not is_hybridized(block)))
+
+
+@contextlib.contextmanager
+def _relu_after(block: HybridBlock, fused: bool) -> Iterator[None]:
+    """``block`` applies the next block's ReLU itself during this call when ``fused``."""
+    if not fused:
+        yield
+        return
+    block._relu_after = True
+    try:
+        yield
+    finally:
+        block._relu_after = False

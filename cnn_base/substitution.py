@@ -7,11 +7,13 @@
 'cnn_base.blocks'
 
 Inside ``with substitute():`` the names ``Conv2D``, ``MaxPool2D``,
-``AvgPool2D``, ``GlobalMaxPool2D``, ``GlobalAvgPool2D`` and ``BatchNorm`` of
-``mxnet.gluon.nn`` (and the first five of ``mxnet.gluon.nn.conv_layers``, where
-Gluon defines them) are cnn_base's blocks, so any code that builds its layers as
-``nn.Conv2D(...)`` (the model zoo, d2l's networks, a user's own) builds them
-with ours. Constructors, parameter names and shapes are Gluon's, so the net
+``AvgPool2D``, ``GlobalMaxPool2D``, ``GlobalAvgPool2D``, ``BatchNorm`` and
+``HybridSequential`` of ``mxnet.gluon.nn`` (and the first five of
+``mxnet.gluon.nn.conv_layers``, where Gluon defines them) are cnn_base's blocks, so
+any code that builds its layers as ``nn.Conv2D(...)`` (the model zoo, d2l's
+networks, a user's own) builds them with ours. Our ``HybridSequential`` is Gluon's
+that runs a batch norm or conv of ours followed by ``nn.Activation('relu')`` as one
+operator (:class:`cnn_base.blocks.HybridSequential`). Constructors, parameter names and shapes are Gluon's, so the net
 loads the same parameter files. On leaving the block every name is Gluon's
 again, whatever happened inside. Blocks bound to a name before the block
 (``from mxnet.gluon.nn import Conv2D``) are not reached: build those with
@@ -32,11 +34,13 @@ __all__ = ["SUBSTITUTES", "substitute"]
 # gluon.nn's name -> cnn_base's block of the same constructor
 SUBSTITUTES = {name: getattr(blocks, name) for name in
                ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalMaxPool2D", "GlobalAvgPool2D",
-                "BatchNorm")}
+                "BatchNorm", "HybridSequential")}
 # the modules whose name is replaced: gluon.nn, and conv_layers where Gluon defines the conv and
-# pools; not basic_layers, whose BatchNorm.__init__ calls super(BatchNorm, self) by that global
-# name (ours there would make Gluon's constructor call itself through ours, a subclass of it)
-_MODULES = {name: (nn,) if name == "BatchNorm" else (nn, conv_layers) for name in SUBSTITUTES}
+# pools; not basic_layers, whose BatchNorm.__init__ and HybridSequential.__init__ call
+# super(BatchNorm, self) by that global name (ours there would make Gluon's constructor call
+# itself through ours, a subclass of it)
+_MODULES = {name: (nn,) if name in ("BatchNorm", "HybridSequential") else (nn, conv_layers)
+            for name in SUBSTITUTES}
 
 
 @contextlib.contextmanager

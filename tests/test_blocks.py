@@ -865,3 +865,99 @@ def test_conv2d_deep_in_hybridized_parent_names_the_size_that_reaches_it(conv_ba
     with pytest.raises(ValueError, match=r"height and width \(3, 3\) is too small for the "
                                          r"kernel \(5, 2\) with padding \(0, 1\)"):
         net(nd.ones((1, 1, 5, 5)))
+
+
+# HybridSequential: our BatchNorm or Conv2D and the nn.Activation('relu') after it as one
+# operator (the relu attribute, csrc/relu.h), against Gluon's sequence of Gluon's blocks.
+def _relu_sequence(ours, dtype="float32"):
+    seq = cb.HybridSequential() if ours else nn.HybridSequential()
+    conv, bn = (cb.Conv2D, cb.BatchNorm) if ours else (nn.Conv2D, nn.BatchNorm)
+    seq.add(conv(6, 3, padding=1), nn.Activation("relu"), bn(), nn.Activation("relu"),
+            conv(4, 3), bn(), nn.Activation("sigmoid"))
+    seq.initialize(init.Xavier())
+    seq.cast(dtype)
+    return seq
+
+
+def _same_parameters(ours, theirs, X):
+    ours(X), theirs(X)            # deferred initialization
+    for a, b in zip(ours.collect_params().values(), theirs.collect_params().values()):
+        b.set_data(a.data())
+
+
+def _output_and_grads(seq, X, mode):
+    if mode != "imperative":
+        seq.hybridize(static_alloc=mode == "static", static_shape=mode == "static")
+    X = X.copy()
+    X.attach_grad()
+    with autograd.record():
+        Y = seq(X)
+    Y.backward(nd.array(np.random.RandomState(3).normal(size=Y.shape), dtype=Y.dtype))
+    return [Y.asnumpy(), X.grad.asnumpy()] + [p.grad().asnumpy()
+                                              for p in seq.collect_params().values()
+                                              if p.grad_req != "null"]
+
+
+def _graph_ops(seq):
+    import json
+    import mxnet as mx
+    nodes = json.loads(seq(mx.sym.var("data")).tojson())["nodes"]
+    return [(n["op"], n.get("attrs", {}).get("relu")) for n in nodes if n["op"] != "null"]
+
+
+@pytest.mark.parametrize("mode", ["imperative", "hybrid", "static"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hybrid_sequential_fuses_the_relu_and_gives_gluons_numbers(mode, dtype):
+    X = nd.array(np.random.RandomState(0).normal(size=(4, 3, 9, 9)), dtype=dtype)
+    ours, theirs = _relu_sequence(True, dtype), _relu_sequence(False, dtype)
+    _same_parameters(ours, theirs, X)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    got, want = _output_and_grads(ours, X, mode), _output_and_grads(theirs, X, mode)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    ops = _graph_ops(ours)
+    # the conv and the batch norm carry the relu; the only Activation left is the sigmoid
+    assert [op for op, _ in ops if op == "Activation"] == ["Activation"]
+    assert ("cnn_base_conv2d", "True") in ops and ("cnn_base_batch_norm", "1") in ops
+
+
+def test_hybrid_sequential_leaves_what_it_cannot_fuse_as_gluon_runs_it():
+    class Relu(nn.Activation):           # a subclass may compute something else
+        def hybrid_forward(self, F, x):
+            return F.relu(x) * 2
+    seen = []
+    hooked = nn.Activation("relu")
+    hooked.register_forward_hook(
+        lambda block, inputs, out: seen.append(out.asnumpy()) if isinstance(out, nd.NDArray)
+        else None)
+    seq = cb.HybridSequential()
+    seq.add(cb.BatchNorm(), Relu("relu"), cb.BatchNorm(), hooked, cb.BatchNorm(),
+            nn.Activation("tanh"), cb.BatchNorm(), nn.Activation("relu"))
+    seq.initialize()
+    X = nd.array(np.random.RandomState(1).normal(size=(2, 3, 4, 4)))
+
+    def one_by_one(blocks):               # each block called alone: nothing fused
+        Y = X
+        for block in blocks:
+            Y = block(Y)
+        return Y.asnumpy()
+    with autograd.train_mode():           # batch statistics: values on both sides of 0
+        Y, head = seq(X).asnumpy(), seq[:7](X).asnumpy()   # the slice ends with a batch norm
+        assert len(seen) == 2 and (seen[0] >= 0).all()     # the hook ran, on the relu's output
+        np.testing.assert_allclose(Y, one_by_one(seq), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(head, one_by_one(list(seq)[:7]), rtol=1e-5, atol=1e-6)
+    assert (head < 0).any() and (Y >= 0).all()
+    ops = _graph_ops(seq)
+    assert [a for op, a in ops if op == "cnn_base_batch_norm"] == [None, None, None, "1"]
+
+
+def test_a_block_hybridized_alone_is_not_fused_by_an_imperative_sequence():
+    bn = cb.BatchNorm()
+    seq = cb.HybridSequential()
+    seq.add(bn, nn.Activation("relu"))
+    seq.initialize()
+    X = nd.array(np.random.RandomState(2).normal(size=(2, 3, 4, 4)))
+    bn.hybridize()
+    alone = bn(X).asnumpy()                   # its own graph, built without the relu
+    assert (alone < 0).any()
+    np.testing.assert_allclose(seq(X).asnumpy(), np.maximum(alone, 0), rtol=1e-6, atol=1e-6)

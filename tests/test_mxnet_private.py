@@ -59,3 +59,29 @@ def test_children_lists_a_blocks_children_in_order():
 
 def test_kvstore_barrier_is_a_method_of_mxnets_kvstore():
     assert "_barrier" in dict(inspect.getmembers(mx.kv.KVStore))
+
+
+def test_is_relu_activation_reads_the_activations_type_and_refuses_subclasses():
+    class Relu(nn.Activation):
+        pass
+    assert private.is_relu_activation(nn.Activation("relu"))
+    assert not private.is_relu_activation(nn.Activation("tanh"))
+    assert not private.is_relu_activation(Relu("relu"))
+    assert not private.is_relu_activation(nn.Dense(2))
+
+
+def test_has_hooks_sees_forward_hooks_and_pre_hooks():
+    plain, hooked, pre_hooked = nn.Activation("relu"), nn.Activation("relu"), nn.Dense(2)
+    hooked.register_forward_hook(lambda block, inputs, out: None)
+    pre_hooked.register_forward_pre_hook(lambda block, inputs: None)
+    assert not private.has_hooks(plain)
+    assert private.has_hooks(hooked) and private.has_hooks(pre_hooked)
+
+
+def test_is_hybridized_follows_hybridize():
+    net = nn.Dense(2, in_units=3)
+    assert not private.is_hybridized(net)
+    net.hybridize()
+    assert private.is_hybridized(net)
+    net.hybridize(False)
+    assert not private.is_hybridized(net)

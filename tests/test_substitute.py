@@ -91,11 +91,16 @@ def _compare(name, hybridize, dtype):
         ours = vision.get_model(name, classes=10)
     builtin_layers = _blocks_of(builtin, (nn.Conv2D, nn.MaxPool2D, nn.AvgPool2D,
                                           nn.GlobalAvgPool2D, nn.GlobalMaxPool2D, nn.BatchNorm))
+    # sequences built as nn.HybridSequential(); not its subclasses (HybridConcurrent)
+    builtin_layers += [b for b in _blocks_of(builtin, nn.HybridSequential)
+                       if type(b) is nn.HybridSequential]
     our_layers = _blocks_of(ours, tuple(SUBSTITUTES.values()))
     assert len(our_layers) == len(builtin_layers) > 0
     assert not _blocks_of(ours, (nn.Conv2D, nn.MaxPool2D, nn.AvgPool2D))
-    # ours subclasses Gluon's BatchNorm (isinstance checks of users' code still hold)
-    assert not [b for b in _blocks_of(ours, nn.BatchNorm) if type(b) is nn.BatchNorm]
+    # ours subclass Gluon's BatchNorm and HybridSequential (isinstance checks of users' code
+    # still hold)
+    for gluons in (nn.BatchNorm, nn.HybridSequential):
+        assert not [b for b in _blocks_of(ours, gluons) if type(b) is gluons]
     shape = (1 if _size(name) > 64 else 2, 3, _size(name), _size(name))
     X = nd.random.normal(shape=shape)
     label = nd.array(np.arange(shape[0]) % 10)

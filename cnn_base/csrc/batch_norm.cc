@@ -33,6 +33,7 @@
 
 #include "operator_common.h"
 #include "parallel.h"
+#include "relu.h"   // relu_in_place, relu_masked: attribute relu
 
 namespace {
 
@@ -81,12 +82,12 @@ constexpr int kInputs = 6;     // X, gamma, beta, running_mean, running_var, mod
 
 struct NormParams {
   double eps = 1e-5, momentum = 0.9;
-  bool fix_gamma = false, use_global_stats = false;
+  bool fix_gamma = false, use_global_stats = false, relu = false;
   int64_t axis = 1;
 };
 
-// eps, momentum (numbers), fix_gamma, use_global_stats (0 or 1), axis (>= 0); false when
-// one is missing or bad.
+// eps, momentum (numbers), fix_gamma, use_global_stats (0 or 1), axis (>= 0), and relu (0 or
+// 1, default 0: 1, the output is relu(batch norm), relu.h); false when one is missing or bad.
 bool read_norm_params(const Attrs& attrs, NormParams* P) {
   try {
     P->eps = std::stod(attrs.at("eps"));
@@ -94,6 +95,7 @@ bool read_norm_params(const Attrs& attrs, NormParams* P) {
     P->fix_gamma = attrs.at("fix_gamma") == "1";
     P->use_global_stats = attrs.at("use_global_stats") == "1";
     P->axis = std::stoll(attrs.at("axis"));
+    P->relu = attrs.count("relu") && attrs.at("relu") == "1";
   } catch (const std::exception&) {
     MX_ERROR_MSG << kOp << ": needs the attributes eps, momentum, fix_gamma, use_global_stats "
                  << "and axis, as numbers";
@@ -139,6 +141,7 @@ MXReturnValue norm_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
       forward(s, in[0].data<T>(), P.fix_gamma ? nullptr : in[1].data<T>(), in[2].data<T>(),
               in[3].data<T>(), in[4].data<T>(), batch_stats_of<T>(P, in[5]), P.eps, P.momentum,
               out[0].data<T>(), out[1].data<T>(), out[2].data<T>());
+      if (P.relu) cnn_base::relu_in_place(out[0].data<T>(), s.outer * s.C * s.inner);
     };
     if (in[0].dtype == mxnet::ext::kFloat64) run(0.0); else run(0.0f);
     return MX_SUCCESS;
@@ -162,7 +165,10 @@ MXReturnValue norm_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
       if (P.fix_gamma)      // MXNet's gradient of a fixed gamma: zero
         std::memset(out[1].data_ptr, 0, s.C * sizeof(T));
       const bool batch_stats = batch_stats_of<T>(P, in[3 + kInputs - 1]);
-      backward(s, in[0].data<T>(), X.data<T>(), P.fix_gamma ? nullptr : in[4].data<T>(),
+      const T* dY = in[0].data<T>();
+      if (P.relu)    // relu's gradient at the output (the forward's first)
+        dY = cnn_base::relu_masked(dY, in[3 + kInputs].data<T>(), s.outer * s.C * s.inner);
+      backward(s, dY, X.data<T>(), P.fix_gamma ? nullptr : in[4].data<T>(),
                in[3 + kInputs + 1].data<T>(), in[3 + kInputs + 2].data<T>(), batch_stats,
                out[0].data<T>(), P.fix_gamma ? nullptr : out[1].data<T>(), out[2].data<T>());
     };

@@ -36,7 +36,7 @@
  *
  * Attributes: kernel, stride, pad, dilate as "(a, b)"; num_filter, num_group
  * as integers; no_bias "True"/"False"; relu "True"/"False" (default False; True: the
- * output is relu(conv), relu_in_place and relu_masked below); input_grad "True"/"False"
+ * output is relu(conv), relu_in_place and relu_masked in relu.h); input_grad "True"/"False"
  * (default True; False: the backward leaves dX unwritten, for an input whose gradient
  * nobody asks for: autograd's req for it is then null, which the extension API does not
  * pass either; backward below). Inputs X (N, C, H, W), weight
@@ -54,6 +54,7 @@
 
 #include "operator_common.h"   // parse_ints, kMaxAttr, guarded: shared by both operators
 #include "parallel.h"   // the threading policy shared by cnn_base's kernels
+#include "relu.h"       // relu_in_place, relu_masked: the ReLU fused into the conv
 #include "transpose.h"  // moved_across: the turned weight gradient's dY (conv2d_gemm.h)
 
 using mxnet::ext::MXReturnValue;
@@ -816,37 +817,6 @@ bool use_gemm(const ConvParams& P, const Geometry& g, bool forward) {
   return !(stride_1 && g.Og <= kTilesMaxOutChannels && g.OH * g.OW >= kTilesMinPlane);
 }
 
-// The ReLU fused into the conv (attribute relu): Gluon's Conv2D(activation='relu') as one
-// operator. The forward applies y > 0 ? y : 0 to the output in place (NaN to 0, as MXNet's
-// Activation(act_type='relu'), which Gluon's Conv2D runs); the backward multiplies dY by
-// relu's gradient read from the output it is handed anyway, Y > 0, into a buffer the rest of
-// the backward reads as dY. What it buys: an extension operator's backward holds its
-// output, so MXNet cannot run the Activation after it in place; in a hybridized graph that
-// Activation's output was fresh memory every step, and page faults: VGG-11's ReLUs (one
-// thread, batch 32) 127 ms forward + 78 backward a step after our conv, 12 + 52 after the
-// built-in's.
-template <typename T>
-void relu_in_place(T* Y, int64_t count) {
-  const int n_threads = cnn_base::threads_for(count, 2);
-#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
-  for (int64_t i = 0; i < count; ++i) Y[i] = Y[i] > T(0) ? Y[i] : T(0);
-}
-
-// dY times relu's gradient at Y (1 where Y > 0, else 0), into a buffer of this thread's that
-// grows to the largest gradient it has held and stays: MXNet's workspace is one request per
-// call, which the backward's own paths take, and a fresh allocation of this size every call
-// would be the page faults the fusion removes.
-template <typename T>
-const T* relu_masked(const T* dY, const T* Y, int64_t count) {
-  thread_local std::vector<T> masked;
-  if (static_cast<int64_t>(masked.size()) < count) masked.resize(count);
-  T* out = masked.data();
-  const int n_threads = cnn_base::threads_for(count, 3);
-#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
-  for (int64_t i = 0; i < count; ++i) out[i] = dY[i] * (Y[i] > T(0) ? T(1) : T(0));
-  return out;
-}
-
 template <typename T>
 void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, const T* B, T* Y,
              const OpResource& res) {
@@ -859,7 +829,7 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
   } else {
     tiles_forward(P, g, X, K, B, Y);
   }
-  if (P.relu) relu_in_place(Y, g.N * g.O * g.OH * g.OW);
+  if (P.relu) cnn_base::relu_in_place(Y, g.N * g.O * g.OH * g.OW);
 }
 
 // dX (unless !P.input_grad), dK, dB. What skipping dX buys: a network's first conv reads the
@@ -869,7 +839,7 @@ void forward(const ConvParams& P, const Geometry& g, const T* X, const T* K, con
 template <typename T>
 void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, const T* K,
               const T* Y, T* dX, T* dK, T* dB, const OpResource& res) {
-  if (P.relu) dY = relu_masked(dY, Y, g.N * g.O * g.OH * g.OW);
+  if (P.relu) dY = cnn_base::relu_masked(dY, Y, g.N * g.O * g.OH * g.OW);
   if (depthwise::applies(P, g)) {             // dX comes with dW's sums there: always written
     depthwise::backward(P, g, dY, X, K, dX, dK, res);
   } else if (use_gemm(P, g, false)) {

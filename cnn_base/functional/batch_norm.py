@@ -87,17 +87,23 @@ def _mode_node(dtype):
 def batch_norm(F: ArrayModule, X: Array, gamma: Array, beta: Array, running_mean: Array,
                running_var: Array, eps: float = 1e-5, momentum: float = 0.9,
                fix_gamma: bool = False, use_global_stats: bool = False, axis: int = 1,
-               dtype: Any = np.float32, grads_written: bool = False) -> Array:
+               dtype: Any = np.float32, grads_written: bool = False,
+               relu: bool = False) -> Array:
     """MXNet's ``BatchNorm(X, gamma, beta, running_mean, running_var, ...)``'s output, by the
     C++ kernel. ``axis``: non-negative for a Symbol, negative counts from the end for an NDArray;
     ``dtype``: the parameters' (a Symbol's own is unknown); ``grads_written``: ``gamma``'s and
-    ``beta``'s gradients are written, never added to (as :func:`~cnn_base.conv2d_native`'s).
+    ``beta``'s gradients are written, never added to (as :func:`~cnn_base.conv2d_native`'s);
+    ``relu``: the output is ``relu(batch norm)`` in the one operator (``csrc/relu.h``: MXNet
+    cannot run an Activation in place after our operator, whose backward holds its output).
     Call it where :func:`~cnn_base.functional._dispatch.batch_norm_uses_kernel` says so."""
     if isinstance(X, mx.nd.NDArray):
         axis, dtype = axis % X.ndim, X.dtype
+    settings = dict(eps=eps, momentum=momentum, fix_gamma=int(fix_gamma),
+                    use_global_stats=int(use_global_stats), axis=axis)
+    if relu:
+        settings["relu"] = 1
     Y = getattr(F, OP_NAME)(
         _kernel_input(F, X), _kernel_input(F, gamma, grads_written),
         _kernel_input(F, beta, grads_written), running_mean,
-        running_var, _mode(F, X, dtype), eps=eps, momentum=momentum, fix_gamma=int(fix_gamma),
-        use_global_stats=int(use_global_stats), axis=axis)
+        running_var, _mode(F, X, dtype), **settings)
     return Y[0]

@@ -25,7 +25,9 @@ def layers(block: BlockChoice) -> types.SimpleNamespace:
     Returns
     -------
     types.SimpleNamespace
-        With ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``GlobalAvgPool2D`` and ``BatchNorm``.
+        With ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``GlobalAvgPool2D``, ``BatchNorm`` and
+        ``HybridSequential`` (ours runs a batch norm or conv of ours and the
+        ``nn.Activation('relu')`` after it as one operator: the same numbers).
 
     >>> layers("custom").Conv2D.__module__, layers("builtin").Conv2D.__module__
     ('cnn_base.blocks', 'mxnet.gluon.nn.conv_layers')
@@ -34,4 +36,4 @@ def layers(block: BlockChoice) -> types.SimpleNamespace:
     source = blocks if block == "custom" else nn
     return types.SimpleNamespace(**{name: getattr(source, name) for name in
                                     ("Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
-                                     "BatchNorm")})
+                                     "BatchNorm", "HybridSequential")})

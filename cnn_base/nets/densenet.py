@@ -16,7 +16,7 @@ __all__ = ["conv_block", "DenseBlock", "transition_block", "densenet"]
 def conv_block(num_channels: int, block: BlockChoice = "custom") -> nn.HybridSequential:
     """§5.12's pre-activation conv: BatchNorm, ReLU, 3x3 conv (padding 1)."""
     L = layers(block)
-    blk = nn.HybridSequential()
+    blk = L.HybridSequential()
     blk.add(L.BatchNorm(), nn.Activation("relu"),
             L.Conv2D(num_channels, kernel_size=3, padding=1))
     return blk
@@ -43,7 +43,7 @@ class DenseBlock(nn.HybridBlock):
 def transition_block(num_channels: int, block: BlockChoice = "custom") -> nn.HybridSequential:
     """§5.12's transition: BatchNorm, ReLU, a 1x1 conv to ``num_channels``, 2x2 average pool."""
     L = layers(block)
-    blk = nn.HybridSequential()
+    blk = L.HybridSequential()
     blk.add(L.BatchNorm(), nn.Activation("relu"),
             L.Conv2D(num_channels, kernel_size=1),
             L.AvgPool2D(pool_size=2, strides=2))
@@ -63,7 +63,7 @@ def densenet(block: BlockChoice = "custom",
     ['DenseBlock', 'HybridSequential']
     """
     L = layers(block)
-    net = nn.HybridSequential()
+    net = L.HybridSequential()
     net.add(L.Conv2D(64, kernel_size=7, strides=2, padding=3),
             L.BatchNorm(), nn.Activation("relu"),
             L.MaxPool2D(pool_size=3, strides=2, padding=1))

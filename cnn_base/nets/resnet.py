@@ -59,7 +59,7 @@ def resnet18(block: BlockChoice = "custom") -> nn.HybridSequential:
     14
     """
     L = layers(block)
-    net = nn.HybridSequential()
+    net = L.HybridSequential()
     net.add(L.Conv2D(64, kernel_size=7, strides=2, padding=3),
             L.BatchNorm(), nn.Activation("relu"),
             L.MaxPool2D(pool_size=3, strides=2, padding=1))
