@@ -18,15 +18,53 @@
 #include <cstdint>
 #include <vector>
 
+#include <omp.h>
+
 #include "parallel.h"
 
 namespace cnn_base {
 
+// One thread's share of each pass: a plain loop over restrict pointers that loads every value
+// whatever the sign and then selects (a compare and a mask), which GCC makes a vector loop of.
+// What it buys: written as dY * (Y > 0 ? 1 : 0), or with the load inside the select, GCC
+// compiled a scalar loop that branched on each value's sign ("control flow in loop"),
+// mispredicted about every other time: 11.5 ms for the 2.4 million values of a (32, 128, 24,
+// 24) batch norm, one thread; d2l DenseNet's step (static, one thread) lost 98 ms to it.
+// (Also with dY * 0 selected where Y <= 0, to keep MXNet's dY * (Y > 0) to the NaN, GCC
+// branched again; so a NaN in dY where Y <= 0 gives 0 here, where the gradient is 0, and NaN
+// in MXNet's.)
+template <typename T>
+void relu_range(T* __restrict Y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T y = Y[i];
+    Y[i] = y > T(0) ? y : T(0);
+  }
+}
+
+template <typename T>
+void relu_grad_range(const T* __restrict dY, const T* __restrict Y, T* __restrict out,
+                     int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = dY[i], y = Y[i];
+    out[i] = y > T(0) ? d : T(0);
+  }
+}
+
+// [first, last) of ``count`` values for thread ``t`` of ``threads``.
+inline void share_of(int64_t count, int t, int threads, int64_t* first, int64_t* last) {
+  *first = count * t / threads;
+  *last = count * (t + 1) / threads;
+}
+
 template <typename T>
 void relu_in_place(T* Y, int64_t count) {
   const int n_threads = threads_for(count, 2);
-#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
-  for (int64_t i = 0; i < count; ++i) Y[i] = Y[i] > T(0) ? Y[i] : T(0);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    int64_t first, last;
+    share_of(count, omp_get_thread_num(), omp_get_num_threads(), &first, &last);
+    relu_range(Y + first, last - first);
+  }
 }
 
 // dY times relu's gradient at Y (1 where Y > 0, else 0), into a buffer of this thread's that
@@ -39,8 +77,12 @@ const T* relu_masked(const T* dY, const T* Y, int64_t count) {
   if (static_cast<int64_t>(masked.size()) < count) masked.resize(count);
   T* out = masked.data();
   const int n_threads = threads_for(count, 3);
-#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
-  for (int64_t i = 0; i < count; ++i) out[i] = dY[i] * (Y[i] > T(0) ? T(1) : T(0));
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+  {
+    int64_t first, last;
+    share_of(count, omp_get_thread_num(), omp_get_num_threads(), &first, &last);
+    relu_grad_range(dY + first, Y + first, out + first, last - first);
+  }
   return out;
 }
 
