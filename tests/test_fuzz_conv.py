@@ -33,7 +33,8 @@ def test_wide_strided_layers_equal_gluons_convolution(N, groups, c_i, c_o, H, W,
                           bias=True)
     report = fuzz_conv.Report()
     fuzz_conv.check_case(case, report)
-    assert report.checks == len(fuzz_conv.paths()) * 4    # four results each way
+    # four results each way, but the input gradient of the way without it
+    assert report.checks == len(fuzz_conv.paths()) * 4 - 1
     assert not report.failures, "\n".join(report.failures)
 
 
