@@ -121,3 +121,32 @@ def test_a_net_with_our_batch_norm_exports_both_ways(tmp_path):
     cb.export(net, tmp_path / "portable", X[:1], portable=True)
     np.testing.assert_allclose(in_plain_mxnet(tmp_path / "portable", X, tmp_path), expected,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not native.loaded(), reason="the C++ kernels are not loaded")
+def test_a_sequence_with_the_relu_fused_exports_both_ways(tmp_path):
+    """cb.HybridSequential runs the ReLU after our conv and batch norm inside their operators:
+    the default export carries it as their attribute (no Activation left), the portable one
+    as MXNet's Activation after MXNet's operators; both give the net's outputs."""
+    from mxnet.gluon import nn
+    net = cb.HybridSequential()
+    net.add(cb.Conv2D(4, 3), nn.Activation("relu"), cb.BatchNorm(), nn.Activation("relu"),
+            nn.Dense(3))
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    X = mx.nd.random.uniform(shape=(4, 1, 8, 8))
+    with mx.autograd.record():
+        net(X)                                   # moves the running statistics
+    expected = net(X).asnumpy()
+    symbol_file, _ = cb.export(net, tmp_path / "raw", X[:1], portable=False)
+    nodes = json.loads(symbol_file.read_text())["nodes"]
+    assert "Activation" not in {n["op"] for n in nodes}
+    assert {(n["op"], n.get("attrs", {}).get("relu")) for n in nodes} >= {
+        (native.CONV_OP_NAME, "True"), (native.BATCH_NORM_OP_NAME, "1")}
+    np.testing.assert_allclose(cb.load_exported(tmp_path / "raw")(X).asnumpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    symbol_file, _ = cb.export(net, tmp_path / "portable", X[:1], portable=True)
+    ops = [n["op"] for n in json.loads(symbol_file.read_text())["nodes"]]
+    assert ops.count("Activation") == 2 and not set(ops) & set(cb.KERNEL_OPERATORS)
+    np.testing.assert_allclose(in_plain_mxnet(tmp_path / "portable", X, tmp_path), expected,
+                               rtol=1e-5, atol=1e-6)
