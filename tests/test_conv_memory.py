@@ -38,7 +38,7 @@ def test_windows_with_gaps_between_them_equal_gluons_convolution(N, c_i, c_o, H,
                           bias=True)
     report = fuzz_conv.Report()
     fuzz_conv.check_case(case, report)
-    assert report.checks == len(fuzz_conv.paths()) * 4    # four results each way
+    assert report.checks == fuzz_conv.checks_per_case(bias=True)
     assert not report.failures, "\n".join(report.failures)
 
 
