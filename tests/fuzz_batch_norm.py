@@ -9,7 +9,12 @@ checked against ``reference.batch_norm_np`` (output, dX, dgamma, dbeta and the r
 statistics after the step; NaN where NaN) and, in training and float32 where the input
 is finite, against Gluon's BatchNorm: output and gradients (its prediction-mode dX is wrong,
 test_batch_norm.py; its running variance, rebuilt from 1 / sqrt(var + eps) in float32, is
-off by eps * 1e-7 / var: 7e-3 of a variance of 1e-6 with eps 0.1).
+off by eps * 1e-7 / var: 7e-3 of a variance of 1e-6 with eps 0.1). One case in four (drawn
+from the case's own seed, so the others stay the same) also runs the batch norm with the ReLU
+after it fused into its operator (``cb.HybridSequential``) against the same with MXNet's
+Activation after it: the same arithmetic on the same values, so equal to the last bit (finite
+inputs only: our ReLU sends NaN to 0 as MXNet's float32 Activation does, its float64 one
+keeps NaN).
 
 As a library: ``run(seed, cases)`` returns a :class:`Report`; the tests run a bounded
 slice. As a script (``make fuzz``, ``make sanitize``)::
@@ -90,14 +95,17 @@ def _arrays(case, rng):
                 mean=rng.randn(C), var=rng.rand(C) + 0.5, dY=rng.randn(*case.shape))
 
 
-def _run(block, case, a):
+def _run(block, case, a, bn=None):
+    """Output, dX, dgamma, dbeta and the running statistics after one step of ``block``, whose
+    batch norm is ``bn`` (``block`` itself by default)."""
+    bn = block if bn is None else bn
     X = nd.array(a["X"], dtype=case.dtype)
     X.attach_grad()
     block.initialize()
     block.cast(case.dtype)
     for name, key in (("gamma", "gamma"), ("beta", "beta"), ("running_mean", "mean"),
                       ("running_var", "var")):
-        getattr(block, name).set_data(nd.array(a[key], dtype=case.dtype))
+        getattr(bn, name).set_data(nd.array(a[key], dtype=case.dtype))
     if case.hybridize != "imperative":
         block.hybridize(static_alloc=case.hybridize == "static",
                         static_shape=case.hybridize == "static")
@@ -105,9 +113,18 @@ def _run(block, case, a):
         Y = block(X)
     Y.backward(nd.array(a["dY"], dtype=case.dtype))
     grads = [p.grad() if p.grad_req != "null" else nd.zeros(p.shape) for p in
-             (block.gamma, block.beta)]
+             (bn.gamma, bn.beta)]
     return [v.asnumpy().astype(np.float64) for v in
-            (Y, X.grad, *grads, block.running_mean.data(), block.running_var.data())]
+            (Y, X.grad, *grads, bn.running_mean.data(), bn.running_var.data())]
+
+
+def _run_with_relu(fused, kwargs, case, a):
+    """One step of our batch norm and a ReLU: inside its operator (``fused``) or MXNet's
+    Activation after it."""
+    seq = cb.HybridSequential() if fused else nn.HybridSequential()
+    bn = cb.BatchNorm(**kwargs)
+    seq.add(bn, nn.Activation("relu"))
+    return _run(seq, case, a, bn)
 
 
 def _floors(case, a):
@@ -165,6 +182,11 @@ def check_case(case, report):
     if case.mode == "training" and case.dtype == "float32" and not case.special:
         _compare("Gluon", got[:4], _run(nn.BatchNorm(**kwargs), case, a)[:4], 1e-4, report,
                  case, floors)
+    # (not with NaN in X: our ReLU sends NaN to 0, as MXNet's float32 Activation (oneDNN)
+    # does; its float64 one keeps NaN)
+    if np.random.RandomState(case.seed % 2**32).rand() < 1 / 4 and not case.special:
+        _compare("the ReLU apart", _run_with_relu(True, kwargs, case, a),
+                 _run_with_relu(False, kwargs, case, a), 0.0, report, case, [0.0] * 6)
 
 
 def run(seed=0, cases=100, seconds=None, report=None):

@@ -3,8 +3,9 @@
  * cnn_base_batch_norm): Gluon's Conv2D(activation='relu'), and a BatchNorm or a conv
  * followed by Activation('relu') in a sequence (cnn_base.blocks.HybridSequential), as one
  * operator. The forward applies y > 0 ? y : 0 to the output in place (NaN to 0, as MXNet's
- * Activation(act_type='relu')); the backward multiplies dY by relu's gradient read from the
- * output it is handed anyway, Y > 0, into a buffer the rest of the backward reads as dY.
+ * float32 Activation(act_type='relu') does, by oneDNN; its float64 one keeps NaN); the
+ * backward multiplies dY by relu's gradient read from the output it is handed anyway, Y > 0,
+ * into a buffer the rest of the backward reads as dY.
  *
  * What it buys: an extension operator's backward holds its output, so MXNet cannot run
  * the Activation after it in place; in a hybridized graph that Activation's output was fresh
