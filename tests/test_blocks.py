@@ -8,9 +8,11 @@ with Gluon's NCHW Conv2D on the transposed input and weight, its output and
 gradients transposed back. Gluon's NHWC pooling does run on the CPU and is
 compared directly.
 """
+import json
+
 import numpy as np
 import pytest
-from mxnet import autograd, gluon, init, nd
+from mxnet import autograd, gluon, init, nd, sym
 from mxnet.gluon import nn
 
 import cnn_base as cb
@@ -899,9 +901,7 @@ def _output_and_grads(seq, X, mode):
 
 
 def _graph_ops(seq):
-    import json
-    import mxnet as mx
-    nodes = json.loads(seq(mx.sym.var("data")).tojson())["nodes"]
+    nodes = json.loads(seq(sym.var("data")).tojson())["nodes"]
     return [(n["op"], n.get("attrs", {}).get("relu")) for n in nodes if n["op"] != "null"]
 
 

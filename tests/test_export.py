@@ -107,20 +107,29 @@ def test_a_net_with_our_batch_norm_exports_both_ways(tmp_path):
     export names cnn_base_batch_norm and reads back with cnn_base; the portable one reads
     in plain MXNet. Both give the prediction-mode outputs of the net after a training step."""
     from cnn_base.nets import CHAPTER_NETS
-    net = CHAPTER_NETS["lenet_bn"][0]("custom")
+    raw, _ = _exported_both_ways(CHAPTER_NETS["lenet_bn"][0]("custom"), (4, 1, 28, 28), tmp_path)
+    assert native.BATCH_NORM_OP_NAME in {n["op"] for n in raw}
+
+
+def _exported_both_ways(net, shape, tmp_path):
+    """``net`` (hybridized, one training step to move its running statistics) exported by
+    default and portably, each read back (with cnn_base, in plain MXNet) and checked to give
+    the net's prediction-mode outputs; the two graphs' nodes."""
     net.initialize(mx.init.Xavier())
     net.hybridize()
-    X = mx.nd.random.uniform(shape=(4, 1, 28, 28))
+    X = mx.nd.random.uniform(shape=shape)
     with mx.autograd.record():
         net(X)                                   # moves the running statistics
     expected = net(X).asnumpy()
     symbol_file, _ = cb.export(net, tmp_path / "raw", X[:1], portable=False)
-    assert native.BATCH_NORM_OP_NAME in {n["op"] for n in json.loads(symbol_file.read_text())["nodes"]}
+    raw = json.loads(symbol_file.read_text())["nodes"]
     np.testing.assert_allclose(cb.load_exported(tmp_path / "raw")(X).asnumpy(), expected,
                                rtol=1e-5, atol=1e-6)
-    cb.export(net, tmp_path / "portable", X[:1], portable=True)
+    symbol_file, _ = cb.export(net, tmp_path / "portable", X[:1], portable=True)
+    portable = json.loads(symbol_file.read_text())["nodes"]
     np.testing.assert_allclose(in_plain_mxnet(tmp_path / "portable", X, tmp_path), expected,
                                rtol=1e-5, atol=1e-6)
+    return raw, portable
 
 
 @pytest.mark.skipif(not native.loaded(), reason="the C++ kernels are not loaded")
@@ -132,21 +141,9 @@ def test_a_sequence_with_the_relu_fused_exports_both_ways(tmp_path):
     net = cb.HybridSequential()
     net.add(cb.Conv2D(4, 3), nn.Activation("relu"), cb.BatchNorm(), nn.Activation("relu"),
             nn.Dense(3))
-    net.initialize(mx.init.Xavier())
-    net.hybridize()
-    X = mx.nd.random.uniform(shape=(4, 1, 8, 8))
-    with mx.autograd.record():
-        net(X)                                   # moves the running statistics
-    expected = net(X).asnumpy()
-    symbol_file, _ = cb.export(net, tmp_path / "raw", X[:1], portable=False)
-    nodes = json.loads(symbol_file.read_text())["nodes"]
-    assert "Activation" not in {n["op"] for n in nodes}
-    assert {(n["op"], n.get("attrs", {}).get("relu")) for n in nodes} >= {
+    raw, portable = _exported_both_ways(net, (4, 1, 8, 8), tmp_path)
+    assert "Activation" not in {n["op"] for n in raw}
+    assert {(n["op"], n.get("attrs", {}).get("relu")) for n in raw} >= {
         (native.CONV_OP_NAME, "True"), (native.BATCH_NORM_OP_NAME, "1")}
-    np.testing.assert_allclose(cb.load_exported(tmp_path / "raw")(X).asnumpy(), expected,
-                               rtol=1e-5, atol=1e-6)
-    symbol_file, _ = cb.export(net, tmp_path / "portable", X[:1], portable=True)
-    ops = [n["op"] for n in json.loads(symbol_file.read_text())["nodes"]]
+    ops = [n["op"] for n in portable]
     assert ops.count("Activation") == 2 and not set(ops) & set(cb.KERNEL_OPERATORS)
-    np.testing.assert_allclose(in_plain_mxnet(tmp_path / "portable", X, tmp_path), expected,
-                               rtol=1e-5, atol=1e-6)
