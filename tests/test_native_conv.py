@@ -335,11 +335,15 @@ def test_needs_grad_tells_the_data_from_what_autograd_differentiates():
     assert _needs_grad(mx.sym.var("data"))           # a graph is built for either case
 
 
-# Depthwise layers the kernel lays side by side (csrc/conv2d_depthwise.h): with a stride, and
-# with rows under 8 cells.
+# Depthwise layers the kernel lays side by side (csrc/conv2d_depthwise.h: every plane up to
+# 112 x 112): with a stride, rows of 7 and of 13 cells (the groups of 8 cells summed at once
+# span rows), fewer than 8 output cells, channels past a multiple of 8 (the copies turned 8 x 8
+# in registers, the rest value by value).
 SIDE_BY_SIDE = [
     ((3, 19, 14, 14), dict(channels=19, kernel_size=3, strides=2, padding=1, groups=19)),
     ((2, 12, 7, 7), dict(channels=12, kernel_size=3, padding=1, groups=12)),
+    ((2, 16, 12, 13), dict(channels=16, kernel_size=3, padding=1, groups=16)),
+    ((3, 8, 2, 4), dict(channels=8, kernel_size=2, groups=8)),
     ((2, 9, 11, 10), dict(channels=9, kernel_size=(3, 2), strides=(2, 3), dilation=(2, 1),
                           padding=(2, 1), groups=9, use_bias=False)),
 ]

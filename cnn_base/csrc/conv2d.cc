@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -426,6 +427,19 @@ void backward_lanes_item(const ConvParams& P, const Geometry& g, int64_t BW, con
                          const T* Xl, const T* Kl, T* dXl, T* dKl) {
   CNN_BASE_PICK(backward_lanes<T>(P, g, BW, dYl, Xl, Kl, dXl, dKl))
 }
+
+template <typename T>
+void planes_to_cells_item(const T* plane, int64_t size, int64_t cols, int lanes, T* dst,
+                          int64_t BW, int64_t top, int64_t left) {
+  CNN_BASE_PICK(planes_to_cells<T>(plane, size, cols, lanes, dst, BW, top, left))
+}
+
+template <typename T>
+void cells_to_planes_item(const T* src, int64_t BW, int64_t top, int64_t left, int64_t size,
+                          int64_t cols, int lanes, T* plane) {
+  CNN_BASE_PICK(cells_to_planes<T>(src, BW, top, left, size, cols, lanes, plane))
+}
+
 template <typename T>
 void dot_rows_item(int64_t M, int64_t N, int64_t L, const T* A, int64_t lda, const T* B,
                    int64_t ldb, T beta, T* C, int64_t ldc) {

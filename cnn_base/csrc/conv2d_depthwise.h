@@ -18,9 +18,11 @@
  * in a fixed order (the same bits whatever the load). The forward sums each output as
  * corr_tiles does (the bias, then the kernel cells in row-major order), so Y has the
  * same bits as the tiles'; dX adds each output gradient's products into the cells it came
- * from (the transposed conv, scattered), dW sums each image's products per kernel cell,
- * then adds the images in order. The vector loops (forward_lanes, backward_lanes) are in
- * conv2d_loops.h, compiled for AVX2 with FMA and for any x86-64 as the tiles' are.
+ * from (the transposed conv, scattered), dW sums each image's products per kernel cell
+ * (in kCellsAtOnce partial sums, added in a fixed order), then adds the images in order.
+ * The vector loops (forward_lanes, backward_lanes, and the copies between planes and cells,
+ * planes_to_cells and cells_to_planes) are in conv2d_loops.h, compiled for AVX2 with FMA
+ * and for any x86-64 as the tiles' are.
  */
 
 namespace depthwise {
@@ -28,26 +30,23 @@ namespace depthwise {
 template <typename T>
 constexpr int kLanes = base::Lanes<T>::L;
 
-// Input planes of at most this many cells may go side by side, and only with a stride or
-// output rows shorter than kShortRow: elsewhere the row tiles (corr_rows) read the planes as
-// they lie, and the side-by-side way's transposes in and out cost about what it saves. One
-// thread, forward + backward, the two ways and the built-in interleaved in one process, ms,
-// row tiles / side by side / built-in (MobileNetV2, batch 8): stride 2, 96 on 112 x 112 32.0 /
-// 22.0 / 18.9, 144 on 56 x 56 11.7 / 8.5 / 6.9, 192 on 28 x 28 4.7 / 2.9 / 2.4, 576 on 14 x 14
-// 5.9 / 2.7 / 1.9; 960 on 7 x 7 3.5 / 2.1 / 1.1; but stride 1, 576 on 14 x 14 4.4 / 5.8 / 2.9,
-// 192 on 28 x 28 4.9 / 5.4 / 3.4 (on 56 x 56 and 112 x 112 side by side was 11-13% faster:
-// left to the row tiles, one rule).
+// Input planes of at most this many cells go side by side (larger ones: the row tiles,
+// corr_rows, reading the planes as they lie). Until round 14 only strided convs and rows
+// shorter than 8 cells did: the loops summed one cell at a time and copied value by value
+// (stride 1, 576 on 14 x 14: row tiles 4.4 ms forward + backward, side by side 5.8, built-in
+// 2.9). With kCellsAtOnce sums and the copies turned in registers (conv2d_loops.h), side by
+// side is the faster way on every MobileNetV2 shape, stride 1 too. One thread, batch 8, best
+// of 150-400, forward / backward ms, row tiles -> side by side: 576 on 14 x 14 1.28-1.52 /
+// 2.9-3.0 -> 0.87-1.00 / 2.7-3.2; 192 on 28 x 28 1.40 / 3.3-4.0 -> 0.96-1.44 / 2.9-3.2; 144
+// on 56 x 56 4.8-6.3 / 12.4 -> 4.0-4.5 / 8.6-9.0; 32 on 112 x 112 4.7-4.9 / 10.5-11.0 ->
+// 3.2-3.7 / 8.2-8.4 (two threads, idle: 2.6-2.7 / 7.1-7.7 -> 1.9 / 5.0-5.3 on 56 x 56).
 constexpr int64_t kMaxPlane = 112 * 112;
-constexpr int64_t kShortRow = 8;
 
-// Whether this call runs side by side: algo "auto", a depthwise conv, a small input plane
-// with a stride or short output rows, and a padding inside the window's reach (the padded
-// buffer then holds every window).
+// Whether this call runs side by side: algo "auto", a depthwise conv, a small input plane,
+// and a padding inside the window's reach (the padded buffer then holds every window).
 inline bool applies(const ConvParams& P, const Geometry& g) {
-  const bool strided = P.s_h > 1 || P.s_w > 1;
   return P.algo == kAlgoAuto && g.Cg == 1 && g.Og == 1 && g.H * g.W <= kMaxPlane &&
-         (strided || g.OW < kShortRow) && P.p_h <= P.d_h * (g.KH - 1) &&
-         P.p_w <= P.d_w * (g.KW - 1);
+         P.p_h <= P.d_h * (g.KH - 1) && P.p_w <= P.d_w * (g.KW - 1);
 }
 
 // The sizes of a block's buffers: the padded input plane (BH x BW cells, in_cells values)
@@ -65,19 +64,13 @@ Sizes sizes_of(const ConvParams& P, const Geometry& g) {
 
 // Image n's planes of the channels [c0, c0 + L) of ``src`` (C planes of rows x cols per image)
 // into the lanes of ``dst`` (cells of L values, BW cells a row) from cell (top, left) on;
-// the lanes past C are left as they are (zero).
+// the lanes past C are left as they are (zero). The copies: planes_to_cells (conv2d_loops.h).
 template <typename T>
 void to_lanes(const T* src, int64_t C, int64_t rows, int64_t cols, int64_t n, int64_t c0,
               T* dst, int64_t BW, int64_t top, int64_t left) {
-  constexpr int L = kLanes<T>;
-  const T* plane = src + (n * C + c0) * rows * cols;
-  const int64_t size = rows * cols, lanes = std::min<int64_t>(L, C - c0);
-  for (int64_t r = 0; r < rows; ++r)        // each cell's values written together
-    for (int64_t c = 0; c < cols; ++c) {
-      T* cell = dst + ((r + top) * BW + c + left) * L;
-      const T* from = plane + r * cols + c;
-      for (int l = 0; l < lanes; ++l) cell[l] = from[l * size];
-    }
+  const int lanes = static_cast<int>(std::min<int64_t>(kLanes<T>, C - c0));
+  planes_to_cells_item(src + (n * C + c0) * rows * cols, rows * cols, cols, lanes, dst, BW, top,
+                       left);
 }
 
 // The inverse: the cells (top, left) .. (top + rows, left + cols) of ``src``'s lanes into
@@ -85,15 +78,9 @@ void to_lanes(const T* src, int64_t C, int64_t rows, int64_t cols, int64_t n, in
 template <typename T>
 void from_lanes(const T* src, int64_t BW, int64_t top, int64_t left, int64_t C, int64_t rows,
                 int64_t cols, int64_t n, int64_t c0, T* dst) {
-  constexpr int L = kLanes<T>;
-  T* plane = dst + (n * C + c0) * rows * cols;
-  const int64_t size = rows * cols, lanes = std::min<int64_t>(L, C - c0);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const T* cell = src + ((r + top) * BW + c + left) * L;
-      T* to = plane + r * cols + c;
-      for (int l = 0; l < lanes; ++l) to[l * size] = cell[l];
-    }
+  const int lanes = static_cast<int>(std::min<int64_t>(kLanes<T>, C - c0));
+  cells_to_planes_item(src, BW, top, left, rows * cols, cols, lanes,
+                       dst + (n * C + c0) * rows * cols);
 }
 
 // Block b's kernels (taps x L, channel-innermost; zero past C), and its biases when ``B``.
