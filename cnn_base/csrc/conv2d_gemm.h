@@ -199,6 +199,15 @@ void im2col_same_width(const ConvParams& P, const Geometry& g, const T* in, cons
     for (int64_t y = 0; y < yb - ya; ++y) run[y * g.OW + c] = T(0);
 }
 
+// out[x] = in[2 x] for x < n: the rows of a stride-2 window. What it buys: with the stride a
+// constant the compiler vectorizes the copy (the even values of two vectors at a time), where
+// the stride as a variable left a scalar loop; im2col of ResNet's stride-2 3 x 3 layers had
+// taken a fifth of their forward + backward on one thread ((8, 64, 56, 56) -> 128: 7.7 of ~35 ms).
+template <typename T>
+void every_other(const T* __restrict in, T* __restrict out, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) out[x] = in[2 * x];
+}
+
 // The columns of the tile's windows: cols' row (c, i, j) (``ld`` apart), column
 // b L + (y - y0) OW + x holds image b's Xg[c][y s_h - p_h + i d_h][x s_w - p_w + j d_w]
 // (``Xg``: the group's c_i/g planes of image t.n0, images C H W apart), zero outside the
@@ -232,6 +241,8 @@ void im2col_rows(const ConvParams& P, const Geometry& g, const T* Xg, const Tile
             std::fill(out, out + x0, T(0));
             if (P.s_w == 1 && x1 > x0) {
               std::memcpy(out + x0, in + left + x0, (x1 - x0) * sizeof(T));
+            } else if (P.s_w == 2) {
+              every_other(in + left + 2 * x0, out + x0, x1 - x0);
             } else {
               for (int64_t x = x0; x < x1; ++x) out[x] = in[left + x * P.s_w];
             }
