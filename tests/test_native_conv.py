@@ -151,6 +151,9 @@ WIDE_TABLE = [
     ((2, 64, 9, 8), dict(channels=64, kernel_size=3, strides=2, padding=1, groups=2)),
     ((5, 24, 3, 3), dict(channels=40, kernel_size=(2, 3), padding=(2, 1), dilation=(1, 2))),
     ((1, 3, 23, 21), dict(channels=33, kernel_size=11, strides=4, padding=2)),
+    # output rows of 18-20 cells under strides 4 and 2: im2col's vector copies (every_nth)
+    ((1, 2, 40, 70), dict(channels=8, kernel_size=5, strides=4, padding=2)),
+    ((2, 8, 12, 40), dict(channels=16, kernel_size=3, strides=(1, 2), padding=1)),
     # 1x1 on one image per tile: the input rows are the columns, dX written in place;
     # with groups; in bands of rows (256 taps: 1024 columns a tile, 16 of 64 rows)
     ((2, 16, 40, 40), dict(channels=32, kernel_size=1)),
