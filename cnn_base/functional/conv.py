@@ -287,7 +287,7 @@ def conv2d_native(F: ArrayModule, X: Array, weight: Array, bias: Optional[Array]
     (Gluon's NHWC weight layout too) see :func:`_native_channel_last`.
 
     ``algo`` says how the kernel multiplies: ``'auto'`` (its measured rule,
-    ``use_gemm`` in ``csrc/conv2d.cc``; depthwise layers with a stride or short rows
+    ``use_gemm`` in ``csrc/conv2d.cc``; depthwise layers of planes up to 112 x 112
     with 8 planes side by side in the vector lanes, ``csrc/conv2d_depthwise.h``),
     ``'tiles'`` (its register tiles over the
     padded input) or ``'gemm'`` (the chapter's im2col and one matrix multiply by the
