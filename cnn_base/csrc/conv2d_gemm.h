@@ -209,6 +209,16 @@ void every_nth(const T* __restrict in, T* __restrict out, int64_t n) {
   for (int64_t x = 0; x < n; ++x) out[x] = in[S * x];
 }
 
+// out[x] = in[s x] for x < n: a memcpy for s = 1, every_nth for 2 and 4, else value by value.
+template <typename T>
+void copy_every(int64_t s, const T* in, T* out, int64_t n) {
+  if (n <= 0) return;
+  if (s == 1) return static_cast<void>(std::memcpy(out, in, n * sizeof(T)));
+  if (s == 2) return every_nth<2>(in, out, n);
+  if (s == 4) return every_nth<4>(in, out, n);
+  for (int64_t x = 0; x < n; ++x) out[x] = in[x * s];
+}
+
 // The columns of the tile's windows: cols' row (c, i, j) (``ld`` apart), column
 // b L + (y - y0) OW + x holds image b's Xg[c][y s_h - p_h + i d_h][x s_w - p_w + j d_w]
 // (``Xg``: the group's c_i/g planes of image t.n0, images C H W apart), zero outside the
@@ -240,15 +250,7 @@ void im2col_rows(const ConvParams& P, const Geometry& g, const T* Xg, const Tile
             }
             const T* in = Xg + b * image + (c * g.H + r) * g.W;
             std::fill(out, out + x0, T(0));
-            if (P.s_w == 1 && x1 > x0) {
-              std::memcpy(out + x0, in + left + x0, (x1 - x0) * sizeof(T));
-            } else if (P.s_w == 2) {
-              every_nth<2>(in + left + 2 * x0, out + x0, x1 - x0);
-            } else if (P.s_w == 4) {
-              every_nth<4>(in + left + 4 * x0, out + x0, x1 - x0);
-            } else {
-              for (int64_t x = x0; x < x1; ++x) out[x] = in[left + x * P.s_w];
-            }
+            copy_every(P.s_w, in + left + x0 * P.s_w, out + x0, x1 - x0);
             std::fill(out + x1, out + g.OW, T(0));
           }
         }

@@ -334,9 +334,9 @@ inline void turn8(Cell<float>::V (&r)[8]) {
 // buys: the value-by-value copies took longer than the sums (MobileNetV2's 960 planes of 7 x
 // 7, forward, one thread: to_lanes and from_lanes 27% of the time, forward_lanes 22%).
 struct CellWalk {              // the cell of position k, walked forward one position at a time
-  int64_t cols, BW, r, c;
+  int64_t cols, BW, left, r, c;
   int64_t cell() const { return r * BW + c; }
-  void next(int64_t left) {
+  void next() {
     if (++c == cols + left) c = left, ++r;
   }
 };
@@ -345,17 +345,17 @@ template <typename T>
 void planes_to_cells(const T* plane, int64_t size, int64_t cols, int lanes, T* dst, int64_t BW,
                      int64_t top, int64_t left) {
   constexpr int L = Lanes<T>::L;
-  CellWalk w{cols, BW, top, left};
+  CellWalk w{cols, BW, left, top, left};
   int64_t k = 0;
   if constexpr (std::is_same<T, float>::value) {
     for (; lanes == L && k + L <= size; k += L) {
       Cell<float>::V r[8];
       for (int l = 0; l < L; ++l) r[l] = Cell<float>::load(plane + l * size + k);
       turn8(r);
-      for (int m = 0; m < L; ++m, w.next(left)) Cell<float>::store(dst + w.cell() * L, r[m]);
+      for (int m = 0; m < L; ++m, w.next()) Cell<float>::store(dst + w.cell() * L, r[m]);
     }
   }
-  for (; k < size; ++k, w.next(left))
+  for (; k < size; ++k, w.next())
     for (int l = 0; l < lanes; ++l) dst[w.cell() * L + l] = plane[l * size + k];
 }
 
@@ -363,17 +363,17 @@ template <typename T>
 void cells_to_planes(const T* src, int64_t BW, int64_t top, int64_t left, int64_t size,
                      int64_t cols, int lanes, T* plane) {
   constexpr int L = Lanes<T>::L;
-  CellWalk w{cols, BW, top, left};
+  CellWalk w{cols, BW, left, top, left};
   int64_t k = 0;
   if constexpr (std::is_same<T, float>::value) {
     for (; lanes == L && k + L <= size; k += L) {
       Cell<float>::V r[8];
-      for (int m = 0; m < L; ++m, w.next(left)) r[m] = Cell<float>::load(src + w.cell() * L);
+      for (int m = 0; m < L; ++m, w.next()) r[m] = Cell<float>::load(src + w.cell() * L);
       turn8(r);
       for (int l = 0; l < L; ++l) Cell<float>::store(plane + l * size + k, r[l]);
     }
   }
-  for (; k < size; ++k, w.next(left))
+  for (; k < size; ++k, w.next())
     for (int l = 0; l < lanes; ++l) plane[l * size + k] = src[w.cell() * L + l];
 }
 
