@@ -300,15 +300,48 @@ def main():
     kept.append(nd.NDArray.__new__(nd.NDArray))
     raise KeyboardInterrupt("interrupted at epoch 2")
 
+for _ in range(LAYERS - 1):     # `cnn-base <command>` wraps a command's own interruptible main
+    main = interruptible(main)
 main()
 """
 
 
-def test_an_array_half_built_by_ctrl_c_adds_nothing_to_the_one_line_at_exit():
-    proc = subprocess.run([sys.executable, "-c", _HALF_BUILT_ARRAY_AT_EXIT], capture_output=True,
+@pytest.mark.parametrize("layers", [1, 2])
+def test_an_array_half_built_by_ctrl_c_adds_nothing_to_the_one_line_at_exit(layers):
+    script = f"LAYERS = {layers}\n" + _HALF_BUILT_ARRAY_AT_EXIT
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, env=_env(), timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert one_error_line(proc.stderr).endswith("interrupted at epoch 2")
+
+
+# Ctrl-C landing inside an NDArray's constructor in a real command, made certain: the 300th array
+# built raises KeyboardInterrupt before it holds its handle (CI saw this once from a real Ctrl-C in
+# train-lenet, under Python 3.12: the AttributeError of its __del__ printed under the line).
+_CTRL_C_INSIDE_AN_ARRAYS_CONSTRUCTOR = """
+import sys
+import cnn_base.cli
+from mxnet._ctypes import ndarray
+
+built = [0]
+construct = ndarray.NDArrayBase.__init__
+
+def interrupted_at_the_300th(self, *args, **kwargs):
+    built[0] += 1
+    if built[0] == 300:
+        raise KeyboardInterrupt
+    construct(self, *args, **kwargs)
+
+ndarray.NDArrayBase.__init__ = interrupted_at_the_300th
+sys.exit(cnn_base.cli.main(["learn-edge-kernel", "--block", "builtin", "--iters", "100000"]))
+"""
+
+
+def test_ctrl_c_inside_an_arrays_constructor_in_a_command_is_one_line_and_exit_130():
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_INSIDE_AN_ARRAYS_CONSTRUCTOR],
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert one_error_line(proc.stderr) == "cnn-base learn-edge-kernel: interrupted"
 
 
 def test_other_exceptions_in_finalizers_still_reach_pythons_hook():

@@ -120,6 +120,12 @@ def interruptible(main):
             one_line = " ".join((str(e) or "interrupted").split())
             sys.stderr.write(f"{prog}: {one_line}\n")
             sys.exit(INTERRUPTED_STATUS)
+        except SystemExit as e:
+            # an inner ``run`` (``cnn-base <command>`` wraps a command's own) said "interrupted":
+            # the hook stays here too, or the arrays collected at exit print under the line
+            if e.code != INTERRUPTED_STATUS:
+                sys.unraisablehook = previous
+            raise
         except BaseException:
             sys.unraisablehook = previous
             raise
