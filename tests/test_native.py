@@ -14,7 +14,8 @@ from mxnet.gluon import HybridBlock, nn
 
 import cnn_base as cb
 from cnn_base import native
-from cnn_base.functional import lowest, pool2d_native, pool2d_nchw
+from cnn_base.functional import (global_pool2d, global_pool2d_native, lowest, pool2d_native,
+                                 pool2d_nchw)
 from reference import _pair, central_difference, pool2d_batch_np
 
 needs_kernel = pytest.mark.skipif(not native.loaded(),
@@ -353,6 +354,61 @@ def test_kernel_float64_gradient_matches_central_differences(input_shape, kw, mo
         lambda x: (W * pool(nd.array(x, dtype="float64"))).sum().asscalar(), X.asnumpy())
     assert np.abs(numeric).max() > 0.01
     np.testing.assert_allclose(dX.asnumpy(), numeric, rtol=1e-7, atol=1e-8)
+
+
+def _global_pool_np(X, mode, dY):
+    """Global pooling of the NCHW float64 array X and the gradient for dY, in NumPy: the mean
+    (dY spread evenly), or the max with dY at the first largest cell of each plane."""
+    N, C, H, W = X.shape
+    planes = X.reshape(N, C, H * W)
+    if mode == "avg":
+        return planes.mean(axis=2)[..., None, None], np.broadcast_to(dY / (H * W), X.shape)
+    first = planes.argmax(axis=2)
+    dX = np.zeros_like(planes)
+    np.put_along_axis(dX, first[..., None], dY.reshape(N, C, 1), axis=2)
+    return planes.max(axis=2)[..., None, None], dX.reshape(X.shape)
+
+
+@needs_kernel
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_global_kernel_equals_numpy_for_every_plane_size_through_one_graph(mode, dtype, layout):
+    block = _KernelPool(global_pool2d_native, mode=mode, layout=layout)
+    block.hybridize()
+    for shape in [(2, 3, 5, 7), (1, 4, 1, 9), (3, 2, 6, 6), (2, 2, 13, 1), (1, 1, 1, 1)]:
+        X = np.random.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0   # no ties
+        dY = np.random.normal(size=shape[:2] + (1, 1))
+        Y, dX, _ = _forward_backward(block, nd.array(_to(layout, X), dtype=dtype),
+                                     nd.array(_to(layout, dY), dtype=dtype))
+        Y_np, dX_np = _global_pool_np(X, mode, dY)
+        assert Y.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(_from(layout, Y.asnumpy()), Y_np, **TOL[dtype])
+        np.testing.assert_allclose(_from(layout, dX.asnumpy()), dX_np, **TOL[dtype])
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_global_kernel_adds_its_gradient_under_grad_req_add_and_keeps_float16(mode):
+    X = nd.random.normal(shape=(2, 3, 4, 5))
+    dY = nd.random.normal(shape=(2, 3, 1, 1))
+    X.attach_grad(grad_req="add")
+    for _ in range(2):
+        with autograd.record():
+            Y = global_pool2d_native(nd, X, mode)
+        Y.backward(dY)
+    _, dX_np = _global_pool_np(X.asnumpy().astype("float64"), mode, dY.asnumpy())
+    np.testing.assert_allclose(X.grad.asnumpy(), 2 * dX_np, **TOL["float32"])
+    half = global_pool2d_native(nd, X.astype("float16"), mode)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half.asnumpy(), global_pool2d(nd, X, mode).asnumpy(), **FP16)
+
+
+@needs_kernel
+def test_global_kernel_refuses_an_integer_input_naming_the_dtypes_it_takes():
+    X = nd.arange(16, dtype="int32").reshape((1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"float16, float32 or float64 .* got int32"):
+        global_pool2d_native(nd, X)
 
 
 # ---------------------------------------------------------------- gradient bookkeeping

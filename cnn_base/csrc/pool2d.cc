@@ -44,7 +44,9 @@
  * (default) or "NHWC" (mode "avg" only: avg_forward_nhwc, the same rules);
  * argmax "True"/"False" (default False; mode "max" only): a second output,
  * int32 of Y's shape, each window's gradient cell as an offset into its
- * plane (-1: none), which the backward then reads instead of X (max_backward).
+ * plane (-1: none), which the backward then reads instead of X (max_backward);
+ * global_pool "True"/"False" (default False): the window is the whole plane, read from the
+ * input's shape at each call (fit_window), and kernel, stride, pad are not read.
  */
 #include <algorithm>
 #include <cmath>
@@ -81,6 +83,7 @@ struct PoolParams {
   bool is_max, ceil_mode, count_include_pad;
   bool channels_last;            // layout "NHWC" (average pooling only)
   bool keep_argmax;              // max: a second output, each window's argmax (see max_backward)
+  bool global;                   // the window is the whole plane (fit_window)
 };
 
 bool read_pair(const Attrs& attrs, const char* name, int64_t minimum, int64_t* a, int64_t* b) {
@@ -120,9 +123,12 @@ bool read_bool(const Attrs& attrs, const char* name, bool fallback, bool* flag) 
 }
 
 bool read_params(const Attrs& attrs, PoolParams* P) {
-  if (!read_pair(attrs, "kernel", 1, &P->k_h, &P->k_w) ||
-      !read_pair(attrs, "stride", 1, &P->s_h, &P->s_w) ||
-      !read_pair(attrs, "pad", 0, &P->p_h, &P->p_w) ||
+  if (!read_bool(attrs, "global_pool", false, &P->global)) return false;
+  P->k_h = P->k_w = P->s_h = P->s_w = 1;
+  P->p_h = P->p_w = 0;
+  if ((!P->global && (!read_pair(attrs, "kernel", 1, &P->k_h, &P->k_w) ||
+                      !read_pair(attrs, "stride", 1, &P->s_h, &P->s_w) ||
+                      !read_pair(attrs, "pad", 0, &P->p_h, &P->p_w))) ||
       !read_bool(attrs, "ceil_mode", false, &P->ceil_mode) ||
       !read_bool(attrs, "count_include_pad", true, &P->count_include_pad) ||
       !read_bool(attrs, "argmax", false, &P->keep_argmax)) {
@@ -188,6 +194,19 @@ Span window_span(int64_t o, int64_t n, int64_t k, int64_t s, int64_t p, bool cou
 struct Geometry {
   int64_t planes, H, W, OH, OW, N, C;
 };
+
+// Global pooling: the window is the input's whole plane (at least 1 x 1, so an empty plane is
+// "too small" in geometry_of), stride 1, no padding. What it buys: a graph holds no plane size,
+// so global pooling runs in one call of this kernel instead of a chain of MXNet operators.
+void fit_window(const std::vector<int64_t>& shape, PoolParams* P) {
+  if (!P->global || shape.size() != 4) return;
+  const size_t h = P->channels_last ? 1 : 2;
+  P->k_h = std::max<int64_t>(1, shape[h]);
+  P->k_w = std::max<int64_t>(1, shape[h + 1]);
+  P->s_h = P->s_w = 1;
+  P->p_h = P->p_w = 0;
+  P->ceil_mode = false;
+}
 
 bool multiply(int64_t a, int64_t b, int64_t* product) {
   return !__builtin_mul_overflow(a, b, product);
@@ -1032,8 +1051,10 @@ MXReturnValue pool2d_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
     PoolParams P;
     Geometry g;
     if (!read_params(attrs, &P) || inputs->size() != 1 ||
-        outputs->size() != (P.keep_argmax ? 2u : 1u) ||
-        !geometry_of(P, (*inputs)[0].shape, &g))
+        outputs->size() != (P.keep_argmax ? 2u : 1u))
+      return MX_FAIL;
+    fit_window((*inputs)[0].shape, &P);
+    if (!geometry_of(P, (*inputs)[0].shape, &g))
       return MX_FAIL;
     MXTensor& X = (*inputs)[0];
     MXTensor& Y = (*outputs)[0];
@@ -1063,9 +1084,9 @@ MXReturnValue pool2d_backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
     Geometry g;
     if (!read_params(attrs, &P)) return MX_FAIL;
     const size_t outs = P.keep_argmax ? 2 : 1;   // the forward's outputs
-    if (inputs->size() != 2 * outs + 1 || outputs->size() != 1 ||
-        !geometry_of(P, (*inputs)[outs].shape, &g))
-      return MX_FAIL;
+    if (inputs->size() != 2 * outs + 1 || outputs->size() != 1) return MX_FAIL;
+    fit_window((*inputs)[outs].shape, &P);
+    if (!geometry_of(P, (*inputs)[outs].shape, &g)) return MX_FAIL;
     MXTensor& dY = (*inputs)[0];
     MXTensor& X = (*inputs)[outs];
     MXTensor& Y = (*inputs)[outs + 1];
@@ -1125,7 +1146,9 @@ MXReturnValue pool2d_infer_shape(const Attrs& attrs,
     Geometry g;
     if (!read_params(attrs, &P)) return MX_FAIL;
     const std::vector<unsigned int>& shape = (*in_shapes)[0];
-    if (!geometry_of(P, std::vector<int64_t>(shape.begin(), shape.end()), &g)) return MX_FAIL;
+    const std::vector<int64_t> wide(shape.begin(), shape.end());
+    fit_window(wide, &P);
+    if (!geometry_of(P, wide, &g)) return MX_FAIL;
     if (P.channels_last)
       (*out_shapes)[0] = {shape[0], static_cast<unsigned int>(g.OH),
                           static_cast<unsigned int>(g.OW), shape[3]};

@@ -35,8 +35,8 @@ from .conv import (_conv2d_channel_last, _conv2d_im2col, _conv2d_pointwise, _ful
                    _gathered_rows, _grouped, _nchw_output, _window_index, conv2d, conv2d_native)
 from .batch_norm import batch_norm
 from .global_pool import _plane_mean, _plane_mean_by_sum, global_pool2d
-from .pool import (_cell_counts, _lowest_like, _max_of_taps, _window_taps, lowest,
-                   pool2d_native, pool2d_nchw)
+from .pool import (_cell_counts, _lowest_like, _max_of_taps, _window_taps, global_pool2d_native,
+                   lowest, pool2d_native, pool2d_nchw)
 
 __all__ = ["LAYOUTS", "conv2d", "conv2d_native", "pool2d_nchw", "pool2d_native", "global_pool2d",
-           "batch_norm"]
+           "global_pool2d_native", "batch_norm"]
