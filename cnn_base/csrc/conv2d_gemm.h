@@ -892,7 +892,8 @@ void forward_any(const ConvParams& P, const Geometry& g, const T* X, const T* W,
   const bool taps_first = use_taps(P, g) && taps_waste(P, g) <= kTapsBeforeBlocksWaste;
   const bool blocks = !taps_first && use_blocks(P, g), taps = !blocks && use_taps(P, g);
   const Tiling how = taps ? taps_tiling(P, g) : tiling(g);
-  const int n_threads = cnn_base::threads_for(tile_count(g, how) * g.G, how.columns * cost);
+  const int n_threads =
+      cnn_base::threads_for_multiplies(tile_count(g, how) * g.G, how.columns * cost);
   if (blocks) {
     forward_blocks(P, g, X, W, B, Y, space, n_threads);
   } else if (taps) {
@@ -973,7 +974,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   const bool turned = transposed_of(P, g, &Q, &h);
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(cnn_base::max_threads(), g.N));
   const int n_threads = static_cast<int>(std::min<int64_t>(
-      chunks, cnn_base::threads_for(g.N, (turned ? 1 : 2) * g.OH * g.OW * K * g.O)));
+      chunks, cnn_base::threads_for_multiplies(g.N, (turned ? 1 : 2) * g.OH * g.OW * K * g.O)));
   T* const parts = workspace<T>(res, workspace_values(P, g));  // chunks' dW, Wt, buffers
   T* const Wt = parts + chunks * sums;
   T* const buffers = Wt + sums;
