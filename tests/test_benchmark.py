@@ -378,3 +378,27 @@ def test_time_fed_layer_times_three_passes_positive():
     ours, builtin, relu = bench.time_fed_layer("maxpool", (4, 8, 16, 16), dict(pool_size=2),
                                                "static", repeats=2, number=1, warmup=1)
     assert min(ours, builtin, relu) > 0
+
+
+@pytest.mark.parametrize("per_pass, number, passes", [
+    (0.01, 1, 1),           # a timing of one pass already lasts 10 ms
+    (0.001, 3, 5),          # 3 ms -> 5 passes make 5 ms
+    (0.0001, 1, 50),
+    (1e-9, 2, 1000),        # at most 1000
+    (0.0001, 80, 80),       # never fewer than asked
+])
+def test_short_steps_are_timed_over_enough_passes_to_last_the_shortest_timing(
+        monkeypatch, per_pass, number, passes):
+    calls = []
+    monkeypatch.setattr(bench, "_time", lambda step, n: calls.append((step, n)) or per_pass)
+    assert bench.MIN_TIMING_SECONDS == 0.005
+    assert bench._passes_for(["ours", "builtin"], number) == passes
+    assert calls == [("ours", number), ("builtin", number)]
+
+
+def test_medians_in_turns_times_every_step_with_the_passes_found(monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "_passes_for", lambda steps, number: 7)
+    monkeypatch.setattr(bench, "_time", lambda step, n: seen.append(n) or 1.0)
+    assert bench._medians_in_turns(["a", "b"], 3, 1, 0) == [1.0, 1.0]
+    assert seen == [7] * 6
