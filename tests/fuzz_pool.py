@@ -410,6 +410,55 @@ def edge_calls(report):
                                        f"expected {expected}")
 
 
+def global_calls(report, seed=0, calls=60):
+    """The operator with ``global_pool=True`` on random shapes, dtypes and layouts (NHWC: the
+    average): Y and dX against NumPy's mean, or max with the gradient at each plane's first
+    largest cell, in float64. Inputs hold NaN in one call of four (max: NaN wins)."""
+    import mxnet as mx
+    from mxnet import nd
+    from cnn_base import native
+    if not native.loaded():
+        return
+    op = getattr(nd, native.OP_NAME)
+    rng = np.random.RandomState(seed)
+    for _ in range(calls):
+        mode, dtype = rng.choice(["max", "avg"]), rng.choice(DTYPES)
+        layout = "NHWC" if mode == "avg" and rng.rand() < 0.5 else "NCHW"
+        N, C, H, W = (int(v) for v in rng.randint(1, [4, 5, 13, 13]))
+        X = rng.randint(-8, 9, size=(N, C, H, W)).astype("float64") / 4    # exact in float16
+        if rng.rand() < 0.25:
+            X[tuple(rng.randint(0, [N, C, H, W]))] = np.nan
+        dY = rng.randint(-8, 9, size=(N, C, 1, 1)).astype("float64") / 4
+        x = nd.array(X.transpose(0, 2, 3, 1) if layout == "NHWC" else X, dtype=dtype)
+        x.attach_grad()
+        settings = dict(mode=mode, global_pool=True, layout=layout)
+        with mx.autograd.record():
+            y = op(nd.identity(x), **settings) if mode == "avg" else \
+                op(nd.identity(x), argmax=True, **settings)[0]
+        y.backward(nd.array(dY.transpose(0, 2, 3, 1) if layout == "NHWC" else dY, dtype=dtype))
+        Y, dX = y.asnumpy().astype("float64"), x.grad.asnumpy().astype("float64")
+        if layout == "NHWC":
+            Y, dX = Y.transpose(0, 3, 1, 2), dX.transpose(0, 3, 1, 2)
+        planes = X.reshape(N, C, H * W)
+        if mode == "avg":
+            Y_ref, dX_ref = planes.mean(axis=2), np.broadcast_to(dY / (H * W), X.shape)
+        else:
+            first = np.where(np.isnan(planes).any(axis=2), np.isnan(planes).argmax(axis=2),
+                             np.nan_to_num(planes, nan=-np.inf).argmax(axis=2))
+            Y_ref = np.take_along_axis(planes, first[..., None], axis=2)[..., 0]
+            dX_ref = np.zeros_like(planes)
+            np.put_along_axis(dX_ref, first[..., None], dY.reshape(N, C, 1), axis=2)
+            dX_ref = dX_ref.reshape(X.shape)
+        tol = dict(rtol=2e-3, atol=2e-3) if dtype == "float16" else dict(rtol=1e-5, atol=1e-6)
+        report.checks += 1
+        try:
+            np.testing.assert_allclose(Y.reshape(N, C), Y_ref.reshape(N, C), **tol)
+            np.testing.assert_allclose(dX, dX_ref, **tol)
+        except AssertionError:
+            report.failures.append(f"global: {mode} {dtype} {layout} {(N, C, H, W)} differs "
+                                   f"from NumPy")
+
+
 def run(seed=0, cases=100, seconds=None, report=None):
     """Check ``cases`` cases drawn from ``seed`` (stopping after ``seconds`` if given)."""
     from cnn_base import native
@@ -450,6 +499,7 @@ def main(argv=None):
     start = time.monotonic()
     report = run(args.seed, args.cases, args.seconds)
     edge_calls(report)
+    global_calls(report, args.seed)
     for line in report.failures:
         print(line)
     print(f"fuzz_pool: {report.cases} cases, {report.checks} comparisons, "

@@ -25,3 +25,13 @@ def test_fuzz_cases_cover_every_dtype_mode_and_special_values():
     special = next(c for c in cases if c.values == "special" and c.mode == "max")
     X = fuzz_pool.make_input(special, np.random.RandomState(special.seed))
     assert X.dtype == np.dtype(special.dtype)
+
+
+def test_fuzz_slice_of_global_pooling_by_the_kernel_agrees_with_numpy():
+    from cnn_base import native
+    if not native.loaded():
+        pytest.skip(f"the C++ pooling kernel is not available: {native.status()}")
+    report = fuzz_pool.Report()
+    fuzz_pool.global_calls(report, seed=4, calls=40)
+    assert report.checks == 40
+    assert not report.failures, "\n".join(report.failures[:20])
