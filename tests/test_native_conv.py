@@ -230,13 +230,17 @@ def test_every_way_of_multiplying_equals_gluons_convolution(input_shape, kw, dty
 # Small planes with the images in the vector lanes (csrc/conv2d_lanes.h: float32, AVX-512,
 # stride 1, a batch of a multiple of 16): output channels not a multiple of its tile of 12,
 # 5 x 5 and 2 x 3 windows, no padding, 48 images (two vectors and one), no bias; the input
-# gradient by the same loop (the transposed conv) when there are 16 output channels or more.
+# gradient by the same loop (the transposed conv) when there are 16 output channels or more,
+# also where only the transposed conv's window (O k_h k_w: 2500, 2700) is past the forward's
+# limit (kMaxWindow 2304, kMaxInputGradWindow 8192).
 LANES_TABLE = [
     ((16, 16, 6, 6), dict(channels=20, kernel_size=3, padding=1)),
     ((32, 24, 5, 7), dict(channels=40, kernel_size=5, padding=2)),
     ((48, 17, 3, 3), dict(channels=16, kernel_size=3, padding=1, use_bias=False)),
     ((16, 20, 8, 6), dict(channels=33, kernel_size=(2, 3), padding=(1, 0))),
     ((32, 16, 12, 12), dict(channels=16, kernel_size=5)),
+    ((16, 16, 6, 6), dict(channels=100, kernel_size=5, padding=2)),
+    ((16, 32, 3, 3), dict(channels=300, kernel_size=3, padding=1)),
 ]
 
 

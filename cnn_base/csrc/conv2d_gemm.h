@@ -499,7 +499,7 @@ inline int64_t workspace_values(const ConvParams& P, const Geometry& g) {
                                        (g.Og * g.KH * g.KW + g.Cg) * tiling(h).columns,
                                        taps_buffer(P, g), taps_buffer(transposed(P, g), h)});
   const ConvParams Q = transposed(P, g);
-  const int64_t dX_lanes = lanes::fits(Q, h) ? lanes::values(h) : 0;
+  const int64_t dX_lanes = lanes::fits_input_grad(Q, h) ? lanes::values(h) : 0;
   const int64_t dW_lanes = lanes::fits(P, g) ? lanes::weight_grad_values(g) : 0;
   return (std::min(threads, g.N) + 2) * g.O * K +
          std::max({threads * per_thread, dX_lanes, dW_lanes});
@@ -988,7 +988,7 @@ void backward(const ConvParams& P, const Geometry& g, const T* dY, const T* X, c
   }
   if (turned && dX != nullptr) {
     turn_kernels(g, W, Wt);
-    if (lanes::applies<T>(Q, h)) {
+    if (lanes::applies_to_input_grad<T>(Q, h)) {
       if constexpr (std::is_same<T, float>::value)
         lanes::forward_in(Q, h, dY, Wt, nullptr, dX, buffers);
     } else {

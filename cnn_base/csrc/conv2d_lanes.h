@@ -39,6 +39,14 @@ constexpr int kOB = 12;                  // output channels a tile
 // win: 512 -> 512 on 3 x 3 36.6 / 35.0 / 36.5, 832 -> 384 45.4 / 42.8 / 47.1).
 constexpr int64_t kMaxCells = 16 * 16;
 constexpr int64_t kMaxWindow = 2304;
+// The input gradient's transposed conv takes the lanes up to windows of 8192 values, O k_h k_w
+// (measured, one thread, batch 32, backward ms, a limit of 2304 -> 8192 (the built-in)): there
+// im2col's gathers without the padding (blocks) cost more than the multiplies they feed.
+// GoogLeNet's 32 -> 128 k5 on 6 x 6 6.03 -> 4.00 (3.25), 32 -> 96 k5 on 12 x 12 15.6 -> 12.7
+// (11.1), 32 -> 128 k5 on 3 x 3 1.53 -> 1.27 (1.01), 192 -> 384 k3 on 3 x 3 9.04 -> 7.41
+// (7.18), 144 -> 288 k3 on 6 x 6 16.9 -> 14.9 (15.1); 512 -> 512 k3 on 3 x 3 and 256 -> 512
+// on 6 x 6 even (24.5 / 24.8, 48.0 / 48.0).
+constexpr int64_t kMaxInputGradWindow = 8192;
 
 inline int64_t padded_channels(int64_t O) { return (O + kOB - 1) / kOB * kOB; }
 
@@ -68,18 +76,28 @@ inline bool has_avx512() {
 
 // Whether the lanes take this layer's forward (or, as the transposed conv, an input
 // gradient); the dtype aside (applies<T>).
-inline bool fits(const ConvParams& P, const Geometry& g) {
+inline bool fits(const ConvParams& P, const Geometry& g, int64_t max_window = kMaxWindow) {
   const bool plain = P.s_h == 1 && P.s_w == 1 && P.d_h == 1 && P.d_w == 1 && g.G == 1 &&
                      P.p_h >= 0 && P.p_w >= 0 && P.p_h < g.KH && P.p_w < g.KW;
   const bool asked = P.algo == kAlgoAuto || P.algo == kAlgoLanes;
   return asked && plain && has_avx512() && g.N % kLanes == 0 && g.OH * g.OW <= kMaxCells &&
-         g.C * g.KH * g.KW <= kMaxWindow && g.C >= 16 && g.O >= 16 && g.KH * g.KW > 1 &&
+         g.C * g.KH * g.KW <= max_window && g.C >= 16 && g.O >= 16 && g.KH * g.KW > 1 &&
          values(g) < INT_MAX / static_cast<int64_t>(sizeof(float));
 }
 
 template <typename T>
 bool applies(const ConvParams& P, const Geometry& g) {
   return std::is_same<T, float>::value && fits(P, g);
+}
+
+// Whether the lanes take the transposed conv (P, g) of an input gradient (kMaxInputGradWindow).
+inline bool fits_input_grad(const ConvParams& P, const Geometry& g) {
+  return fits(P, g, kMaxInputGradWindow);
+}
+
+template <typename T>
+bool applies_to_input_grad(const ConvParams& P, const Geometry& g) {
+  return std::is_same<T, float>::value && fits_input_grad(P, g);
 }
 
 // Kp[o / kOB][c][tap][o % kOB] = K[o][c][tap], zeros for the channels past O.
