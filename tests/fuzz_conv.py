@@ -5,7 +5,8 @@ group (up to 13 output channels, past every register tile's width; one case in s
 depthwise, one input and one output channel in each of 2-19 groups; one in six 16-39
 input channels per group, where dX is the transposed conv's forward; one in eight of
 the others 16 float32 images of 16-24 channels each way, stride 1 and no dilation, which
-on small planes run with the images in the vector lanes, csrc/conv2d_lanes.h), kernel,
+on small planes run with the images in the vector lanes, csrc/conv2d_lanes.h; one in four of
+those to 93-120 channels by 5 x 5, whose input gradient's window passes the forward's limit), kernel,
 stride, padding, dilation, input height and width (now and then a tall, narrow
 input, so that the kernel gradient's bands of rows end inside the output, or a
 row wider than four vectors), float32 or float64, bias or not, NCHW or (one
@@ -110,6 +111,9 @@ def random_case(rng, seed):
         case = dataclasses.replace(case, N=16, groups=1, c_i=int(lanes.randint(16, 25)),
                                    c_o=int(lanes.randint(16, 25)), strides=(1, 1),
                                    dilation=(1, 1), dtype="float32")
+        if lanes.rand() < 1 / 4:    # dX's transposed conv past the forward's window limit
+            case = dataclasses.replace(case, c_o=int(lanes.randint(93, 121)), kernel=(5, 5),
+                                       padding=(2, 2))
     return case
 
 
