@@ -412,8 +412,8 @@ def edge_calls(report):
 
 def global_calls(report, seed=0, calls=60):
     """The operator with ``global_pool=True`` on random shapes, dtypes and layouts (NHWC: the
-    average): Y and dX against NumPy's mean, or max with the gradient at each plane's first
-    largest cell, in float64. Inputs hold NaN in one call of four (max: NaN wins)."""
+    average): Y and dX against ``pool2d_batch_np`` with the window the whole plane, in float64.
+    Inputs hold NaN in one call of four (max: NaN wins, its gradient to the first NaN)."""
     import mxnet as mx
     from mxnet import nd
     from cnn_base import native
@@ -439,16 +439,7 @@ def global_calls(report, seed=0, calls=60):
         Y, dX = y.asnumpy().astype("float64"), x.grad.asnumpy().astype("float64")
         if layout == "NHWC":
             Y, dX = Y.transpose(0, 3, 1, 2), dX.transpose(0, 3, 1, 2)
-        planes = X.reshape(N, C, H * W)
-        if mode == "avg":
-            Y_ref, dX_ref = planes.mean(axis=2), np.broadcast_to(dY / (H * W), X.shape)
-        else:
-            first = np.where(np.isnan(planes).any(axis=2), np.isnan(planes).argmax(axis=2),
-                             np.nan_to_num(planes, nan=-np.inf).argmax(axis=2))
-            Y_ref = np.take_along_axis(planes, first[..., None], axis=2)[..., 0]
-            dX_ref = np.zeros_like(planes)
-            np.put_along_axis(dX_ref, first[..., None], dY.reshape(N, C, 1), axis=2)
-            dX_ref = dX_ref.reshape(X.shape)
+        Y_ref, dX_ref = pool2d_batch_np(X, dY, (H, W), mode=mode)     # the window: the plane
         tol = dict(rtol=2e-3, atol=2e-3) if dtype == "float16" else dict(rtol=1e-5, atol=1e-6)
         report.checks += 1
         try:

@@ -356,19 +356,6 @@ def test_kernel_float64_gradient_matches_central_differences(input_shape, kw, mo
     np.testing.assert_allclose(dX.asnumpy(), numeric, rtol=1e-7, atol=1e-8)
 
 
-def _global_pool_np(X, mode, dY):
-    """Global pooling of the NCHW float64 array X and the gradient for dY, in NumPy: the mean
-    (dY spread evenly), or the max with dY at the first largest cell of each plane."""
-    N, C, H, W = X.shape
-    planes = X.reshape(N, C, H * W)
-    if mode == "avg":
-        return planes.mean(axis=2)[..., None, None], np.broadcast_to(dY / (H * W), X.shape)
-    first = planes.argmax(axis=2)
-    dX = np.zeros_like(planes)
-    np.put_along_axis(dX, first[..., None], dY.reshape(N, C, 1), axis=2)
-    return planes.max(axis=2)[..., None, None], dX.reshape(X.shape)
-
-
 @needs_kernel
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -381,7 +368,7 @@ def test_global_kernel_equals_numpy_for_every_plane_size_through_one_graph(mode,
         dY = np.random.normal(size=shape[:2] + (1, 1))
         Y, dX, _ = _forward_backward(block, nd.array(_to(layout, X), dtype=dtype),
                                      nd.array(_to(layout, dY), dtype=dtype))
-        Y_np, dX_np = _global_pool_np(X, mode, dY)
+        Y_np, dX_np = pool2d_batch_np(X, dY, shape[2:], mode=mode)     # the window: the plane
         assert Y.dtype == np.dtype(dtype)
         np.testing.assert_allclose(_from(layout, Y.asnumpy()), Y_np, **TOL[dtype])
         np.testing.assert_allclose(_from(layout, dX.asnumpy()), dX_np, **TOL[dtype])
@@ -397,7 +384,8 @@ def test_global_kernel_adds_its_gradient_under_grad_req_add_and_keeps_float16(mo
         with autograd.record():
             Y = global_pool2d_native(nd, X, mode)
         Y.backward(dY)
-    _, dX_np = _global_pool_np(X.asnumpy().astype("float64"), mode, dY.asnumpy())
+    _, dX_np = pool2d_batch_np(X.asnumpy().astype("float64"), dY.asnumpy().astype("float64"),
+                               X.shape[2:], mode=mode)
     np.testing.assert_allclose(X.grad.asnumpy(), 2 * dX_np, **TOL["float32"])
     half = global_pool2d_native(nd, X.astype("float16"), mode)
     assert half.dtype == np.float16

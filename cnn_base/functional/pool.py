@@ -20,10 +20,8 @@ from mxnet.ndarray import NDArray  # noqa: F401 (what the Array alias names)
 from mxnet.symbol import Symbol  # noqa: F401 (what the Array alias names)
 
 from .. import native
-from .._checks import check_choice
-from ..ops import POOL_MODES
 from ._arrays import _grid, _padded, _plane, _zero_padded
-from ._checks import F_AND_X_DOC, LAYOUTS, _pool_args, check_pool2d_input, with_parts
+from ._checks import F_AND_X_DOC, _pool_args, with_parts
 from ._dispatch import native_pool_applies
 from .._types import Array, ArrayModule, DType, Layout, PoolMode, Size2
 from ._kernel import _kernel_input, _native_channel_last
@@ -235,13 +233,10 @@ def pool2d_native(F: ArrayModule, X: Array, pool_size: Size2,
     :func:`_native_channel_last`). Max pooling keeps each window's argmax for the
     backward (:func:`_keeps_argmax`).
     """
-    if not native.loaded():
-        raise RuntimeError(f"the C++ pooling kernel is not available: {native.status()}")
+    _check_kernel_ready()
     k, s, p, ceil_mode, count_include_pad = _pool_args(X, pool_size, strides, padding, mode,
                                                        ceil_mode, count_include_pad, layout)
-    if isinstance(X, nd.NDArray) and not native_pool_applies(X):
-        raise ValueError(f"the C++ pooling kernel takes float16, float32 or float64 input on a "
-                         f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
+    _check_kernel_takes(X)
     return _pool_kernel(F, X, mode, layout, kernel=k, stride=s, pad=p, ceil_mode=ceil_mode,
                         count_include_pad=count_include_pad)
 
@@ -259,16 +254,23 @@ def global_pool2d_native(F: ArrayModule, X: Array, mode: PoolMode = "max",
     kernel 0.6-1.0x). The mean by :func:`global_pool2d`'s matrix product was as fast or
     faster, so :class:`cnn_base.GlobalAvgPool2D` keeps that.
     """
+    _check_kernel_ready()
+    _pool_args(X, 1, None, 0, mode, False, True, layout)      # mode, layout, and X's shape
+    _check_kernel_takes(X)
+    return _pool_kernel(F, X, mode, layout, global_pool=True)
+
+
+def _check_kernel_ready():
+    """RuntimeError unless the C++ pooling kernel is loaded, saying why not."""
     if not native.loaded():
         raise RuntimeError(f"the C++ pooling kernel is not available: {native.status()}")
-    check_choice("mode", mode, POOL_MODES)
-    check_choice("layout", layout, LAYOUTS)
-    if isinstance(X, nd.NDArray):
-        check_pool2d_input(X, (1, 1), (0, 0), layout)
-        if not native_pool_applies(X):
-            raise ValueError(f"the C++ pooling kernel takes float16, float32 or float64 input "
-                             f"on a CPU context, got {np.dtype(X.dtype).name} on {X.context}")
-    return _pool_kernel(F, X, mode, layout, global_pool=True)
+
+
+def _check_kernel_takes(X):
+    """ValueError for an NDArray ``X`` the kernel cannot pool (:func:`native_pool_applies`)."""
+    if isinstance(X, nd.NDArray) and not native_pool_applies(X):
+        raise ValueError(f"the C++ pooling kernel takes float16, float32 or float64 input on a "
+                         f"CPU context, got {np.dtype(X.dtype).name} on {X.context}")
 
 
 def _pool_kernel(F, X, mode, layout, **settings):
