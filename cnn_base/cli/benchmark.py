@@ -8,7 +8,8 @@
     cnn-base benchmark --nets --repeats 5            # real networks' training steps and layers
 
 Runs are interleaved (ours, built-in, ours, ...) after a warm-up; each row is
-the median of ``--repeats`` timings of ``--number`` passes. Prints a table and
+the median of ``--repeats`` timings of ``--number`` passes (in the ours / built-in rows,
+more where those would take under 5 ms: ``benchmark.MIN_TIMING_SECONDS``). Prints a table and
 the geometric-mean ratio ours / built-in for conv and for pooling, after a line
 saying how our blocks pool (``--pooling``: ``auto`` uses the C++ kernel of
 ``cnn_base.native`` when it is built, ``kernel`` insists on it, ``ops`` uses
@@ -36,7 +37,8 @@ def build_parser(prog=None):
     parser.add_argument("--repeats", type=positive_int, default=20,
                         help="timings per layer; the median is reported (default: 20)")
     parser.add_argument("--number", type=positive_int, default=3,
-                        help="forward+backward passes in one timing (default: 3)")
+                        help="forward+backward passes in one timing, at least; more where "
+                             "they would take under 5 ms (default: 3)")
     parser.add_argument("--warmup", type=nonnegative_int, default=3,
                         help="untimed rounds before timing (default: 3)")
     parser.add_argument("--json", type=output_file(("json",)), default=None, metavar="PATH",
